@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Create .venv and install ovseg with everything it needs, from scratch.
+# torch and torchvision must be a matching pair; the defaults below are pairs known
+# to install on each architecture (override with TORCH_PACKAGES="torch==X torchvision==Y").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+PIP=".venv/bin/python -m pip"
+
+case "$(uname -m)" in
+  x86_64) default_torch="torch==2.14.1 torchvision==0.29.1" ;;
+  aarch64|arm64) default_torch="torch==2.9.1 torchvision==0.24.1" ;;
+  *) default_torch="torch torchvision" ;;
+esac
+# shellcheck disable=SC2086
+$PIP install -q ${TORCH_PACKAGES:-$default_torch}
+$PIP install -q setuptools wheel
+
+# sam2 ships as source only; its optional CUDA extension (hole filling for video) is
+# not needed for automatic mask generation, so build without it and against the
+# torch installed above instead of a fresh one in an isolated build environment.
+if ! .venv/bin/python -c "import sam2" 2>/dev/null; then
+  SAM2_BUILD_CUDA=0 $PIP install -q --no-build-isolation "sam2==1.1.0"
+fi
+
+$PIP install -q -e ".[dev]"
+.venv/bin/python -c "import torch, torchvision, sam2, open_clip, diffusers, dvc; print('ovseg installed: torch', torch.__version__, '| cuda' if torch.cuda.is_available() else '| cpu')"

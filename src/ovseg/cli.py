@@ -1,0 +1,290 @@
+"""`ovseg` command line: run the pipeline, inspect artifacts, manage weights, benchmark.
+
+`ovseg run` calls the same stage functions as the DVC stages, in one process, one
+heavy model at a time, sharing the same content-addressed cache; `ovseg run --dvc`
+instead writes the options into params.yaml and runs `dvc repro`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from ovseg.errors import OvsegError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
+weights_app = typer.Typer(no_args_is_help=True, help="List, download, verify or build model weights.")
+app.add_typer(weights_app, name="weights")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(exc: OvsegError) -> None:
+    err_console.print(f"[bold red]ovseg: error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _overrides(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+@app.command()
+def run(
+    image: Path | None = typer.Option(None, "--image", help="One photo to process."),
+    images: Path | None = typer.Option(None, "--images", help="A folder of photos to process."),
+    prompt: str | None = typer.Option(None, "--prompt", "-p", help='What to find, e.g. "the red car".'),
+    mode: str | None = typer.Option(None, "--mode", "-m", help="segment | remove | replace | style"),
+    edit: str | None = typer.Option(None, "--edit", "-e", help="replace/style: what to paint."),
+    top_k: int | None = typer.Option(None, "--top-k", "-k", help="How many candidates to merge."),
+    config: str | None = typer.Option(None, "--config", "-c", help="Preset: fast | balanced | quality | tiny."),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | mps"),
+    params: Path = typer.Option(Path("params.yaml"), "--params", help="Base parameters (used if it exists)."),
+    cache: Path = typer.Option(Path("cache"), "--cache", help="Where stage artifacts are cached."),
+    output: Path = typer.Option(Path("data/output"), "--output", "-o", help="Where results are written."),
+    visualize: bool = typer.Option(True, "--visualize/--no-visualize", help="Write overlay pictures."),
+    dvc: bool = typer.Option(False, "--dvc", help="Write the options into params.yaml and run `dvc repro`."),
+) -> None:
+    """Find PROMPT in the photos and (optionally) edit it: the whole pipeline."""
+    from ovseg.config import load_params, settings_from_params
+
+    try:
+        if image is not None and images is not None:
+            raise OvsegError("give --image or --images, not both")
+        base = load_params(params) if params.is_file() else {}
+        source = image or images
+        updates = _overrides(
+            images=str(source) if source else None,
+            prompt=prompt,
+            mode=mode,
+            edit_prompt=edit,
+            preset=config,
+            device=device,
+        )
+        merged = {**base, **updates}
+        if top_k is not None:
+            merged["select"] = {**(base.get("select") or {}), "top_k": top_k}
+        settings = settings_from_params(merged)  # validate before touching anything
+        if not settings.prompt:
+            raise OvsegError('the prompt is empty: pass --prompt "what to find"')
+        if dvc:
+            _run_dvc(params, merged)
+            return
+        _run_in_process(settings, cache, output, visualize)
+    except OvsegError as exc:
+        _fail(exc)
+
+
+def _run_dvc(params: Path, merged: dict[str, Any]) -> None:
+    from ovseg.fileio import atomic_path
+
+    with atomic_path(params) as tmp:
+        tmp.write_text(yaml.safe_dump(merged, sort_keys=False))
+    console.print(f"wrote {params}; running dvc repro")
+    code = subprocess.call([sys.executable, "-m", "dvc", "repro"])
+    if code:
+        raise typer.Exit(code)
+
+
+def _run_in_process(settings, cache: Path, output: Path, visualize: bool) -> None:
+    from ovseg.pipeline import Paths, images_for, run_edit, run_embed, run_masks, run_score, run_select
+
+    paths = Paths(cache=cache, output=output)
+    image_list = images_for(settings)
+    reports = [
+        run_masks(settings, image_list, paths),
+        run_embed(settings, paths),
+        run_score(settings, paths),
+        run_select(settings, paths, visualize=visualize),
+        run_edit(settings, paths),
+    ]
+    for report in reports:
+        console.print(report.line())
+    table = Table(
+        title=f"{settings.mode}: {settings.prompt!r}"
+        + (f" -> {settings.edit_prompt!r}" if settings.edit_prompt and settings.mode != "segment" else "")
+    )
+    table.add_column("image")
+    table.add_column("selected", justify="right")
+    table.add_column("top score", justify="right")
+    table.add_column("result")
+    from ovseg.fileio import read_json
+
+    for path in image_list:
+        selection = read_json(paths.segment / path.stem / "selection.json")
+        picked = selection["selected"]
+        result = (
+            paths.edit / path.stem / "before_after.png"
+            if settings.mode != "segment"
+            else (paths.segment / path.stem / ("overlay.png" if visualize else "mask.png"))
+        )
+        table.add_row(path.name, str(len(picked)), f"{picked[0]['score']:.3f}" if picked else "-", str(result))
+    console.print(table)
+
+
+@app.command()
+def inspect(
+    name: str | None = typer.Argument(None, help="Image name (file stem); all images if omitted."),
+    cache: Path = typer.Option(Path("cache"), "--cache"),
+    output: Path = typer.Option(Path("data/output"), "--output", "-o"),
+) -> None:
+    """Show what artifacts exist for each image: masks, embeddings, scores, selection, edit."""
+    from ovseg.fileio import read_json
+    from ovseg.pipeline import Paths
+    from ovseg.store import load_manifest, read_arrays
+
+    paths = Paths(cache=cache, output=output)
+    try:
+        entries = load_manifest(paths.masks)
+    except OvsegError as exc:
+        _fail(exc)
+    stages = {"embeddings": paths.embeddings, "scores": paths.scores}
+    manifests = {}
+    for stage, folder in stages.items():
+        try:
+            manifests[stage] = load_manifest(folder)
+        except OvsegError:
+            manifests[stage] = {}
+    if name is not None and name not in entries:
+        _fail(OvsegError(f"no artifacts for image {name!r}; known: {', '.join(entries) or 'none'}"))
+    for stem, entry in entries.items():
+        if name is not None and stem != name:
+            continue
+        table = Table(
+            title=f"{stem}  ({entry['image']}, {entry['original_size'][0]}x{entry['original_size'][1]})",
+            show_header=True,
+        )
+        table.add_column("artifact")
+        table.add_column("details")
+        table.add_column("path")
+        mask_store = paths.masks / f"{entry['masks']}.zarr"
+        arrays, attrs = read_arrays(mask_store, ["predicted_iou"])
+        table.add_row(
+            "masks",
+            f"{len(arrays['predicted_iou'])} candidates at {attrs['working_size']}, {attrs['model']}",
+            str(mask_store),
+        )
+        table.add_row("candidates", "preview", str(paths.masks / f"{entry['masks']}.candidates.png"))
+        emb = manifests["embeddings"].get(stem)
+        if emb:
+            store = paths.embeddings / f"{emb['embeddings']}.zarr"
+            e_arrays, e_attrs = read_arrays(store, ["embeddings"])
+            shape = e_arrays["embeddings"].shape
+            table.add_row(
+                "embeddings", f"{shape[0]}x{shape[1]} {e_attrs['settings']['strategy']}, {e_attrs['model']}", str(store)
+            )
+        scored = manifests["scores"].get(stem)
+        if scored:
+            store = paths.scores / f"{scored['scores']}.zarr"
+            s_arrays, s_attrs = read_arrays(store, ["score"])
+            top = sorted(s_arrays["score"].tolist(), reverse=True)[:5]
+            table.add_row(
+                "scores", f"prompt {s_attrs['prompt']!r}; top " + ", ".join(f"{t:.3f}" for t in top), str(store)
+            )
+        selection_file = paths.segment / stem / "selection.json"
+        if selection_file.is_file():
+            selection = read_json(selection_file)
+            picked = ", ".join(f"#{s['index']} ({s['score']:.3f})" for s in selection["selected"]) or "none"
+            table.add_row(
+                "selection", f"{picked}; merged area {selection['merged']['area']} px", str(selection_file.parent)
+            )
+        edit_file = paths.edit / stem / "edit.json"
+        if edit_file.is_file():
+            record = read_json(edit_file)
+            table.add_row("edit", f"{record['mode']}: {record['edit_prompt']!r}", str(edit_file.parent))
+        console.print(table)
+
+
+@weights_app.command("list")
+def weights_list() -> None:
+    """Every model ovseg knows, whether its weights are on disk, and where."""
+    from ovseg.weights import REGISTRY, resolve_model_dir
+
+    table = Table()
+    table.add_column("name", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    for column in ("on disk", "source", "description"):
+        table.add_column(column, overflow="fold")
+    for spec in REGISTRY.values():
+        try:
+            where = str(resolve_model_dir(spec.name, spec.kind))
+        except OvsegError:
+            where = "[red]missing[/]"
+        table.add_row(spec.name, spec.kind, where, spec.repo_id or "built locally", spec.description)
+    console.print(table)
+
+
+@weights_app.command("download")
+def weights_download(
+    names: list[str] = typer.Argument(None, help="Models to fetch; default: those of --preset."),
+    preset: str = typer.Option("balanced", "--preset", help="Fetch the models this preset uses."),
+    force: bool = typer.Option(False, "--force", help="Download again even if present."),
+) -> None:
+    """Fetch real weights from the Hugging Face hub into checkpoints/ (needs internet)."""
+    from ovseg.weights import download
+
+    try:
+        for name in names or _preset_models(preset):
+            console.print(f"downloading {name} ...")
+            console.print(f"  -> {download(name, force=force)}")
+    except OvsegError as exc:
+        _fail(exc)
+
+
+@weights_app.command("verify")
+def weights_verify(
+    names: list[str] = typer.Argument(None, help="Models to check; default: those of --preset."),
+    preset: str = typer.Option("balanced", "--preset"),
+) -> None:
+    """Check the weights a preset needs are present and readable; exit 1 if not."""
+    from ovseg.weights import verify
+
+    try:
+        wanted = names or _preset_models(preset)
+    except OvsegError as exc:
+        _fail(exc)
+    bad = False
+    for name in wanted:
+        problems = verify(name)
+        bad = bad or bool(problems)
+        console.print(
+            f"{name}: " + ("[green]ok[/]" if not problems else "[red]" + "; ".join(problems) + "[/]"),
+            highlight=False,
+            soft_wrap=True,
+        )
+    if bad:
+        raise typer.Exit(1)
+
+
+@weights_app.command("make-tiny")
+def weights_make_tiny(
+    root: Path | None = typer.Option(None, "--root", help="Folder to write into (default: checkpoints/)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Build random-weight tiny models (preset `tiny`) for offline smoke runs; outputs are meaningless."""
+    from ovseg.tiny import build_all
+    from ovseg.weights import download_root
+
+    for name, folder in build_all(root or download_root(), seed).items():
+        console.print(f"{name} -> {folder}")
+
+
+def _preset_models(preset: str) -> list[str]:
+    from ovseg.config import settings_from_params
+
+    settings = settings_from_params({"preset": preset, "prompt": "-"})
+    return [settings.masks.model, settings.embed.model, settings.edit.model]
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

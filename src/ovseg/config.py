@@ -1,0 +1,261 @@
+"""Parameters: params.yaml + a preset from presets.yaml -> typed, validated settings.
+
+Why a preset plus overrides: users pick `fast|balanced|quality` with one key and still
+tune any single knob; DVC tracks `preset` and each stage's section as params, so a
+change reruns exactly the stages that read it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ovseg.errors import OvsegError
+
+MODES = ("segment", "remove", "replace", "style")
+PRESETS_FILE = "presets.yaml"
+
+
+@dataclass(frozen=True)
+class MasksSettings:
+    """Knobs of SAM 2's automatic mask generator (same names as SAM2AutomaticMaskGenerator)."""
+
+    model: str
+    max_image_side: int
+    points_per_side: int
+    points_per_batch: int
+    pred_iou_thresh: float
+    stability_score_thresh: float
+    stability_score_offset: float
+    box_nms_thresh: float
+    crop_n_layers: int
+    crop_n_points_downscale_factor: int
+    min_mask_region_area: int
+    use_m2m: bool
+    multimask_output: bool
+    max_masks: int
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    """How CLIP features are computed for each mask; independent of the prompt."""
+
+    model: str
+    strategy: str
+    crop_scales: list[float]
+    background_dim: float
+    dense_scales: list[float]
+    dense_max_tokens: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    templates: bool
+    negatives: list[str]
+    temperature: float | None
+
+
+@dataclass(frozen=True)
+class SelectSettings:
+    top_k: int
+    threshold: float
+    relative_threshold: float
+    nms_iou: float
+    min_area_frac: float
+    merge: str
+
+
+@dataclass(frozen=True)
+class EditSettings:
+    model: str
+    resolution: int
+    context: float
+    dilate_px: int
+    feather_px: int
+    steps: int
+    guidance_scale: float
+    strength: float
+    style_strength: float
+    seed: int
+    scheduler: str
+    remove_prompt: str
+    remove_negative: str
+    negative_prompt: str
+    offload: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs, resolved and validated."""
+
+    images: str
+    prompt: str
+    mode: str
+    edit_prompt: str
+    preset: str
+    device: str
+    masks: MasksSettings
+    embed: EmbedSettings
+    score: ScoreSettings
+    select: SelectSettings
+    edit: EditSettings
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A stage's resolved settings as a plain dict (what goes into cache keys and JSON)."""
+        return dataclasses.asdict(getattr(self, name))
+
+
+SECTION_TYPES = {
+    "masks": MasksSettings,
+    "embed": EmbedSettings,
+    "score": ScoreSettings,
+    "select": SelectSettings,
+    "edit": EditSettings,
+}
+
+
+@cache
+def load_presets() -> dict[str, Any]:
+    text = resources.files("ovseg").joinpath(PRESETS_FILE).read_text()
+    return yaml.safe_load(text)
+
+
+def preset_names() -> list[str]:
+    return [name for name in load_presets() if name != "defaults"]
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any] | None) -> dict[str, Any]:
+    """Recursively overlay ``override`` on ``base``; ``None`` values in the override mean 'keep'."""
+    merged = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _check_type(section: str, name: str, value: Any, annotation: Any) -> Any:
+    """Coerce ints to floats where a float is expected; reject anything else that does not fit."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        annotation = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(annotation)
+        args = typing.get_args(annotation)
+    where = f"{section}.{name}"
+    if origin is list:
+        if not isinstance(value, list):
+            raise OvsegError(f"parameter {where} must be a list, got {value!r}")
+        return [_check_type(section, name, v, args[0]) for v in value]
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise OvsegError(f"parameter {where} must be true or false, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise OvsegError(f"parameter {where} must be a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise OvsegError(f"parameter {where} must be an integer, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise OvsegError(f"parameter {where} must be text, got {value!r}")
+        return value
+    return value
+
+
+def _build_section(name: str, data: dict[str, Any]) -> Any:
+    cls = SECTION_TYPES[name]
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise OvsegError(f"unknown parameter {name}.{unknown[0]} (known: {', '.join(sorted(known))})")
+    missing = sorted(known - set(data))
+    if missing:
+        raise OvsegError(f"parameter {name}.{missing[0]} is missing from the preset and params.yaml")
+    values = {key: _check_type(name, key, data[key], hints[key]) for key in known}
+    return cls(**values)
+
+
+def _validate(settings: Settings) -> None:
+    if settings.mode not in MODES:
+        raise OvsegError(f"mode must be one of {', '.join(MODES)}, got {settings.mode!r}")
+    if settings.embed.strategy not in ("crop", "dense", "ensemble"):
+        raise OvsegError(f"embed.strategy must be crop, dense or ensemble, got {settings.embed.strategy!r}")
+    if settings.embed.strategy in ("crop", "ensemble") and not settings.embed.crop_scales:
+        raise OvsegError("embed.crop_scales must list at least one scale")
+    if settings.embed.strategy in ("dense", "ensemble") and not settings.embed.dense_scales:
+        raise OvsegError("embed.dense_scales must list at least one scale")
+    if any(s <= 0 for s in settings.embed.crop_scales + settings.embed.dense_scales):
+        raise OvsegError("embed scales must be positive")
+    if settings.select.top_k < 1:
+        raise OvsegError(f"select.top_k must be at least 1, got {settings.select.top_k}")
+    if settings.select.merge not in ("union", "best"):
+        raise OvsegError(f"select.merge must be union or best, got {settings.select.merge!r}")
+    if not 0.0 < settings.edit.style_strength <= 1.0 or not 0.0 < settings.edit.strength <= 1.0:
+        raise OvsegError("edit.strength and edit.style_strength must be in (0, 1]")
+    if settings.edit.resolution % 8 or settings.edit.resolution < 64:
+        raise OvsegError(f"edit.resolution must be a multiple of 8 and >= 64, got {settings.edit.resolution}")
+    if settings.masks.points_per_side < 1 or settings.masks.max_image_side < 64:
+        raise OvsegError("masks.points_per_side must be >= 1 and masks.max_image_side >= 64")
+
+
+def settings_from_params(params: dict[str, Any]) -> Settings:
+    """Resolve a params.yaml dict into :class:`Settings` (preset, then per-stage overrides)."""
+    presets = load_presets()
+    preset = params.get("preset") or "balanced"
+    if preset not in presets or preset == "defaults":
+        raise OvsegError(f"unknown preset {preset!r}; choose one of {', '.join(preset_names())}")
+    resolved = deep_merge(presets["defaults"], presets[preset])
+    for name in SECTION_TYPES:
+        override = params.get(name)
+        if override is not None and not isinstance(override, dict):
+            raise OvsegError(f"parameter {name} must be a mapping of settings, got {override!r}")
+        resolved[name] = deep_merge(resolved.get(name, {}), override)
+    settings = Settings(
+        images=str(params.get("images") or "data/images"),
+        prompt=str(params.get("prompt") or "").strip(),
+        mode=str(params.get("mode") or "segment"),
+        edit_prompt=str(params.get("edit_prompt") or "").strip(),
+        preset=preset,
+        device=str(params.get("device") or "auto"),
+        raw=params,
+        **{name: _build_section(name, resolved[name]) for name in SECTION_TYPES},
+    )
+    _validate(settings)
+    return settings
+
+
+def load_params(path: Path | str = "params.yaml") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise OvsegError(f"parameters file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise OvsegError(f"cannot parse {path}: {exc}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise OvsegError(f"{path} must contain a mapping of parameters")
+    return data
+
+
+def load_settings(path: Path | str = "params.yaml") -> Settings:
+    return settings_from_params(load_params(path))

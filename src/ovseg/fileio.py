@@ -1,0 +1,112 @@
+"""Atomic file writes, image reading and hashing.
+
+Every artifact is written to a temporary sibling and renamed into place, so an
+interrupted run never leaves a half-written PNG, JSON or zarr store behind that a
+later run (or DVC) would mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ovseg.errors import OvsegError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; rename it onto ``final`` only on success.
+
+    Works for files and directories (zarr stores, output folders). The temporary
+    path lives in the same directory so the rename is atomic on one filesystem.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    target = tmp / final.name
+    try:
+        yield target
+        if final.is_dir() and not final.is_symlink():
+            shutil.rmtree(final)
+        elif final.exists():
+            final.unlink()
+        os.replace(target, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically, pretty-printed so people can read it."""
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def save_png(path: Path, image: Image.Image | np.ndarray) -> None:
+    """Save a PNG atomically; bool arrays become 0/255 grayscale masks."""
+    if isinstance(image, np.ndarray):
+        if image.dtype == bool:
+            image = Image.fromarray(image.astype(np.uint8) * 255, mode="L")
+        else:
+            image = Image.fromarray(image)
+    with atomic_path(Path(path)) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def load_image(path: Path) -> Image.Image:
+    """Read an image as RGB, honouring EXIF orientation; a clear error if it is not an image."""
+    path = Path(path)
+    if not path.is_file():
+        raise OvsegError(f"image not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise OvsegError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
+
+
+def list_images(folder: Path) -> list[Path]:
+    """All images directly inside ``folder``, sorted, so batch runs are reproducible."""
+    folder = Path(folder)
+    if folder.is_file():
+        return [folder]
+    if not folder.is_dir():
+        raise OvsegError(f"image folder not found: {folder}")
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not images:
+        raise OvsegError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    stems = [p.stem for p in images]
+    dupes = sorted({s for s in stems if stems.count(s) > 1})
+    if dupes:
+        raise OvsegError(f"two images share the name {dupes[0]!r} in {folder}; outputs are keyed by name")
+    return images
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_key(*parts: Any) -> str:
+    """A short stable hash of JSON-serialisable parts: the name of a content-addressed artifact."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:24]

@@ -1,0 +1,444 @@
+"""The stage functions: what each DVC stage (and `ovseg run`) does for a batch of images.
+
+Each stage reads the previous stage's manifest (image name -> content keys), computes
+only the per-image artifacts whose key is not on disk yet, loads its one heavy model
+only if there is something to compute, frees it, and writes its own manifest.
+
+Content keys chain: masks = hash(image bytes, mask settings, SAM 2 model);
+embeddings = hash(masks key, embed settings, CLIP model); scores = hash(embeddings
+key, prompt, score settings). So a new prompt reuses every mask and embedding, and a
+new image computes only that image.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from ovseg import rle
+from ovseg.config import Settings
+from ovseg.errors import OvsegError
+from ovseg.fileio import (
+    atomic_path,
+    content_key,
+    list_images,
+    load_image,
+    read_json,
+    save_png,
+    sha256_file,
+    write_json,
+)
+from ovseg.selection import Selection, select_masks
+from ovseg.store import MaskProposals, load_manifest, read_arrays, save_manifest, write_arrays
+from ovseg.viz import candidates_preview, overlay, resize_mask
+from ovseg.weights import CLIP, INPAINT, SAM2, free_accelerator_memory, resolve_device, resolve_model_dir
+
+# Bump when an algorithm changes so old cached artifacts are not reused.
+MASKS_VERSION = "masks-v1"
+EMBED_VERSION = "embed-v1"
+SCORE_VERSION = "score-v1"
+SELECT_VERSION = "select-v1"
+EDIT_VERSION = "edit-v1"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where stages keep their artifacts; tests and evaluation point these elsewhere."""
+
+    cache: Path = Path("cache")
+    output: Path = Path("data/output")
+
+    @property
+    def masks(self) -> Path:
+        return self.cache / "masks"
+
+    @property
+    def embeddings(self) -> Path:
+        return self.cache / "embeddings"
+
+    @property
+    def scores(self) -> Path:
+        return self.cache / "scores"
+
+    @property
+    def segment(self) -> Path:
+        return self.output / "segment"
+
+    @property
+    def edit(self) -> Path:
+        return self.output / "edit"
+
+
+@dataclass
+class StageReport:
+    """What a stage did, for logs and tests: which images it computed and which it reused."""
+
+    stage: str
+    computed: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return f"{self.stage}: computed {len(self.computed)}, reused {len(self.reused)} from cache"
+
+
+def model_fingerprint(name: str, kind: str) -> str:
+    """Name plus file sizes of the weights, so swapping the files under a name invalidates caches."""
+    folder = resolve_model_dir(name, kind)
+    sizes = sorted((p.name, p.stat().st_size) for p in folder.rglob("*") if p.is_file())
+    return content_key(name, sizes)
+
+
+def _store(folder: Path, key: str) -> Path:
+    return folder / f"{key}.zarr"
+
+
+def run_masks(settings: Settings, images: list[Path], paths: Paths) -> StageReport:
+    """Stage 1: SAM 2 candidates for every image -> ``cache/masks/<key>.zarr`` (+ preview PNG)."""
+    report = StageReport("masks")
+    for image_path in images:  # fail before any work if one input is not an image
+        load_image(image_path)
+    fingerprint = model_fingerprint(settings.masks.model, SAM2)
+    entries, todo = {}, []
+    for image_path in images:
+        sha = sha256_file(image_path)
+        key = content_key(MASKS_VERSION, sha, settings.section("masks"), fingerprint)
+        entries[image_path.stem] = {"image": str(image_path), "sha256": sha, "masks": key}
+        (report.reused if _store(paths.masks, key).is_dir() else todo).append(image_path.stem)
+    if todo:
+        from ovseg.sam import load_sam2, make_generator, propose_masks, working_image
+
+        device = resolve_device(settings.device)
+        model = load_sam2(settings.masks.model, device)
+        generator = make_generator(model, settings.masks)
+        for stem in tqdm(todo, desc="masks (SAM 2)", unit="image"):
+            entry = entries[stem]
+            image = load_image(Path(entry["image"]))
+            work = working_image(image, settings.masks.max_image_side)
+            proposals = propose_masks(generator, work, settings.masks.max_masks)
+            attrs = {
+                "image": entry["image"],
+                "sha256": entry["sha256"],
+                "original_size": list(image.size),
+                "working_size": list(work.size),
+                "model": settings.masks.model,
+                "settings": settings.section("masks"),
+            }
+            write_arrays(_store(paths.masks, entry["masks"]), proposals.arrays(), attrs)
+            save_png(paths.masks / f"{entry['masks']}.candidates.png", candidates_preview(work, proposals.masks))
+            report.computed.append(stem)
+        del generator, model
+        free_accelerator_memory()
+    for entry in entries.values():
+        _, attrs = read_arrays(_store(paths.masks, entry["masks"]), names=[])
+        entry["original_size"], entry["working_size"] = attrs["original_size"], attrs["working_size"]
+    save_manifest(paths.masks, entries)
+    return report
+
+
+def run_embed(settings: Settings, paths: Paths) -> StageReport:
+    """Stage 2: CLIP features for every candidate -> ``cache/embeddings/<key>.zarr`` (float16)."""
+    report = StageReport("embed")
+    entries = load_manifest(paths.masks)
+    fingerprint = model_fingerprint(settings.embed.model, CLIP)
+    todo = []
+    for stem, entry in entries.items():
+        entry["embeddings"] = content_key(EMBED_VERSION, entry["masks"], settings.section("embed"), fingerprint)
+        entry["clip_model"] = settings.embed.model
+        (report.reused if _store(paths.embeddings, entry["embeddings"]).is_dir() else todo).append(stem)
+    if todo:
+        from ovseg.clip_features import load_clip, mask_embeddings
+        from ovseg.sam import working_image
+
+        bundle = load_clip(settings.embed.model, resolve_device(settings.device))
+        for stem in tqdm(todo, desc=f"embed (CLIP, {settings.embed.strategy})", unit="image"):
+            entry = entries[stem]
+            proposals, attrs = MaskProposals.load(_store(paths.masks, entry["masks"]))
+            work = working_image(load_image(Path(entry["image"])), settings.masks.max_image_side)
+            if list(work.size) != attrs["working_size"]:
+                work = work.resize(tuple(attrs["working_size"]), Image.Resampling.LANCZOS)
+            features = mask_embeddings(bundle, work, proposals.masks, proposals.boxes, settings.embed)
+            write_arrays(
+                _store(paths.embeddings, entry["embeddings"]),
+                {"embeddings": features.astype(np.float16)},
+                {"model": settings.embed.model, "masks": entry["masks"], "settings": settings.section("embed")},
+            )
+            report.computed.append(stem)
+        del bundle
+        free_accelerator_memory()
+    save_manifest(paths.embeddings, entries)
+    return report
+
+
+def score_prompts(settings: Settings, paths: Paths, prompts: list[str]) -> tuple[dict[str, dict], StageReport]:
+    """Score every image's candidates against each prompt; returns prompt -> image -> entry.
+
+    CLIP's text tower is loaded at most once, and only if some (image, prompt) pair is
+    not cached yet.
+    """
+    report = StageReport("score")
+    for prompt in prompts:
+        if not prompt.strip():
+            raise OvsegError('the prompt is empty: say what to find, e.g. prompt: "the red car"')
+    base = load_manifest(paths.embeddings)
+    per_prompt: dict[str, dict] = {}
+    todo = []
+    for prompt in prompts:
+        per_prompt[prompt] = {}
+        for stem, entry in base.items():
+            key = content_key(SCORE_VERSION, entry["embeddings"], prompt.strip(), settings.section("score"))
+            per_prompt[prompt][stem] = {**entry, "scores": key, "prompt": prompt.strip()}
+            if _store(paths.scores, key).is_dir():
+                report.reused.append(_label(stem, prompt, prompts))
+            else:
+                todo.append((prompt, stem))
+    if todo:
+        from ovseg.clip_features import load_clip
+        from ovseg.scoring import score_for_prompt
+
+        models = {base[stem]["clip_model"] for _, stem in todo}
+        for model_name in sorted(models):
+            bundle = load_clip(model_name, resolve_device(settings.device), text_only=True)
+            for prompt, stem in tqdm(todo, desc="score (CLIP text)", unit="image"):
+                entry = per_prompt[prompt][stem]
+                if entry["clip_model"] != model_name:
+                    continue
+                features = read_arrays(_store(paths.embeddings, entry["embeddings"]), ["embeddings"])[0]
+                scores = score_for_prompt(bundle, features["embeddings"].astype(np.float32), prompt, settings.score)
+                write_arrays(
+                    _store(paths.scores, entry["scores"]),
+                    {
+                        "score": scores.score,
+                        "similarity": scores.similarity,
+                        "negative_similarity": scores.negative_similarity,
+                    },
+                    {
+                        "prompt": prompt.strip(),
+                        "negatives": settings.score.negatives,
+                        "settings": settings.section("score"),
+                    },
+                )
+                report.computed.append(_label(stem, prompt, prompts))
+            del bundle
+            free_accelerator_memory()
+    return per_prompt, report
+
+
+def _label(stem: str, prompt: str, prompts: list[str]) -> str:
+    return stem if len(prompts) == 1 else f"{stem}:{prompt}"
+
+
+def run_score(settings: Settings, paths: Paths) -> StageReport:
+    """Stage 3: scores of every candidate for ``settings.prompt`` -> ``cache/scores/<key>.zarr``."""
+    per_prompt, report = score_prompts(settings, paths, [settings.prompt])
+    save_manifest(paths.scores, per_prompt[settings.prompt], prompt=settings.prompt)
+    return report
+
+
+def select_for(settings: Settings, paths: Paths, entry: dict[str, Any]) -> tuple[Selection, MaskProposals, np.ndarray]:
+    """Selection for one image entry; also returns the candidates and all scores."""
+    proposals, _ = MaskProposals.load(_store(paths.masks, entry["masks"]))
+    scores = read_arrays(_store(paths.scores, entry["scores"]), ["score"])[0]["score"]
+    return select_masks(scores, proposals.masks, settings.select), proposals, scores
+
+
+def _box_xywh(mask: np.ndarray) -> list[int]:
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return [0, 0, 0, 0]
+    return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+
+
+def _remove_stale(folder: Path, keep: set[str]) -> None:
+    if folder.is_dir():
+        for child in folder.iterdir():
+            if child.is_dir() and child.name not in keep and not child.name.startswith("."):
+                shutil.rmtree(child)
+
+
+def run_select(settings: Settings, paths: Paths, visualize: bool = True) -> StageReport:
+    """Stage 4: top-K -> per image ``mask.png``, ``overlay.png``, ``selection.json``, ``selection.zarr``.
+
+    ``visualize=False`` skips the overlay picture, which dominates the time on big batches.
+    """
+    report = StageReport("select")
+    entries = load_manifest(paths.scores)
+    summary = {}
+    for stem, entry in tqdm(entries.items(), desc="select", unit="image"):
+        key = content_key(SELECT_VERSION, entry["scores"], entry["masks"], settings.section("select"), visualize)
+        out_dir = paths.segment / stem
+        previous = out_dir / "selection.json"
+        if previous.is_file() and _read_key(previous) == key:
+            report.reused.append(stem)
+        else:
+            write_selection(settings, paths, stem, entry, key, visualize)
+            report.computed.append(stem)
+        summary[stem] = _read_summary(previous)
+    _remove_stale(paths.segment, set(entries))
+    write_json(paths.segment / "summary.json", {"prompt": settings.prompt, "images": summary})
+    return report
+
+
+def _read_key(path: Path) -> str | None:
+    try:
+        return read_json(path).get("key")
+    except (OSError, ValueError):
+        return None
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    data = read_json(path)
+    return {
+        "selected": len(data["selected"]),
+        "top_score": data["selected"][0]["score"] if data["selected"] else None,
+        "mask": str(path.parent / "mask.png"),
+    }
+
+
+def write_selection(
+    settings: Settings, paths: Paths, stem: str, entry: dict[str, Any], key: str, visualize: bool = True
+) -> None:
+    """Write one image's selection folder atomically (all files appear together or not at all)."""
+    selection, proposals, scores = select_for(settings, paths, entry)
+    image = load_image(Path(entry["image"]))
+    size = image.size
+    merged_full = resize_mask(selection.merged, size)
+    selected = []
+    for rank, (index, score) in enumerate(zip(selection.indices, selection.scores, strict=True), start=1):
+        full = resize_mask(proposals.masks[index], size)
+        selected.append(
+            {
+                "rank": rank,
+                "index": index,
+                "score": round(score, 6),
+                "bbox_xywh": _box_xywh(full),
+                "area": int(full.sum()),
+                "predicted_iou": float(proposals.predicted_iou[index]),
+                "rle": rle.encode(full),
+            }
+        )
+    order = np.argsort(-scores)[:10]
+    record = {
+        "key": key,
+        "image": entry["image"],
+        "prompt": entry["prompt"],
+        "image_size": list(size),
+        "num_candidates": len(proposals),
+        "settings": settings.section("select"),
+        "selected": selected,
+        "merged": {"area": int(merged_full.sum()), "bbox_xywh": _box_xywh(merged_full), "rle": rle.encode(merged_full)},
+        "top_candidates": [{"index": int(i), "score": round(float(scores[i]), 6)} for i in order],
+        "note": None if selected else "no candidate passed the thresholds; nothing selected",
+    }
+    with atomic_path(paths.segment / stem) as tmp:
+        tmp.mkdir(parents=True)
+        Image.fromarray(merged_full.astype(np.uint8) * 255, mode="L").save(tmp / "mask.png")
+        if visualize:
+            labels = [f"#{s['rank']} {s['score']:.2f}" for s in selected]
+            masks = [proposals.masks[i] for i in selection.indices]
+            overlay(image, masks, labels, title=entry["prompt"]).save(tmp / "overlay.png")
+        write_arrays(
+            tmp / "selection.zarr",
+            {
+                "indices": np.array(selection.indices, np.int64),
+                "scores": np.array(selection.scores, np.float32),
+                "merged": merged_full,
+            },
+            {"prompt": entry["prompt"], "key": key},
+        )
+        write_json(tmp / "selection.json", record)
+
+
+def images_for(settings: Settings) -> list[Path]:
+    return list_images(Path(settings.images))
+
+
+def run_edit(settings: Settings, paths: Paths) -> StageReport:
+    """Stage 5: remove / replace / style the selected region -> ``edited.png`` + before/after.
+
+    In ``segment`` mode there is nothing to edit: the stage only records that. An image
+    whose selection is empty is copied unchanged with a note, not an error, so one
+    miss does not stop a batch.
+    """
+    from ovseg.viz import side_by_side
+
+    report = StageReport("edit")
+    entries = load_manifest(paths.scores)
+    if settings.mode == "segment":
+        _remove_stale(paths.edit, set())
+        write_json(
+            paths.edit / "summary.json", {"mode": "segment", "note": "segment mode: nothing edited", "images": {}}
+        )
+        return report
+    from ovseg.editing import diffusion_painter, edit_image, load_inpaint_pipeline, request_for, set_scheduler
+
+    request = request_for(settings)
+    fingerprint = model_fingerprint(settings.edit.model, INPAINT)
+    painter = None
+    summary = {}
+    for stem, entry in tqdm(entries.items(), desc=f"edit ({settings.mode})", unit="image"):
+        selection_file = paths.segment / stem / "selection.json"
+        selection = read_json(selection_file) if selection_file.is_file() else None
+        if selection is None:
+            raise OvsegError(f"no selection for {stem} in {paths.segment}: run the select stage first")
+        key = content_key(
+            EDIT_VERSION,
+            entry["sha256"],
+            selection["key"],
+            settings.mode,
+            request.prompt,
+            request.negative_prompt,
+            request.strength,
+            settings.section("edit"),
+            fingerprint,
+        )
+        out_dir = paths.edit / stem
+        summary[stem] = str(out_dir / "edited.png")
+        if (out_dir / "edit.json").is_file() and _read_key(out_dir / "edit.json") == key:
+            report.reused.append(stem)
+            continue
+        image = load_image(Path(entry["image"]))
+        mask = rle.decode(selection["merged"]["rle"])
+        started = time.perf_counter()
+        note = None
+        if mask.any():
+            if painter is None:
+                device = resolve_device(settings.device)
+                pipe = load_inpaint_pipeline(settings.edit.model, device, settings.edit.offload)
+                set_scheduler(pipe, settings.edit.scheduler)
+                pipe.set_progress_bar_config(leave=False, desc="denoising")
+                painter = diffusion_painter(pipe, request, settings.edit)
+            edited = edit_image(image, mask, settings.edit, painter)
+        else:
+            note = f"no mask selected for prompt {entry['prompt']!r}; image copied unchanged"
+            print(f"ovseg edit: {stem}: {note}")
+            edited = image.copy()
+        record = {
+            "key": key,
+            "image": entry["image"],
+            "mode": settings.mode,
+            "segment_prompt": entry["prompt"],
+            "edit_prompt": request.prompt,
+            "negative_prompt": request.negative_prompt,
+            "strength": request.strength,
+            "settings": settings.section("edit"),
+            "seconds": round(time.perf_counter() - started, 3),
+            "note": note,
+        }
+        with atomic_path(out_dir) as tmp:
+            tmp.mkdir(parents=True)
+            edited.save(tmp / "edited.png")
+            side_by_side(image, edited, ("before", f"after: {settings.mode}")).save(tmp / "before_after.png")
+            write_json(tmp / "edit.json", record)
+        report.computed.append(stem)
+    painter = None
+    free_accelerator_memory()
+    _remove_stale(paths.edit, set(entries))
+    write_json(paths.edit / "summary.json", {"mode": settings.mode, "images": summary})
+    return report

@@ -1,0 +1,138 @@
+"""SAM 2: load the model with sam2's own `build_sam2`, propose masks with its
+`SAM2AutomaticMaskGenerator`.
+
+A model folder holds the checkpoint (`*.pt`, sam2's format: ``{"model": state_dict}``)
+and, for custom or test models, a `config.yaml` in sam2's hydra format. Registry
+models use the config that ships inside the sam2 package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ovseg.config import MasksSettings
+from ovseg.errors import OvsegError, one_line
+from ovseg.store import MaskProposals
+from ovseg.weights import REGISTRY, SAM2, resolve_model_dir
+
+
+def _checkpoint_in(folder: Path, name: str) -> Path:
+    spec = REGISTRY.get(name)
+    if spec is not None:
+        for filename in spec.files:
+            if (folder / filename).is_file() and filename.endswith(".pt"):
+                return folder / filename
+    checkpoints = sorted(folder.glob("*.pt"))
+    if not checkpoints:
+        raise OvsegError(f"no SAM 2 checkpoint (*.pt) in {folder}")
+    return checkpoints[0]
+
+
+def load_sam2(name: str, device: str) -> torch.nn.Module:
+    """Build SAM 2 through sam2's `build_sam2` and load its checkpoint on ``device``."""
+    import sam2  # noqa: F401 - initialises sam2's hydra config module
+    from sam2.build_sam import build_sam2
+
+    folder = resolve_model_dir(name, SAM2)
+    checkpoint = _checkpoint_in(folder, name)
+    custom_config = folder / "config.yaml"
+    spec = REGISTRY.get(name)
+    try:
+        if custom_config.is_file():
+            return _build_from_config_file(build_sam2, custom_config, checkpoint, device)
+        if spec is None or spec.sam2_config is None:
+            raise OvsegError(f"{folder} has no config.yaml and {name!r} is not a registry model")
+        return build_sam2(spec.sam2_config, str(checkpoint), device=device)
+    except OvsegError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt or mismatched file fails in many ways
+        raise OvsegError(f"cannot load SAM 2 weights from {checkpoint}: {one_line(exc)}") from None
+
+
+def _build_from_config_file(build_sam2, config: Path, checkpoint: Path, device: str) -> torch.nn.Module:
+    """`build_sam2` with a config outside the sam2 package (custom or test models).
+
+    sam2 composes configs from its own hydra module; for one build we point hydra at
+    the config's folder instead, then put sam2's module back.
+    """
+    from hydra import initialize_config_dir, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config.parent.resolve()), version_base="1.2"):
+            return build_sam2(config.name, str(checkpoint), device=device)
+    finally:
+        GlobalHydra.instance().clear()
+        initialize_config_module("sam2", version_base="1.2")
+
+
+def working_image(image: Image.Image, max_side: int) -> Image.Image:
+    """Downscale so the longer side is at most ``max_side``: SAM 2 and CLIP see this image.
+
+    Masks are stored at this resolution (a 4K photo would need gigabytes per mask
+    stack otherwise) and upsampled to the photo's size only for the final outputs.
+    """
+    scale = min(1.0, max_side / max(image.size))
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def make_generator(model: torch.nn.Module, settings: MasksSettings):
+    """SAM2AutomaticMaskGenerator with the knobs from params.yaml."""
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    generator = SAM2AutomaticMaskGenerator(
+        model,
+        points_per_side=settings.points_per_side,
+        points_per_batch=settings.points_per_batch,
+        pred_iou_thresh=settings.pred_iou_thresh,
+        stability_score_thresh=settings.stability_score_thresh,
+        stability_score_offset=settings.stability_score_offset,
+        box_nms_thresh=settings.box_nms_thresh,
+        crop_n_layers=settings.crop_n_layers,
+        crop_n_points_downscale_factor=settings.crop_n_points_downscale_factor,
+        min_mask_region_area=settings.min_mask_region_area,
+        use_m2m=settings.use_m2m,
+        multimask_output=settings.multimask_output,
+        output_mode="binary_mask",
+    )
+    # sam2's image predictor hard-codes feature sizes for 1024 px models; derive them
+    # from the model so configs with another image_size work too (same values at 1024).
+    side = int(model.image_size)
+    generator.predictor._bb_feat_sizes = [(side // 4, side // 4), (side // 8, side // 8), (side // 16, side // 16)]
+    return generator
+
+
+def propose_masks(generator, image: Image.Image, max_masks: int) -> MaskProposals:
+    """Run the automatic generator; keep the ``max_masks`` best by predicted IoU x stability."""
+    array = np.asarray(image.convert("RGB"))
+    device = next(generator.predictor.model.parameters()).device
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    with torch.inference_mode(), autocast:
+        records = generator.generate(array)
+    records.sort(key=lambda r: r["predicted_iou"] * r["stability_score"], reverse=True)
+    records = records[:max_masks]
+    height, width = array.shape[:2]
+    if not records:
+        return MaskProposals(
+            masks=np.zeros((0, height, width), bool),
+            boxes=np.zeros((0, 4), np.float32),
+            areas=np.zeros((0,), np.int64),
+            predicted_iou=np.zeros((0,), np.float32),
+            stability_score=np.zeros((0,), np.float32),
+        )
+    return MaskProposals(
+        masks=np.stack([r["segmentation"] for r in records]).astype(bool),
+        boxes=np.array([r["bbox"] for r in records], np.float32),
+        areas=np.array([r["area"] for r in records], np.int64),
+        predicted_iou=np.array([r["predicted_iou"] for r in records], np.float32),
+        stability_score=np.array([r["stability_score"] for r in records], np.float32),
+    )

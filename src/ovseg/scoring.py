@@ -1,0 +1,84 @@
+"""Score mask candidates against a text prompt.
+
+The prompt is embedded with CLIP's text tower, averaged over photo templates (the
+standard zero-shot trick: "a photo of {}." etc. matches how CLIP was trained). With
+negative prompts, each mask's score is the softmax probability of the prompt against
+the negatives at CLIP's temperature, which is comparable across images and prompts;
+without them it is the plain cosine similarity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ovseg.clip_features import ClipBundle
+from ovseg.config import ScoreSettings
+from ovseg.errors import OvsegError
+
+TEMPLATES = (
+    "a photo of {}.",
+    "a photo of the {}.",
+    "a cropped photo of {}.",
+    "a close-up photo of {}.",
+    "a good photo of {}.",
+    "there is {} in the scene.",
+    "an image of {}.",
+)
+
+
+def expand_templates(text: str, templates: bool) -> list[str]:
+    text = text.strip()
+    return [t.format(text) for t in TEMPLATES] if templates else [text]
+
+
+@torch.inference_mode()
+def encode_texts(bundle: ClipBundle, texts: list[str], templates: bool) -> np.ndarray:
+    """(T, D) unit-norm text embeddings, each the normalised mean over its templates."""
+    rows = []
+    for text in texts:
+        if not text.strip():
+            raise OvsegError('the prompt is empty: say what to find, e.g. prompt: "the red car"')
+        tokens = bundle.tokenizer(expand_templates(text, templates)).to(bundle.device)
+        features = bundle.model.encode_text(tokens).float()
+        features = features / features.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+        mean = features.mean(0)
+        rows.append((mean / mean.norm().clamp_min(1e-8)).cpu().numpy())
+    return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+
+
+@dataclass
+class Scores:
+    score: np.ndarray  # (N,) what selection ranks by
+    similarity: np.ndarray  # (N,) cosine similarity to the prompt
+    negative_similarity: np.ndarray  # (N, M)
+
+
+def score_masks(
+    mask_embeddings: np.ndarray,
+    prompt_embedding: np.ndarray,
+    negative_embeddings: np.ndarray,
+    temperature: float,
+) -> Scores:
+    """Score each mask: P(prompt | mask) against negatives, or cosine similarity without them."""
+    emb = mask_embeddings.astype(np.float32)
+    similarity = emb @ prompt_embedding.astype(np.float32)
+    if negative_embeddings.size == 0:
+        return Scores(similarity, similarity, np.zeros((emb.shape[0], 0), np.float32))
+    negative = emb @ negative_embeddings.astype(np.float32).T
+    logits = temperature * np.concatenate([similarity[:, None], negative], axis=1)
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    return Scores(probs[:, 0].astype(np.float32), similarity, negative.astype(np.float32))
+
+
+def score_for_prompt(bundle: ClipBundle, mask_embeddings: np.ndarray, prompt: str, settings: ScoreSettings) -> Scores:
+    """Encode prompt and negatives, then score; one call per (image, prompt)."""
+    prompt_emb = encode_texts(bundle, [prompt], settings.templates)[0]
+    negatives = [n for n in settings.negatives if n.strip()]
+    neg_emb = encode_texts(bundle, negatives, settings.templates) if negatives else np.zeros((0, 0))
+    temperature = settings.temperature if settings.temperature is not None else bundle.logit_scale
+    return score_masks(mask_embeddings, prompt_emb, neg_emb, temperature)

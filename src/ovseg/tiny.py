@@ -1,0 +1,157 @@
+"""Tiny random-weight models in the real on-disk formats.
+
+Tests and offline smoke runs use these instead of real checkpoints (which this
+machine cannot download). They are saved exactly like the real ones (sam2's
+``{"model": state_dict}`` .pt plus a hydra config; open_clip's
+``open_clip_config.json`` + safetensors; a diffusers ``save_pretrained`` folder) and
+are loaded by the same code paths as real weights. Their outputs are meaningless.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from ovseg.fileio import atomic_path
+
+TINY_SAM2 = "tiny-random-sam2"
+TINY_CLIP = "tiny-random-clip"
+TINY_SD = "tiny-random-sd"
+
+TINY_CLIP_CONFIG = {
+    "model_cfg": {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+    },
+    "preprocess_cfg": {
+        "mean": [0.48145466, 0.4578275, 0.40821073],
+        "std": [0.26862954, 0.26130258, 0.27577711],
+    },
+}
+
+
+def build_tiny_sam2(folder: Path, seed: int = 0) -> Path:
+    """Write ``config.yaml`` + ``model.pt`` for a 0.6M-parameter SAM 2."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    torch.manual_seed(seed)
+    config_text = resources.files("ovseg").joinpath("configs/tiny_sam2.yaml").read_text()
+    model = instantiate(OmegaConf.create(config_text).model, _recursive_=True)
+    with atomic_path(Path(folder)) as tmp:
+        tmp.mkdir(parents=True)
+        (tmp / "config.yaml").write_text(config_text)
+        torch.save({"model": model.state_dict()}, tmp / "model.pt")
+    return Path(folder)
+
+
+def build_tiny_clip(folder: Path, seed: int = 0) -> Path:
+    """Write an open_clip ``local-dir`` model: ``open_clip_config.json`` + safetensors weights."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**TINY_CLIP_CONFIG["model_cfg"])
+    with atomic_path(Path(folder)) as tmp:
+        tmp.mkdir(parents=True)
+        (tmp / "open_clip_config.json").write_text(json.dumps(TINY_CLIP_CONFIG, indent=2))
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "open_clip_model.safetensors"))
+    return Path(folder)
+
+
+def _write_byte_level_tokenizer(folder: Path) -> None:
+    """A CLIP BPE tokenizer with only byte-level tokens and no merges (vocab.json + merges.txt)."""
+    byte_chars = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    byte_chars += list(range(ord("®"), ord("ÿ") + 1))
+    chars = [chr(c) for c in byte_chars]
+    n = 0
+    for b in range(256):
+        if b not in byte_chars:
+            chars.append(chr(256 + n))
+            n += 1
+    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+
+
+def build_tiny_sd_inpaint(folder: Path, seed: int = 0) -> Path:
+    """Save a StableDiffusionInpaintPipeline with a 9-channel tiny UNet, tiny VAE and text encoder."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=9,  # 4 noisy latents + 4 masked-image latents + 1 mask, as in SD 2 inpainting
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=(2, 4),
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        sample_size=64,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=512,
+            eos_token_id=513,
+            pad_token_id=513,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=600,
+            projection_dim=32,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    with atomic_path(Path(folder)) as tmp:
+        vocab_dir = tmp.parent / "tokenizer-src"
+        _write_byte_level_tokenizer(vocab_dir)
+        tokenizer = CLIPTokenizer(str(vocab_dir / "vocab.json"), str(vocab_dir / "merges.txt"), model_max_length=77)
+        pipe = StableDiffusionInpaintPipeline(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        pipe.save_pretrained(str(tmp))
+        shutil.rmtree(vocab_dir)
+    return Path(folder)
+
+
+def build_all(root: Path, seed: int = 0) -> dict[str, Path]:
+    """Build the three tiny models under ``root`` with the registry's names."""
+    root = Path(root)
+    return {
+        TINY_SAM2: build_tiny_sam2(root / TINY_SAM2, seed),
+        TINY_CLIP: build_tiny_clip(root / TINY_CLIP, seed),
+        TINY_SD: build_tiny_sd_inpaint(root / TINY_SD, seed),
+    }

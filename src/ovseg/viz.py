@@ -1,0 +1,85 @@
+"""Pictures for people: mask overlays, candidate previews, before/after pairs."""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+
+def palette(n: int, seed: int = 0) -> list[tuple[int, int, int]]:
+    """``n`` well separated, saturated colours (golden-ratio hue steps)."""
+    colours = []
+    for i in range(n):
+        hue = (seed * 0.17 + i * 0.618033988749895) % 1.0
+        r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+        colours.append((int(r * 255), int(g * 255), int(b * 255)))
+    return colours
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a bool mask to (width, height) with smooth edges, then threshold."""
+    if mask.shape[::-1] == tuple(size):
+        return mask.astype(bool)
+    img = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)
+    return np.asarray(img) >= 128
+
+
+def _outline(mask: np.ndarray, width: int) -> np.ndarray:
+    return mask & ~ndimage.binary_erosion(mask, iterations=max(1, width), border_value=0)
+
+
+def overlay(
+    image: Image.Image,
+    masks: list[np.ndarray],
+    labels: list[str] | None = None,
+    title: str | None = None,
+    alpha: float = 0.45,
+) -> Image.Image:
+    """The image with each mask tinted in its own colour, outlined, and labelled at its box."""
+    base = np.asarray(image.convert("RGB")).astype(np.float32)
+    out = base.copy()
+    line = max(1, round(max(image.size) / 400))
+    colours = palette(len(masks))
+    for mask, colour in zip(masks, colours, strict=True):
+        mask = resize_mask(mask, image.size)
+        out[mask] = out[mask] * (1 - alpha) + np.array(colour, np.float32) * alpha
+        out[_outline(mask, line)] = colour
+    result = Image.fromarray(out.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(result)
+    font = ImageFont.load_default(size=max(12, image.height // 40))
+    for mask, colour, label in zip(masks, colours, labels or [], strict=False):
+        ys, xs = np.nonzero(resize_mask(mask, image.size))
+        if len(xs):
+            draw.text(
+                (int(xs.min()) + 2, int(ys.min()) + 2),
+                label,
+                fill=colour,
+                font=font,
+                stroke_width=2,
+                stroke_fill=(0, 0, 0),
+            )
+    if title:
+        draw.text((6, 6), title, fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+    return result
+
+
+def candidates_preview(image: Image.Image, masks: np.ndarray) -> Image.Image:
+    """All candidates at once, smallest on top, so people can see what SAM 2 proposed."""
+    order = np.argsort(-masks.reshape(masks.shape[0], -1).sum(1)) if len(masks) else []
+    return overlay(image, [masks[i] for i in order], title=f"{len(masks)} SAM 2 candidates", alpha=0.5)
+
+
+def side_by_side(before: Image.Image, after: Image.Image, labels: tuple[str, str] = ("before", "after")) -> Image.Image:
+    """Before and after next to each other with a caption on each."""
+    gap = max(4, before.width // 100)
+    canvas = Image.new("RGB", (before.width + gap + after.width, max(before.height, after.height)), "white")
+    canvas.paste(before, (0, 0))
+    canvas.paste(after, (before.width + gap, 0))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=max(12, before.height // 30))
+    for x, text in ((6, labels[0]), (before.width + gap + 6, labels[1])):
+        draw.text((x, 6), text, fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+    return canvas

@@ -1,0 +1,253 @@
+"""Which weights each model needs, where they live on disk, and how to fetch them.
+
+Models are looked up by name in :data:`REGISTRY` (or given as a path to a folder in the
+same on-disk format). Loading never touches the network: weights are read from
+``checkpoints/`` (or ``$OVSEG_CHECKPOINTS``, or ``../shared/weights``), and a missing
+model raises an error naming the ``ovseg weights download`` command that fetches it.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ovseg.errors import OvsegError, WeightsMissingError, one_line
+
+SAM2 = "sam2"
+CLIP = "clip"
+INPAINT = "inpaint"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One downloadable model: its hub repo, the files we need, and how to load it."""
+
+    name: str
+    kind: str
+    repo_id: str | None
+    files: tuple[str, ...]
+    description: str
+    sam2_config: str | None = None  # packaged sam2 hydra config (SAM 2 only)
+
+    @property
+    def downloadable(self) -> bool:
+        return self.repo_id is not None
+
+
+_SD_FILES = (
+    "model_index.json",
+    "scheduler/*",
+    "tokenizer/*",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+)
+_CLIP_FILES = ("open_clip_config.json", "open_clip_model.safetensors")
+
+
+def _sam(size: str, letter: str, desc: str) -> ModelSpec:
+    return ModelSpec(
+        name=f"sam2.1-hiera-{size}",
+        kind=SAM2,
+        repo_id=f"facebook/sam2.1-hiera-{size}",
+        files=(f"sam2.1_hiera_{size.replace('-', '_')}.pt",),
+        description=desc,
+        sam2_config=f"configs/sam2.1/sam2.1_hiera_{letter}.yaml",
+    )
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        _sam("tiny", "t", "SAM 2.1 Hiera-T, 39M params (preset fast)"),
+        _sam("small", "s", "SAM 2.1 Hiera-S, 46M params (preset balanced)"),
+        _sam("base-plus", "b+", "SAM 2.1 Hiera-B+, 81M params"),
+        _sam("large", "l", "SAM 2.1 Hiera-L, 224M params (preset quality)"),
+        ModelSpec(
+            "clip-vit-b-32",
+            CLIP,
+            "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+            _CLIP_FILES,
+            "OpenCLIP ViT-B/32 LAION-2B (preset fast)",
+        ),
+        ModelSpec(
+            "clip-vit-b-16",
+            CLIP,
+            "laion/CLIP-ViT-B-16-laion2B-s34B-b88K",
+            _CLIP_FILES,
+            "OpenCLIP ViT-B/16 LAION-2B (preset balanced)",
+        ),
+        ModelSpec(
+            "clip-vit-l-14",
+            CLIP,
+            "laion/CLIP-ViT-L-14-laion2B-s32B-b82K",
+            _CLIP_FILES,
+            "OpenCLIP ViT-L/14 LAION-2B (preset quality)",
+        ),
+        ModelSpec(
+            "sd2-inpainting",
+            INPAINT,
+            "stabilityai/stable-diffusion-2-inpainting",
+            _SD_FILES,
+            "Stable Diffusion 2 inpainting, 512 px (all presets)",
+        ),
+        ModelSpec(
+            "tiny-random-sam2",
+            SAM2,
+            None,
+            ("model.pt", "config.yaml"),
+            "random-weight SAM 2 for tests and offline smoke runs (`ovseg weights make-tiny`)",
+        ),
+        ModelSpec(
+            "tiny-random-clip",
+            CLIP,
+            None,
+            _CLIP_FILES,
+            "random-weight CLIP for tests and offline smoke runs (`ovseg weights make-tiny`)",
+        ),
+        ModelSpec(
+            "tiny-random-sd",
+            INPAINT,
+            None,
+            ("model_index.json",),
+            "random-weight SD inpainting for tests and offline smoke runs (`ovseg weights make-tiny`)",
+        ),
+    )
+}
+
+
+def checkpoint_roots() -> list[Path]:
+    """Folders searched for weights, first match wins.
+
+    ``$OVSEG_CHECKPOINTS`` (or ``./checkpoints``) is where downloads go; the shared
+    ``../shared/weights`` folder is read too so a team can keep one copy offline.
+    """
+    primary = Path(os.environ.get("OVSEG_CHECKPOINTS", "checkpoints"))
+    return [primary, Path("../shared/weights")]
+
+
+def download_root() -> Path:
+    return checkpoint_roots()[0]
+
+
+def spec_for(name: str, kind: str) -> ModelSpec | None:
+    """The registry entry for ``name``, checking it is a model of the right kind."""
+    spec = REGISTRY.get(name)
+    if spec is not None and spec.kind != kind:
+        raise OvsegError(f"model {name!r} is a {spec.kind} model, not a {kind} model")
+    return spec
+
+
+def _complete(folder: Path, kind: str) -> bool:
+    """Whether ``folder`` holds a loadable model of ``kind`` in its real on-disk format."""
+    if not folder.is_dir():
+        return False
+    if kind == SAM2:
+        return any(folder.glob("*.pt"))
+    if kind == CLIP:
+        has_weights = any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
+        return (folder / "open_clip_config.json").is_file() and has_weights
+    return (folder / "model_index.json").is_file()
+
+
+def resolve_model_dir(name: str, kind: str) -> Path:
+    """Find the folder holding model ``name`` (a registry name or a path), or explain how to get it."""
+    as_path = Path(name).expanduser()
+    spec = spec_for(name, kind)
+    if spec is None and ("/" in name or as_path.exists()):
+        if _complete(as_path, kind):
+            return as_path
+        raise WeightsMissingError(f"no {kind} weights found in folder {as_path}")
+    if spec is None:
+        known = ", ".join(n for n, s in REGISTRY.items() if s.kind == kind)
+        raise OvsegError(f"unknown {kind} model {name!r}; use one of {known} or a folder path")
+    for root in checkpoint_roots():
+        folder = root / name
+        if _complete(folder, kind):
+            return folder
+    hint = f"ovseg weights download {name}" if spec.downloadable else "ovseg weights make-tiny"
+    raise WeightsMissingError(
+        f"weights for {name} not found in {download_root() / name}; run `{hint}` (needs internet)"
+        if spec.downloadable
+        else f"weights for {name} not found in {download_root() / name}; run `{hint}`"
+    )
+
+
+def download(name: str, *, force: bool = False) -> Path:
+    """Fetch a registry model from the Hugging Face hub into ``checkpoints/<name>``."""
+    spec = REGISTRY.get(name)
+    if spec is None:
+        raise OvsegError(f"unknown model {name!r}; see `ovseg weights list`")
+    if not spec.downloadable:
+        raise OvsegError(f"{name} is built locally, not downloaded: run `ovseg weights make-tiny`")
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("OVSEG_OFFLINE") == "1":
+        raise OvsegError(f"offline mode is on (HF_HUB_OFFLINE/OVSEG_OFFLINE); cannot download {name}")
+    target = download_root() / name
+    if not force and _complete(target, spec.kind):
+        return target
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        snapshot_download(repo_id=spec.repo_id, allow_patterns=list(spec.files), local_dir=target)
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
+        raise OvsegError(f"cannot download {name} from {spec.repo_id}: {one_line(exc)}") from None
+    if not _complete(target, spec.kind):
+        raise OvsegError(f"download of {name} finished but {target} is incomplete; retry with --force")
+    return target
+
+
+def verify(name: str) -> list[str]:
+    """Check a model's files are present and readable; return the problems found (empty = fine)."""
+    spec = REGISTRY.get(name)
+    kind = spec.kind if spec else None
+    try:
+        folder = resolve_model_dir(name, kind) if kind else Path(name)
+    except OvsegError as exc:
+        return [str(exc)]
+    problems = []
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts):
+        if file.stat().st_size == 0:
+            problems.append(f"{file} is empty")
+        elif file.suffix == ".pt" and not zipfile.is_zipfile(file):
+            problems.append(f"{file} is not a readable torch checkpoint")
+        elif file.suffix == ".safetensors":
+            try:
+                from safetensors import safe_open
+
+                with safe_open(str(file), framework="pt") as handle:
+                    list(handle.keys())
+            except Exception as exc:  # noqa: BLE001 - any parse failure means a corrupt file
+                problems.append(f"{file} is not a readable safetensors file ({exc.__class__.__name__})")
+    return problems
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` picks CUDA when present, else Apple MPS, else CPU."""
+    import torch
+
+    if device != "auto":
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise OvsegError(f"device {device!r} requested but CUDA is not available")
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def free_accelerator_memory() -> None:
+    """Return cached GPU memory after a stage drops its model, so the next model fits a 6 GB card."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,12 @@
+"""DVC stage `edit`: remove / replace / style the selected region (SD 2 inpainting).
+
+Reads: data/output/segment, params mode + edit_prompt + preset + edit. Writes per image
+under data/output/edit/<name>/: edited.png, before_after.png, edit.json. Does nothing
+in segment mode.
+"""
+
+from ovseg.pipeline import run_edit
+from ovseg.stage_runner import run_stage
+
+if __name__ == "__main__":
+    run_stage("edit", run_edit)

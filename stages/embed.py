@@ -1,0 +1,11 @@
+"""DVC stage `embed`: CLIP features for every mask candidate, independent of the prompt.
+
+Reads: cache/masks, params preset + embed. Writes: cache/embeddings/<key>.zarr
+(N x D float16, unit norm) per image and manifest.json.
+"""
+
+from ovseg.pipeline import run_embed
+from ovseg.stage_runner import run_stage
+
+if __name__ == "__main__":
+    run_stage("embed", run_embed)

@@ -1,0 +1,12 @@
+"""DVC stage `masks`: SAM 2 mask candidates for every image in `images` (params.yaml).
+
+Reads: data/images, params preset + masks. Writes: cache/masks/<key>.zarr per image
+(bool N x H x W masks, boxes, areas, predicted IoU, stability), <key>.candidates.png,
+manifest.json.
+"""
+
+from ovseg.pipeline import images_for, run_masks
+from ovseg.stage_runner import run_stage
+
+if __name__ == "__main__":
+    run_stage("masks", lambda settings, paths: run_masks(settings, images_for(settings), paths))

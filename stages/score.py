@@ -1,0 +1,11 @@
+"""DVC stage `score`: similarity of every candidate to the text prompt.
+
+Reads: cache/embeddings, params prompt + preset + score. Writes: cache/scores/<key>.zarr
+(score, similarity, negative_similarity per candidate) and manifest.json.
+"""
+
+from ovseg.pipeline import run_score
+from ovseg.stage_runner import run_stage
+
+if __name__ == "__main__":
+    run_stage("score", run_score)

@@ -1,0 +1,12 @@
+"""DVC stage `select`: top-K candidates merged into one region per image.
+
+Reads: cache/scores, cache/masks, params preset + select. Writes per image under
+data/output/segment/<name>/: mask.png, overlay.png, selection.json (COCO RLE, scores,
+boxes), selection.zarr; and summary.json.
+"""
+
+from ovseg.pipeline import run_select
+from ovseg.stage_runner import run_stage
+
+if __name__ == "__main__":
+    run_stage("select", run_select)

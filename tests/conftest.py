@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny random-weight models built once per session, and a workspace.
+
+The models are written in the real on-disk formats by ``ovseg.tiny`` and every test
+loads them through the same functions users run (``build_sam2``,
+``open_clip.create_model_and_transforms``, ``StableDiffusionInpaintPipeline.from_pretrained``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "data" / "images" / "chelsea.png"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoints folder with the three tiny models; OVSEG_CHECKPOINTS points at it."""
+    from ovseg.tiny import build_all
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    build_all(root, seed=0)
+    previous = os.environ.get("OVSEG_CHECKPOINTS")
+    os.environ["OVSEG_CHECKPOINTS"] = str(root)
+    yield root
+    if previous is None:
+        os.environ.pop("OVSEG_CHECKPOINTS", None)
+    else:
+        os.environ["OVSEG_CHECKPOINTS"] = previous
+
+
+def synthetic_photo(width: int = 160, height: int = 120, seed: int = 1) -> Image.Image:
+    """A picture with clear shapes (a disc and a box on a gradient) so SAM has edges to find."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    image = np.stack([xx * 255 // width, yy * 255 // height, np.full_like(xx, 90)], -1).astype(np.uint8)
+    disc = (xx - width * 0.3) ** 2 + (yy - height * 0.5) ** 2 < (height * 0.25) ** 2
+    image[disc] = (220, 30, 30)
+    image[int(height * 0.2) : int(height * 0.7), int(width * 0.6) : int(width * 0.9)] = (30, 30, 220)
+    noise = rng.integers(-8, 8, image.shape)
+    return Image.fromarray(np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8))
+
+
+def write_params(folder: Path, **changes: object) -> Path:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params.update({"preset": "tiny", "device": "cpu"})
+    params.update(changes)
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, tiny_checkpoints: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project folder (cwd) with the bundled photo, a synthetic one and tiny-preset params."""
+    images = tmp_path / "data" / "images"
+    images.mkdir(parents=True)
+    shutil.copy(EXAMPLE, images / "chelsea.png")
+    synthetic_photo().save(images / "shapes.png")
+    write_params(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

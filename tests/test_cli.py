@@ -1,0 +1,113 @@
+"""The `ovseg` command as a user runs it: a real process, real exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ovseg.fileio import read_json
+
+pytestmark = pytest.mark.slow
+
+
+def ovseg(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ovseg.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
+
+
+def test_run_segment_then_replace_and_inspect(workspace: Path) -> None:
+    result = ovseg(
+        "run",
+        "--image",
+        "data/images/chelsea.png",
+        "--prompt",
+        "the cat",
+        "--config",
+        "tiny",
+        "--top-k",
+        "2",
+        cwd=workspace,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "masks: computed 1" in result.stdout
+    selection = read_json(workspace / "data/output/segment/chelsea/selection.json")
+    assert selection["settings"]["top_k"] == 2 and 1 <= len(selection["selected"]) <= 2
+    assert (workspace / "data/output/segment/chelsea/overlay.png").is_file()
+
+    result = ovseg(
+        "run",
+        "--image",
+        "data/images/chelsea.png",
+        "--prompt",
+        "the cat",
+        "--config",
+        "tiny",
+        "--mode",
+        "replace",
+        "--edit",
+        "a small dog",
+        "--top-k",
+        "2",
+        cwd=workspace,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "masks: computed 0, reused 1" in result.stdout and "score: computed 0, reused 1" in result.stdout
+    assert (workspace / "data/output/edit/chelsea/before_after.png").is_file()
+
+    result = ovseg("inspect", "chelsea", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    assert "candidates" in result.stdout and "selection" in result.stdout and "replace" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--image", "data/images/broken.jpg", "--prompt", "x", "--config", "tiny"], "cannot read image"),
+        (["run", "--images", "data/images", "--prompt", "", "--config", "tiny"], "prompt is empty"),
+        (["run", "--images", "nowhere", "--prompt", "x", "--config", "tiny"], "image folder not found"),
+        (["run", "--images", "data/images", "--prompt", "x", "--mode", "erase"], "mode must be one of"),
+        (
+            ["run", "--images", "data/images", "--prompt", "x", "--config", "tiny", "--mode", "replace"],
+            "needs an edit prompt",
+        ),
+        (["run", "--images", "data/images", "--prompt", "x", "--config", "fast"], "ovseg weights download"),
+        (["inspect", "nobody"], "no artifacts|not found"),
+    ],
+)
+def test_user_mistakes_get_one_line_and_exit_2(workspace: Path, args: list[str], message: str) -> None:
+    (workspace / "data/images/broken.jpg").write_bytes(b"garbage")
+    if "broken" not in " ".join(args):
+        (workspace / "data/images/broken.jpg").unlink()
+    result = ovseg(*args, cwd=workspace)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("ovseg: error:")]
+    assert len(lines) == 1, result.stderr
+    import re
+
+    assert re.search(message, " ".join(result.stderr.split())), result.stderr
+
+
+def test_weights_commands(workspace: Path, tmp_path: Path) -> None:
+    target = tmp_path / "ck"
+    result = ovseg("weights", "make-tiny", "--root", str(target), cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    env = {"OVSEG_CHECKPOINTS": str(target)}
+    assert ovseg("weights", "verify", "--preset", "tiny", cwd=workspace, env=env).returncode == 0
+    (target / "tiny-random-clip" / "open_clip_model.safetensors").write_bytes(b"\0" * 10)
+    bad = ovseg("weights", "verify", "--preset", "tiny", cwd=workspace, env=env)
+    assert bad.returncode == 1 and "not a readable safetensors" in bad.stdout
+    offline = ovseg("weights", "download", "clip-vit-b-16", cwd=workspace, env={**env, "HF_HUB_OFFLINE": "1"})
+    assert offline.returncode == 2 and "offline mode" in offline.stderr
+    listing = ovseg("weights", "list", cwd=workspace, env=env)
+    assert listing.returncode == 0 and "sam2.1-hiera-large" in listing.stdout

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+
+from ovseg.config import deep_merge, load_params, preset_names, settings_from_params
+from ovseg.errors import OvsegError
+
+
+def test_presets_resolve_and_differ() -> None:
+    assert {"fast", "balanced", "quality", "tiny"} <= set(preset_names())
+    fast = settings_from_params({"preset": "fast", "prompt": "a cat"})
+    quality = settings_from_params({"preset": "quality", "prompt": "a cat"})
+    assert fast.masks.model == "sam2.1-hiera-tiny" and quality.masks.model == "sam2.1-hiera-large"
+    assert fast.masks.points_per_side < quality.masks.points_per_side
+    assert len(quality.embed.crop_scales) > 1 and quality.embed.strategy == "ensemble"
+
+
+def test_overrides_win_over_preset_and_ints_become_floats() -> None:
+    settings = settings_from_params({"preset": "balanced", "prompt": "x", "select": {"top_k": 1, "threshold": 0}})
+    assert settings.select.top_k == 1
+    assert isinstance(settings.select.threshold, float)
+    assert settings.masks.model == "sam2.1-hiera-small"  # untouched sections keep the preset
+
+
+def test_deep_merge_keeps_base_for_none() -> None:
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": None, "c": 3}}) == {"a": {"b": 1, "c": 3}}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"preset": "nope"}, "unknown preset"),
+        ({"mode": "erase"}, "mode must be one of"),
+        ({"masks": {"points_per_sid": 4}}, "unknown parameter masks.points_per_sid"),
+        ({"select": {"top_k": "three"}}, "select.top_k must be an integer"),
+        ({"select": {"top_k": 0}}, "top_k must be at least 1"),
+        ({"embed": {"strategy": "magic"}}, "embed.strategy"),
+        ({"edit": {"resolution": 500}}, "multiple of 8"),
+        ({"score": ["x"]}, "must be a mapping"),
+    ],
+)
+def test_bad_params_give_clear_errors(params: dict, message: str) -> None:
+    with pytest.raises(OvsegError, match=message):
+        settings_from_params({"prompt": "x", **params})
+
+
+def test_load_params_rejects_broken_yaml(tmp_path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("prompt: [unclosed\n")
+    with pytest.raises(OvsegError, match="cannot parse"):
+        load_params(path)
+    with pytest.raises(OvsegError, match="not found"):
+        load_params(tmp_path / "missing.yaml")

@@ -1,0 +1,92 @@
+"""Real `dvc repro` in a temporary git repo: what reruns after a parameter change."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, synthetic_photo, write_params
+
+from ovseg.fileio import read_json
+
+pytestmark = pytest.mark.slow
+
+
+def _sh(args: list[str], cwd: Path) -> str:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "PYTHONWARNINGS": "ignore",
+    }
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def _ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def _skipped(output: str) -> set[str]:
+    return set(re.findall(r"Stage '([^']+)' didn't change, skipping", output))
+
+
+@pytest.fixture
+def dvc_repo(tmp_path: Path, tiny_checkpoints: Path) -> Path:
+    repo = tmp_path / "project"
+    for part in ("dvc.yaml", "stages", "src/ovseg"):
+        source, target = REPO / part, repo / part
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, target)
+    (repo / "data/images").mkdir(parents=True)
+    shutil.copy(REPO / "data/images/chelsea.png", repo / "data/images/chelsea.png")
+    write_params(repo)
+    _sh(["git", "init", "-q"], repo)
+    _sh([sys.executable, "-m", "dvc", "init", "-q"], repo)
+    return repo
+
+
+def test_prompt_change_reruns_only_score_and_select(dvc_repo: Path) -> None:
+    first = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
+    assert _ran(first) == {"masks", "embed", "score", "select", "edit"}
+
+    params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
+    params["prompt"] = "a whisker"
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    second = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
+    assert {"masks", "embed"} <= _skipped(second)
+    assert {"score", "select"} <= _ran(second)
+    assert "masks" not in _ran(second) and "embed" not in _ran(second)
+    # edit follows select's output but does nothing in segment mode.
+    assert "edit: computed 0, reused 0" in second
+    selection = read_json(dvc_repo / "data/output/segment/chelsea/selection.json")
+    assert selection["prompt"] == "a whisker"
+
+    third = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
+    assert _ran(third) == set()
+
+    # A new image: every stage reruns, but computes only the new image.
+    synthetic_photo(120, 80).save(dvc_repo / "data/images/shapes.png")
+    fourth = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
+    assert "masks: computed 1, reused 1" in fourth and "embed: computed 1, reused 1" in fourth
+
+    # Only the edit prompt changes in replace mode: only edit reruns.
+    params.update(mode="replace", edit_prompt="a small dog")
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    fifth = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
+    assert _ran(fifth) == {"edit"} and "edit: computed 2" in fifth
+    params["edit_prompt"] = "a red fox"
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sixth = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
+    assert _ran(sixth) == {"edit"}
+    assert read_json(dvc_repo / "data/output/edit/chelsea/edit.json")["edit_prompt"] == "a red fox"

@@ -1,0 +1,118 @@
+"""Tiny models saved in real formats and loaded through the user-facing loaders."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from conftest import synthetic_photo
+
+from ovseg.clip_features import (
+    crop_embeddings,
+    dense_embeddings,
+    dense_patch_features,
+    load_clip,
+    mask_embeddings,
+    pool_in_masks,
+    scaled_square_boxes,
+)
+from ovseg.config import settings_from_params
+from ovseg.errors import OvsegError, WeightsMissingError
+from ovseg.sam import load_sam2, make_generator, propose_masks, working_image
+from ovseg.scoring import encode_texts
+
+
+def _tiny():
+    return settings_from_params({"preset": "tiny", "prompt": "x"})
+
+
+def test_sam2_loads_via_build_sam2_and_proposes_masks(tiny_checkpoints) -> None:
+    model = load_sam2("tiny-random-sam2", "cpu")
+    assert model.image_size == 256
+    generator = make_generator(model, dataclasses.replace(_tiny().masks, box_nms_thresh=1.0))
+    image = working_image(synthetic_photo(300, 200), 256)
+    assert max(image.size) == 256
+    proposals = propose_masks(generator, image, max_masks=7)
+    assert 1 <= len(proposals) <= 7
+    assert proposals.masks.shape[1:] == (image.height, image.width) and proposals.masks.dtype == bool
+    np.testing.assert_array_equal(proposals.areas, proposals.masks.reshape(len(proposals), -1).sum(1))
+    quality = proposals.predicted_iou * proposals.stability_score
+    assert np.all(np.diff(quality) <= 1e-6)  # best first
+
+
+def test_missing_and_corrupt_weights_give_clear_errors(tiny_checkpoints, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("OVSEG_CHECKPOINTS", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WeightsMissingError, match="ovseg weights download sam2.1-hiera-small"):
+        load_sam2("sam2.1-hiera-small", "cpu")
+    with pytest.raises(WeightsMissingError, match="ovseg weights make-tiny"):
+        load_clip("tiny-random-clip", "cpu")
+    broken = tmp_path / "tiny-random-sam2"
+    broken.mkdir()
+    (broken / "config.yaml").write_text((tiny_checkpoints / "tiny-random-sam2" / "config.yaml").read_text())
+    (broken / "model.pt").write_bytes(b"truncated")
+    with pytest.raises(OvsegError, match="cannot load SAM 2 weights"):
+        load_sam2("tiny-random-sam2", "cpu")
+    with pytest.raises(OvsegError, match="unknown sam2 model"):
+        load_sam2("sam3-giant", "cpu")
+
+
+def test_scaled_square_boxes() -> None:
+    boxes = scaled_square_boxes(np.array([[10, 20, 40, 10]], np.float32), 2.0)
+    np.testing.assert_allclose(boxes, [[-10, -15, 70, 65]])
+
+
+def test_pool_in_masks_is_an_area_weighted_mean() -> None:
+    features = torch.zeros(2, 2, 3)
+    features[0, 0] = torch.tensor([1.0, 0, 0])
+    features[0, 1] = torch.tensor([0, 1.0, 0])
+    features[1, :] = torch.tensor([0, 0, 1.0])
+    masks = np.zeros((3, 4, 4), bool)
+    masks[0, :2, :2] = True  # exactly patch (0, 0)
+    masks[1, :2, :] = True  # both top patches, equally
+    masks[2, :2, :3] = True  # all of (0,0), half of (0,1): weights 1 and 0.5
+    pooled = pool_in_masks(features, masks).numpy()
+    np.testing.assert_allclose(pooled[0], [1, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(pooled[1], [np.sqrt(0.5), np.sqrt(0.5), 0], atol=1e-6)
+    expected = np.array([1.0, 0.5, 0]) / np.linalg.norm([1.0, 0.5, 0])
+    np.testing.assert_allclose(pooled[2], expected, atol=1e-6)
+
+
+def test_clip_features_are_unit_norm_deterministic_and_multiscale(tiny_checkpoints) -> None:
+    bundle = load_clip("tiny-random-clip", "cpu")
+    image = synthetic_photo(160, 120)
+    masks = np.zeros((3, 120, 160), bool)
+    masks[0, 30:90, 20:80] = True
+    masks[1, 24:84, 96:144] = True
+    masks[2, 100:104, 150:154] = True  # tiny mask near the border
+    boxes = np.array([[20, 30, 60, 60], [96, 24, 48, 60], [150, 100, 4, 4]], np.float32)
+    crop = crop_embeddings(bundle, image, masks, boxes, [1.0, 2.0], 0.5, batch_size=2)
+    dense = dense_embeddings(bundle, image, masks, [1.0, 1.5], max_tokens=4096)
+    for emb in (crop, dense):
+        assert emb.shape == (3, 32)
+        np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # Multi-scale = normalised mean of the per-scale features.
+    single = [dense_embeddings(bundle, image, masks, [s], 4096) for s in (1.0, 1.5)]
+    mean = single[0] + single[1]
+    np.testing.assert_allclose(dense, mean / np.linalg.norm(mean, axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(crop, crop_embeddings(bundle, image, masks, boxes, [1.0, 2.0], 0.5, 3), atol=1e-5)
+    grid = dense_patch_features(bundle, image, 1.0, 4096)
+    assert grid.shape[:2] == (8, 11)  # short side 64 px / 8 px patches, aspect kept
+    settings = dataclasses.replace(_tiny().embed, strategy="ensemble")
+    both = mask_embeddings(bundle, image, masks, boxes, settings)
+    avg = mask_embeddings(
+        bundle, image, masks, boxes, dataclasses.replace(settings, strategy="crop")
+    ) + mask_embeddings(bundle, image, masks, boxes, dataclasses.replace(settings, strategy="dense"))
+    np.testing.assert_allclose(both, avg / np.linalg.norm(avg, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_text_encoder_loads_alone(tiny_checkpoints) -> None:
+    bundle = load_clip("tiny-random-clip", "cpu", text_only=True)
+    assert bundle.model.visual is None
+    emb = encode_texts(bundle, ["a cat", "a dog"], templates=True)
+    assert emb.shape == (2, 32)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    with pytest.raises(OvsegError, match="prompt is empty"):
+        encode_texts(bundle, ["  "], templates=True)

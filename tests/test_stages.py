@@ -1,0 +1,118 @@
+"""The stage functions on a real (tiny-model) run: artifact formats and per-image caching."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import synthetic_photo
+from PIL import Image
+
+from ovseg import rle
+from ovseg.config import load_settings
+from ovseg.errors import OvsegError
+from ovseg.fileio import read_json
+from ovseg.pipeline import Paths, images_for, run_embed, run_masks, run_score, run_select
+from ovseg.store import load_manifest, read_arrays
+
+
+def _run_all(settings, paths):
+    return [
+        run_masks(settings, images_for(settings), paths),
+        run_embed(settings, paths),
+        run_score(settings, paths),
+        run_select(settings, paths),
+    ]
+
+
+def test_artifact_formats(workspace: Path) -> None:
+    settings = load_settings()
+    paths = Paths()
+    reports = _run_all(settings, paths)
+    assert [r.computed for r in reports[:3]] == [["chelsea", "shapes"]] * 3
+
+    masks_manifest = load_manifest(paths.masks)
+    entry = masks_manifest["chelsea"]
+    arrays, attrs = read_arrays(paths.masks / f"{entry['masks']}.zarr")
+    n = arrays["masks"].shape[0]
+    assert n >= 1 and arrays["masks"].dtype == bool
+    assert arrays["masks"].shape[1:] == (attrs["working_size"][1], attrs["working_size"][0])
+    assert attrs["original_size"] == [451, 300] and max(attrs["working_size"]) == 256
+    assert arrays["boxes"].shape == (n, 4) and arrays["areas"].shape == (n,)
+    assert {"predicted_iou", "stability_score"} <= set(arrays)
+    assert (paths.masks / f"{entry['masks']}.candidates.png").is_file()
+
+    emb_entry = load_manifest(paths.embeddings)["chelsea"]
+    emb, emb_attrs = read_arrays(paths.embeddings / f"{emb_entry['embeddings']}.zarr")
+    assert emb["embeddings"].dtype == np.float16 and emb["embeddings"].shape == (n, 32)
+    assert emb_attrs["model"] == "tiny-random-clip" and emb_attrs["settings"]["strategy"] == "ensemble"
+
+    score_entry = load_manifest(paths.scores)["chelsea"]
+    scores, score_attrs = read_arrays(paths.scores / f"{score_entry['scores']}.zarr")
+    assert scores["score"].shape == (n,) and score_attrs["prompt"] == "the cat"
+
+    out = paths.segment / "chelsea"
+    selection = read_json(out / "selection.json")
+    assert selection["prompt"] == "the cat" and selection["image_size"] == [451, 300]
+    assert 1 <= len(selection["selected"]) <= settings.select.top_k
+    mask_png = np.asarray(Image.open(out / "mask.png")) > 0
+    assert mask_png.shape == (300, 451)
+    np.testing.assert_array_equal(rle.decode(selection["merged"]["rle"]), mask_png)
+    union = np.zeros_like(mask_png)
+    for picked in selection["selected"]:
+        union |= rle.decode(picked["rle"])
+    np.testing.assert_array_equal(union, mask_png)
+    assert Image.open(out / "overlay.png").size == (451, 300)
+    stored, _ = read_arrays(out / "selection.zarr")
+    assert stored["indices"].tolist() == [s["index"] for s in selection["selected"]]
+    assert read_json(paths.segment / "summary.json")["images"].keys() == {"chelsea", "shapes"}
+
+
+def test_new_prompt_reuses_masks_and_embeddings(workspace: Path) -> None:
+    settings = load_settings()
+    paths = Paths()
+    _run_all(settings, paths)
+    again = _run_all(dataclasses.replace(settings, prompt="a red disc"), paths)
+    assert [r.computed for r in again[:2]] == [[], []]
+    assert again[2].computed and again[3].computed
+    assert read_json(paths.segment / "shapes" / "selection.json")["prompt"] == "a red disc"
+
+
+def test_added_image_computes_only_that_image(workspace: Path) -> None:
+    settings = load_settings()
+    paths = Paths()
+    _run_all(settings, paths)
+    synthetic_photo(100, 90, seed=5).save(workspace / "data" / "images" / "new.png")
+    reports = _run_all(settings, paths)
+    assert [r.computed for r in reports] == [["new"]] * 4
+    assert sorted(reports[0].reused) == ["chelsea", "shapes"]
+    (workspace / "data" / "images" / "new.png").unlink()
+    _run_all(settings, paths)
+    assert not (paths.segment / "new").exists()  # removed images leave no stale outputs
+
+
+def test_bad_image_fails_before_any_work(workspace: Path) -> None:
+    (workspace / "data" / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    settings = load_settings()
+    with pytest.raises(OvsegError, match="cannot read image .*broken.jpg"):
+        run_masks(settings, images_for(settings), Paths())
+    assert not Path("cache/masks").exists()
+
+
+def test_empty_prompt_is_refused(workspace: Path) -> None:
+    settings = load_settings()
+    paths = Paths()
+    run_masks(settings, images_for(settings), paths)
+    run_embed(settings, paths)
+    with pytest.raises(OvsegError, match="prompt is empty"):
+        run_score(dataclasses.replace(settings, prompt=""), paths)
+    assert not paths.scores.exists()
+
+
+def test_later_stage_without_earlier_one_says_what_to_run(workspace: Path) -> None:
+    shutil.rmtree("cache", ignore_errors=True)
+    with pytest.raises(OvsegError, match="run the earlier stages"):
+        run_embed(load_settings(), Paths())
