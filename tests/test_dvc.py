@@ -41,7 +41,7 @@ def _skipped(output: str) -> set[str]:
 @pytest.fixture
 def dvc_repo(tmp_path: Path, tiny_checkpoints: Path) -> Path:
     repo = tmp_path / "project"
-    for part in ("dvc.yaml", "stages", "src/ovseg"):
+    for part in ("dvc.yaml", ".gitignore", "stages", "src/ovseg"):
         source, target = REPO / part, repo / part
         if source.is_dir():
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
@@ -90,3 +90,21 @@ def test_prompt_change_reruns_only_score_and_select(dvc_repo: Path) -> None:
     sixth = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
     assert _ran(sixth) == {"edit"}
     assert read_json(dvc_repo / "data/output/edit/chelsea/edit.json")["edit_prompt"] == "a red fox"
+
+
+def test_evaluate_stage_metrics_and_experiments(dvc_repo: Path) -> None:
+    shutil.copytree(REPO / "data/eval", dvc_repo / "data/eval")
+    first = _sh([sys.executable, "-m", "dvc", "repro", "evaluate"], dvc_repo)
+    assert _ran(first) == {"evaluate"}
+    metrics = read_json(dvc_repo / "metrics/metrics.json")
+    assert metrics["pairs"] > 0 and 0.0 <= metrics["miou"] <= 1.0
+    assert (dvc_repo / "metrics/per_class_iou.png").is_file()
+    shown = _sh([sys.executable, "-m", "dvc", "metrics", "show"], dvc_repo)
+    assert "miou" in shown
+
+    _sh(["git", "add", "-A"], dvc_repo)
+    _sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], dvc_repo)
+    experiment = _sh([sys.executable, "-m", "dvc", "exp", "run", "--set-param", "select.top_k=1", "evaluate"], dvc_repo)
+    assert "Running stage 'evaluate'" in experiment
+    table = _sh([sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--csv"], dvc_repo)
+    assert "miou" in table and "select.top_k" in table

@@ -275,6 +275,101 @@ def weights_make_tiny(
         console.print(f"{name} -> {folder}")
 
 
+@app.command()
+def benchmark(
+    image: Path = typer.Option(Path("data/images/chelsea.png"), "--image", help="Photo to benchmark on."),
+    config: str | None = typer.Option(None, "--config", "-c", help="Preset (default: params.yaml's)."),
+    prompt: str = typer.Option("the cat", "--prompt", "-p"),
+    mode: str = typer.Option("remove", "--mode", "-m", help="Edit mode to time (segment = skip the edit)."),
+    runs: int = typer.Option(2, "--runs", help="Warm runs per stage after the cold one."),
+    device: str | None = typer.Option(None, "--device"),
+    params: Path = typer.Option(Path("params.yaml"), "--params"),
+    out: Path = typer.Option(Path("benchmarks/latest.json"), "--out", help="Where to write the JSON report."),
+) -> None:
+    """Time every stage (model load, cold, warm) and its peak memory on one photo; print a table."""
+    from ovseg.benchmark import run_benchmark
+    from ovseg.config import load_params, settings_from_params
+    from ovseg.fileio import write_json
+
+    try:
+        base = load_params(params) if params.is_file() else {}
+        merged = {
+            **base,
+            **_overrides(preset=config, device=device),
+            "prompt": prompt,
+            "mode": mode,
+            "edit_prompt": base.get("edit_prompt") or "",
+        }
+        settings = settings_from_params(merged)
+        report = run_benchmark(settings, image, runs=runs, edit=mode != "segment")
+    except OvsegError as exc:
+        _fail(exc)
+    write_json(out, report)
+    table = Table(
+        title=f"ovseg benchmark: preset {report['preset']} on {report['device']} "
+        f"({report['device_name']}), image {report['image_size'][0]}x{report['image_size'][1]}"
+    )
+    columns = ("stage", "load_s", "cold_s", "warm_s", "peak_rss_mb", "peak_cuda_mb")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for row in report["stages"]:
+        table.add_row(*(str(row.get(c)) if row.get(c) is not None else "-" for c in columns))
+    console.print(table)
+    masks = report["stages"][0]["masks"]
+    console.print(f"{masks} mask candidates; total warm time {report['total_warm_s']} s; report: {out}")
+
+
+@app.command()
+def evaluate(
+    dataset: Path = typer.Option(Path("data/eval"), "--dataset", "-d", help="VOC or binary-mask dataset folder."),
+    config: str | None = typer.Option(None, "--config", "-c", help="Preset (default: params.yaml's)."),
+    params: Path = typer.Option(Path("params.yaml"), "--params"),
+    cache: Path = typer.Option(Path("cache/eval"), "--cache"),
+    out: Path = typer.Option(Path("metrics"), "--out", help="Folder for metrics.json, TSVs and the chart."),
+) -> None:
+    """Segment every labelled object by its class name and report IoU, mIoU, top-1 precision/recall."""
+    from ovseg.config import load_params, settings_from_params
+    from ovseg.evaluation import evaluate as run_evaluation
+    from ovseg.evaluation import read_dataset, write_reports
+
+    try:
+        base = load_params(params) if params.is_file() else {}
+        settings = settings_from_params({**base, **_overrides(preset=config), "prompt": "-"})
+        metrics, pairs = run_evaluation(settings, read_dataset(dataset), cache)
+    except OvsegError as exc:
+        _fail(exc)
+    write_reports(metrics, pairs, out, f"{dataset} — preset {settings.preset}")
+    _print_metrics(metrics, out)
+
+
+def _print_metrics(metrics: dict[str, Any], out: Path) -> None:
+    table = Table(
+        title=f"mIoU {metrics['miou']:.3f} over {metrics['pairs']} (image, class) pairs, {metrics['images']} images"
+    )
+    table.add_column("class")
+    table.add_column("IoU", justify="right")
+    table.add_column("pairs", justify="right")
+    for name, stats in metrics["classes"].items():
+        table.add_row(name, f"{stats['iou']:.3f}", str(stats["pairs"]))
+    console.print(table)
+    console.print(
+        f"top-1 precision {metrics['top1_precision']:.3f}, recall {metrics['top1_recall']:.3f}, "
+        f"hit rate {metrics['top1_hit_rate']:.3f}; written to {out}/"
+    )
+
+
+@app.command("make-eval-set")
+def make_eval_set(
+    folder: Path = typer.Argument(Path("data/eval"), help="Where to write the dataset."),
+    count: int = typer.Option(6, "--count", "-n"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write a small synthetic VOC-layout dataset of coloured shapes with exact labels."""
+    from ovseg.evaluation import make_synthetic_dataset
+
+    console.print(f"wrote {make_synthetic_dataset(folder, count, seed)}")
+
+
 def _preset_models(preset: str) -> list[str]:
     from ovseg.config import settings_from_params
 

@@ -120,7 +120,7 @@ def load_inpaint_pipeline(name: str, device: str, offload: str = "auto"):
     try:
         pipe = StableDiffusionInpaintPipeline.from_pretrained(
             str(folder),
-            torch_dtype=dtype,
+            dtype=dtype,
             local_files_only=True,
             safety_checker=None,
             requires_safety_checker=False,

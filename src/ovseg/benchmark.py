@@ -1,0 +1,178 @@
+"""Per-stage wall time and memory: model load, cold and warm compute, peak RSS and GPU memory.
+
+It times the same functions the stages call, bypassing the artifact cache so every
+number is real work: *load* is building the model from its checkpoint, *cold* is the
+first call after loading (lazy initialisation, allocator warm-up), *warm* is the mean
+of the following calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import torch
+
+from ovseg.config import Settings
+from ovseg.weights import free_accelerator_memory, resolve_device
+
+
+class PeakMemory:
+    """Samples this process's RSS in a thread; resets CUDA peak stats on entry."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        self._process = psutil.Process(os.getpid())
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak_rss = max(self.peak_rss, self._process.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self.peak_rss = self._process.memory_info().rss
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_rss = max(self.peak_rss, self._process.memory_info().rss)
+
+    @property
+    def peak_cuda(self) -> int | None:
+        return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+@contextmanager
+def _timer(out: dict[str, float], key: str) -> Iterator[None]:
+    _sync()
+    start = time.perf_counter()
+    yield
+    _sync()
+    out[key] = time.perf_counter() - start
+
+
+def _measure(name: str, load: Callable[[], Any], work: Callable[[Any], Any], runs: int) -> tuple[dict, Any]:
+    times: dict[str, float] = {}
+    with PeakMemory() as memory:
+        with _timer(times, "load_s"):
+            model = load()
+        with _timer(times, "cold_s"):
+            result = work(model)
+        warm = []
+        for _ in range(runs):
+            one: dict[str, float] = {}
+            with _timer(one, "s"):
+                result = work(model)
+            warm.append(one["s"])
+    del model
+    free_accelerator_memory()
+    row = {
+        "stage": name,
+        **{k: round(v, 4) for k, v in times.items()},
+        "warm_s": round(float(np.mean(warm)), 4) if warm else None,
+        "peak_rss_mb": round(memory.peak_rss / 2**20, 1),
+        "peak_cuda_mb": round(memory.peak_cuda / 2**20, 1) if memory.peak_cuda is not None else None,
+    }
+    return row, result
+
+
+def run_benchmark(settings: Settings, image_path: Path, runs: int = 2, edit: bool = True) -> dict[str, Any]:
+    """Benchmark every stage on one image; returns a JSON-ready report."""
+    from ovseg.clip_features import load_clip, mask_embeddings
+    from ovseg.editing import diffusion_painter, edit_image, load_inpaint_pipeline, request_for, set_scheduler
+    from ovseg.fileio import load_image
+    from ovseg.sam import load_sam2, make_generator, propose_masks, working_image
+    from ovseg.scoring import score_for_prompt
+    from ovseg.selection import select_masks
+    from ovseg.viz import overlay, resize_mask
+
+    device = resolve_device(settings.device)
+    image = load_image(image_path)
+    work_image = working_image(image, settings.masks.max_image_side)
+    rows = []
+
+    def sam_load():
+        return make_generator(load_sam2(settings.masks.model, device), settings.masks)
+
+    row, proposals = _measure("masks", sam_load, lambda g: propose_masks(g, work_image, settings.masks.max_masks), runs)
+    rows.append({**row, "masks": len(proposals)})
+
+    row, embeddings = _measure(
+        "embed",
+        lambda: load_clip(settings.embed.model, device),
+        lambda b: mask_embeddings(b, work_image, proposals.masks, proposals.boxes, settings.embed),
+        runs,
+    )
+    rows.append(row)
+
+    row, scores = _measure(
+        "score",
+        lambda: load_clip(settings.embed.model, device, text_only=True),
+        lambda b: score_for_prompt(b, embeddings, settings.prompt or "an object", settings.score),
+        runs,
+    )
+    rows.append(row)
+
+    def select_and_draw(_: Any):
+        selection = select_masks(scores.score, proposals.masks, settings.select)
+        overlay(image, [proposals.masks[i] for i in selection.indices], title=settings.prompt)
+        return selection
+
+    row, selection = _measure("select", lambda: None, select_and_draw, runs)
+    rows.append(row)
+
+    if edit:
+        mode = settings.mode if settings.mode != "segment" else "remove"
+        edit_settings = dataclasses.replace(settings, mode=mode, edit_prompt=settings.edit_prompt or "a potted plant")
+        request = request_for(edit_settings)
+        mask = resize_mask(selection.merged, image.size)
+
+        def sd_load():
+            pipe = load_inpaint_pipeline(settings.edit.model, device, settings.edit.offload)
+            set_scheduler(pipe, settings.edit.scheduler)
+            pipe.set_progress_bar_config(disable=True)
+            return diffusion_painter(pipe, request, settings.edit)
+
+        row, _ = _measure(
+            f"edit ({mode})", sd_load, lambda paint: edit_image(image, mask, settings.edit, paint), max(0, runs - 1)
+        )
+        rows.append({**row, "steps": settings.edit.steps, "resolution": settings.edit.resolution})
+
+    return {
+        "image": str(image_path),
+        "image_size": list(image.size),
+        "working_size": list(work_image.size),
+        "preset": settings.preset,
+        "models": {"sam2": settings.masks.model, "clip": settings.embed.model, "inpaint": settings.edit.model},
+        "device": device,
+        "device_name": torch.cuda.get_device_name()
+        if device.startswith("cuda")
+        else platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "runs": runs,
+        "stages": rows,
+        "total_warm_s": round(sum(r["warm_s"] or r["cold_s"] for r in rows), 3),
+    }

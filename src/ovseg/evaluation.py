@@ -1,0 +1,295 @@
+"""Evaluate segmentation quality against ground truth: IoU, mIoU, top-1 precision/recall.
+
+Two dataset layouts are read:
+
+* PASCAL VOC: ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png`` (label map, palette
+  or grayscale; 0 = background, 255 = ignore) and ``classes.txt`` (one class name per
+  line, line i = label i, line 0 = background). Every class present in an image becomes
+  one (image, prompt) pair, the class name being the prompt.
+* Binary masks per prompt: ``images/<id>.<ext>`` and ``masks/<id>/<prompt>.png``
+  (white = the object). The file name (underscores read as spaces) is the prompt.
+
+IoU conventions: pixels labelled 255 count neither as hits nor misses; when both the
+prediction and the ground truth are empty the IoU is 1 (nothing to find, nothing
+found). Per class, intersections and unions are summed over images (VOC style) and
+mIoU is the mean over classes.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ovseg.config import Settings
+from ovseg.errors import OvsegError
+from ovseg.fileio import IMAGE_SUFFIXES, atomic_path, load_image, write_json
+
+IGNORE_LABEL = 255
+
+
+@dataclass
+class Target:
+    """One thing to find in one image."""
+
+    prompt: str
+    mask: np.ndarray  # (H, W) bool, ground truth
+    ignore: np.ndarray  # (H, W) bool, pixels that do not count
+
+
+@dataclass
+class Sample:
+    name: str
+    image: Path
+    targets: list[Target] = field(default_factory=list)
+
+
+def _find_image(folder: Path, stem: str) -> Path:
+    for suffix in IMAGE_SUFFIXES:
+        for candidate in (folder / f"{stem}{suffix}", folder / f"{stem}{suffix.upper()}"):
+            if candidate.is_file():
+                return candidate
+    raise OvsegError(f"no image for {stem!r} in {folder}")
+
+
+def read_label_map(path: Path) -> np.ndarray:
+    """Label indices of a VOC mask: palette PNGs give indices directly, grayscale gives values."""
+    with Image.open(path) as img:
+        if img.mode not in ("P", "L", "I", "I;16"):
+            raise OvsegError(f"{path} must be a palette or grayscale label map, not {img.mode}")
+        return np.asarray(img).astype(np.int64)
+
+
+def read_dataset(root: Path) -> list[Sample]:
+    """Read a VOC-style or binary-mask dataset into samples (see the module docstring)."""
+    root = Path(root)
+    if (root / "SegmentationClass").is_dir():
+        return _read_voc(root)
+    if (root / "masks").is_dir():
+        return _read_binary(root)
+    raise OvsegError(
+        f"{root} is not a dataset: expected SegmentationClass/ + JPEGImages/ + classes.txt "
+        "(VOC) or masks/<id>/<prompt>.png + images/"
+    )
+
+
+def _read_voc(root: Path) -> list[Sample]:
+    classes_file = root / "classes.txt"
+    if not classes_file.is_file():
+        raise OvsegError(f"{classes_file} is missing: one class name per line, line 0 = background")
+    classes = [line.strip() for line in classes_file.read_text().splitlines() if line.strip()]
+    samples = []
+    for label_path in sorted((root / "SegmentationClass").glob("*.png")):
+        labels = read_label_map(label_path)
+        image_path = _find_image(root / "JPEGImages", label_path.stem)
+        ignore = labels == IGNORE_LABEL
+        sample = Sample(label_path.stem, image_path)
+        for value in sorted(set(np.unique(labels).tolist()) - {0, IGNORE_LABEL}):
+            if value >= len(classes):
+                raise OvsegError(f"{label_path} uses label {value} but classes.txt lists {len(classes)} classes")
+            sample.targets.append(Target(classes[value], labels == value, ignore))
+        samples.append(sample)
+    if not samples:
+        raise OvsegError(f"no label maps in {root / 'SegmentationClass'}")
+    return samples
+
+
+def _read_binary(root: Path) -> list[Sample]:
+    samples = []
+    for folder in sorted(p for p in (root / "masks").iterdir() if p.is_dir()):
+        image_path = _find_image(root / "images", folder.name)
+        sample = Sample(folder.name, image_path)
+        for mask_path in sorted(folder.glob("*.png")):
+            mask = np.asarray(Image.open(mask_path).convert("L")) > 127
+            sample.targets.append(Target(mask_path.stem.replace("_", " "), mask, np.zeros_like(mask)))
+        samples.append(sample)
+    if not samples:
+        raise OvsegError(f"no mask folders in {root / 'masks'}")
+    return samples
+
+
+def overlap(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> tuple[int, int, int, int]:
+    """(intersection, union, predicted area, true area) over the pixels that count."""
+    valid = ~ignore if ignore is not None else np.ones_like(gt, bool)
+    pred, gt = pred & valid, gt & valid
+    return (int((pred & gt).sum()), int((pred | gt).sum()), int(pred.sum()), int(gt.sum()))
+
+
+def iou(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> float:
+    inter, union, _, _ = overlap(pred, gt, ignore)
+    return inter / union if union else 1.0
+
+
+def precision_recall(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> tuple[float, float]:
+    inter, _, pred_area, gt_area = overlap(pred, gt, ignore)
+    precision = inter / pred_area if pred_area else (1.0 if gt_area == 0 else 0.0)
+    recall = inter / gt_area if gt_area else (1.0 if pred_area == 0 else 0.0)
+    return precision, recall
+
+
+@dataclass
+class PairResult:
+    image: str
+    prompt: str
+    iou: float
+    top1_precision: float
+    top1_recall: float
+    selected: int
+    intersection: int
+    union: int
+
+
+def summarize(pairs: list[PairResult]) -> dict[str, Any]:
+    """VOC-style per-class IoU (sums over images), mIoU, and means over (image, prompt) pairs."""
+    per_class: dict[str, dict[str, float]] = {}
+    for pair in pairs:
+        stats = per_class.setdefault(pair.prompt, {"intersection": 0, "union": 0, "pairs": 0})
+        stats["intersection"] += pair.intersection
+        stats["union"] += pair.union
+        stats["pairs"] += 1
+    classes = {
+        name: {"iou": round(s["intersection"] / s["union"], 6) if s["union"] else 1.0, "pairs": int(s["pairs"])}
+        for name, s in sorted(per_class.items())
+    }
+
+    def mean(values: list[float]) -> float:
+        return round(float(np.mean(values)), 6) if values else 0.0
+
+    return {
+        "miou": mean([c["iou"] for c in classes.values()]),
+        "mean_pair_iou": mean([p.iou for p in pairs]),
+        "top1_precision": mean([p.top1_precision for p in pairs]),
+        "top1_recall": mean([p.top1_recall for p in pairs]),
+        "top1_hit_rate": mean([float(p.top1_precision >= 0.5) for p in pairs]),
+        "pairs": len(pairs),
+        "images": len({p.image for p in pairs}),
+        "classes": classes,
+    }
+
+
+def evaluate(settings: Settings, samples: list[Sample], cache: Path) -> tuple[dict[str, Any], list[PairResult]]:
+    """Run the pipeline on every sample with each class name as the prompt; score the selections.
+
+    Masks and CLIP features come from (and go to) the content-addressed cache under
+    ``cache``, so ablations of scoring or selection reuse them.
+    """
+    from ovseg.pipeline import Paths, run_embed, run_masks, score_prompts, select_for
+    from ovseg.viz import resize_mask
+
+    paths = Paths(cache=cache, output=cache / "output")
+    run_masks(settings, [s.image for s in samples], paths)
+    run_embed(settings, paths)
+    prompts = sorted({t.prompt for s in samples for t in s.targets})
+    if not prompts:
+        raise OvsegError("the dataset has no labelled objects to evaluate")
+    per_prompt, _ = score_prompts(settings, paths, prompts)
+    pairs = []
+    for sample in samples:
+        size = load_image(sample.image).size
+        for target in sample.targets:
+            if target.mask.shape != (size[1], size[0]):
+                raise OvsegError(f"ground truth for {sample.name} is {target.mask.shape[::-1]}, image is {size}")
+            entry = per_prompt[target.prompt][sample.image.stem]
+            selection, proposals, _ = select_for(settings, paths, entry)
+            merged = resize_mask(selection.merged, size)
+            top1 = resize_mask(proposals.masks[selection.indices[0]], size) if selection.indices else merged
+            inter, union, _, _ = overlap(merged, target.mask, target.ignore)
+            precision, recall = precision_recall(top1, target.mask, target.ignore)
+            pairs.append(
+                PairResult(
+                    sample.name,
+                    target.prompt,
+                    inter / union if union else 1.0,
+                    precision,
+                    recall,
+                    len(selection.indices),
+                    inter,
+                    union,
+                )
+            )
+    return summarize(pairs), pairs
+
+
+def write_reports(metrics: dict[str, Any], pairs: list[PairResult], folder: Path, title: str) -> None:
+    """metrics.json (DVC metrics), per-class and per-pair TSVs (DVC plots), a bar chart PNG."""
+    folder = Path(folder)
+    write_json(folder / "metrics.json", metrics)
+    with atomic_path(folder / "per_class.tsv") as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh, delimiter="\t")
+        writer.writerow(["class", "iou", "pairs"])
+        for name, stats in metrics["classes"].items():
+            writer.writerow([name, stats["iou"], stats["pairs"]])
+    with atomic_path(folder / "per_pair.tsv") as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh, delimiter="\t")
+        writer.writerow(["image", "prompt", "iou", "top1_precision", "top1_recall", "selected"])
+        for p in pairs:
+            writer.writerow(
+                [p.image, p.prompt, round(p.iou, 6), round(p.top1_precision, 6), round(p.top1_recall, 6), p.selected]
+            )
+    _bar_chart(metrics, folder / "per_class_iou.png", title)
+
+
+def _bar_chart(metrics: dict[str, Any], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(metrics["classes"])
+    values = [metrics["classes"][n]["iou"] for n in names]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.5))
+    ax.barh(names, values, color="#3b7dd8")
+    ax.axvline(metrics["miou"], color="#d83b3b", linestyle="--", label=f"mIoU {metrics['miou']:.3f}")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("IoU")
+    ax.set_title(title)
+    ax.invert_yaxis()
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def make_synthetic_dataset(root: Path, count: int = 6, seed: int = 0) -> Path:
+    """A small VOC-layout set of shapes (red disc, blue square, green triangle) with exact labels.
+
+    Useful to check the evaluation end to end and as a sanity test for real weights:
+    CLIP should tell "a red circle" from "a blue square".
+    """
+    rng = np.random.default_rng(seed)
+    classes = ["background", "a red circle", "a blue square", "a green triangle"]
+    colours = {1: (220, 40, 40), 2: (40, 70, 220), 3: (40, 190, 60)}
+    root = Path(root)
+    with atomic_path(root) as tmp:
+        (tmp / "JPEGImages").mkdir(parents=True)
+        (tmp / "SegmentationClass").mkdir()
+        (tmp / "classes.txt").write_text("\n".join(classes) + "\n")
+        for index in range(count):
+            height, width = 120, 160
+            yy, xx = np.mgrid[0:height, 0:width]
+            base = rng.integers(90, 200, 3)
+            image = np.clip(base + rng.normal(0, 6, (height, width, 3)), 0, 255).astype(np.uint8)
+            labels = np.zeros((height, width), np.uint8)
+            slots = rng.permutation(3)  # one column each, so shapes never overlap
+            for slot, label in zip(slots, rng.permutation([1, 2, 3])[: rng.integers(1, 4)], strict=False):
+                r = int(rng.integers(12, 22))
+                cx = int(width * (2 * slot + 1) / 6 + rng.integers(-4, 5))
+                cy = int(rng.integers(r + 4, height - r - 4))
+                if label == 1:
+                    shape = (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
+                elif label == 2:
+                    shape = (abs(xx - cx) <= r) & (abs(yy - cy) <= r)
+                else:
+                    shape = (yy - cy <= r) & (yy - cy >= -r) & (abs(xx - cx) <= (yy - cy + r) / 2)
+                image[shape] = colours[int(label)]
+                labels[shape] = label
+            edge = (labels != np.roll(labels, 1, axis=1)) | (labels != np.roll(labels, 1, axis=0))
+            labels[edge] = IGNORE_LABEL  # VOC marks object borders as "don't care"
+            Image.fromarray(image).save(tmp / "JPEGImages" / f"shapes_{index:03d}.png")
+            Image.fromarray(labels, mode="L").save(tmp / "SegmentationClass" / f"shapes_{index:03d}.png")
+    return root
