@@ -25,41 +25,18 @@ def ovseg(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Complete
     )
 
 
+RUN_CAT = ("run", "--image", "data/images/chelsea.png", "--prompt", "the cat", "--config", "tiny", "--top-k", "2")
+
+
 def test_run_segment_then_replace_and_inspect(workspace: Path) -> None:
-    result = ovseg(
-        "run",
-        "--image",
-        "data/images/chelsea.png",
-        "--prompt",
-        "the cat",
-        "--config",
-        "tiny",
-        "--top-k",
-        "2",
-        cwd=workspace,
-    )
+    result = ovseg(*RUN_CAT, cwd=workspace)
     assert result.returncode == 0, result.stderr
     assert "masks: computed 1" in result.stdout
     selection = read_json(workspace / "data/output/segment/chelsea/selection.json")
     assert selection["settings"]["top_k"] == 2 and 1 <= len(selection["selected"]) <= 2
     assert (workspace / "data/output/segment/chelsea/overlay.png").is_file()
 
-    result = ovseg(
-        "run",
-        "--image",
-        "data/images/chelsea.png",
-        "--prompt",
-        "the cat",
-        "--config",
-        "tiny",
-        "--mode",
-        "replace",
-        "--edit",
-        "a small dog",
-        "--top-k",
-        "2",
-        cwd=workspace,
-    )
+    result = ovseg(*RUN_CAT, "--mode", "replace", "--edit", "a small dog", cwd=workspace)
     assert result.returncode == 0, result.stderr
     assert "masks: computed 0, reused 1" in result.stdout and "score: computed 0, reused 1" in result.stdout
     assert (workspace / "data/output/edit/chelsea/before_after.png").is_file()

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import pytest
+import yaml
+from conftest import REPO
 
-from ovseg.config import deep_merge, load_params, preset_names, settings_from_params
+from ovseg.config import deep_merge, load_params, preset_names, settings_from_params, update_params_text
 from ovseg.errors import OvsegError
 
 
@@ -51,3 +53,21 @@ def test_load_params_rejects_broken_yaml(tmp_path) -> None:
         load_params(path)
     with pytest.raises(OvsegError, match="not found"):
         load_params(tmp_path / "missing.yaml")
+
+
+def test_update_params_text_keeps_comments(tmp_path) -> None:
+    text = (REPO / "params.yaml").read_text()
+    changes = {
+        "prompt": "the red car: left",
+        "select.top_k": 2,
+        "mode": "remove",
+        "score.negatives": ["sky"],
+        "new_key": 1,
+    }
+    updated = update_params_text(text, changes)
+    assert "# what to find, in plain language" in updated and updated.count("top_k:") == 1
+    loaded = yaml.safe_load(updated)
+    assert loaded["prompt"] == "the red car: left" and loaded["mode"] == "remove" and loaded["new_key"] == 1
+    assert loaded["select"]["top_k"] == 2 and loaded["select"]["threshold"] is None
+    assert loaded["score"]["negatives"] == ["sky"]
+    assert yaml.safe_load(update_params_text("select: {}\nedit: {}\n", {"select.top_k": 4}))["select"] == {"top_k": 4}

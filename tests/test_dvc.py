@@ -50,6 +50,7 @@ def dvc_repo(tmp_path: Path, tiny_checkpoints: Path) -> Path:
             shutil.copy(source, target)
     (repo / "data/images").mkdir(parents=True)
     shutil.copy(REPO / "data/images/chelsea.png", repo / "data/images/chelsea.png")
+    shutil.copytree(REPO / "data/eval", repo / "data/eval")
     write_params(repo)
     _sh(["git", "init", "-q"], repo)
     _sh([sys.executable, "-m", "dvc", "init", "-q"], repo)
@@ -58,13 +59,13 @@ def dvc_repo(tmp_path: Path, tiny_checkpoints: Path) -> Path:
 
 def test_prompt_change_reruns_only_score_and_select(dvc_repo: Path) -> None:
     first = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
-    assert _ran(first) == {"masks", "embed", "score", "select", "edit"}
+    assert _ran(first) == {"masks", "embed", "score", "select", "edit", "evaluate"}
 
+    # `ovseg run --dvc` edits params.yaml and runs dvc repro, like a user editing it by hand.
+    second = _sh([sys.executable, "-m", "ovseg.cli", "run", "--dvc", "--prompt", "a whisker"], dvc_repo)
     params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
-    params["prompt"] = "a whisker"
-    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    second = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
-    assert {"masks", "embed"} <= _skipped(second)
+    assert params["prompt"] == "a whisker"
+    assert {"masks", "embed", "evaluate"} <= _skipped(second)
     assert {"score", "select"} <= _ran(second)
     assert "masks" not in _ran(second) and "embed" not in _ran(second)
     # edit follows select's output but does nothing in segment mode.
@@ -93,7 +94,6 @@ def test_prompt_change_reruns_only_score_and_select(dvc_repo: Path) -> None:
 
 
 def test_evaluate_stage_metrics_and_experiments(dvc_repo: Path) -> None:
-    shutil.copytree(REPO / "data/eval", dvc_repo / "data/eval")
     first = _sh([sys.executable, "-m", "dvc", "repro", "evaluate"], dvc_repo)
     assert _ran(first) == {"evaluate"}
     metrics = read_json(dvc_repo / "metrics/metrics.json")

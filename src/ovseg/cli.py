@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -74,19 +73,29 @@ def run(
         if not settings.prompt:
             raise OvsegError('the prompt is empty: pass --prompt "what to find"')
         if dvc:
-            _run_dvc(params, merged)
+            changes = {
+                ("select.top_k" if k == "top_k" else k): v
+                for k, v in {**updates, "top_k": top_k}.items()
+                if v is not None
+            }
+            _run_dvc(params, changes)
             return
         _run_in_process(settings, cache, output, visualize)
     except OvsegError as exc:
         _fail(exc)
 
 
-def _run_dvc(params: Path, merged: dict[str, Any]) -> None:
+def _run_dvc(params: Path, changes: dict[str, Any]) -> None:
+    """Write the options into params.yaml (comments kept) and let DVC rerun what changed."""
+    from ovseg.config import update_params_text
     from ovseg.fileio import atomic_path
 
+    if not params.is_file():
+        raise OvsegError(f"--dvc needs the project's {params}; run it in the ovseg project folder")
+    text = update_params_text(params.read_text(), changes)
     with atomic_path(params) as tmp:
-        tmp.write_text(yaml.safe_dump(merged, sort_keys=False))
-    console.print(f"wrote {params}; running dvc repro")
+        tmp.write_text(text)
+    console.print(f"updated {params} ({', '.join(f'{k}={v!r}' for k, v in changes.items())}); running dvc repro")
     code = subprocess.call([sys.executable, "-m", "dvc", "repro"])
     if code:
         raise typer.Exit(code)

@@ -130,8 +130,9 @@ def run_masks(settings: Settings, images: list[Path], paths: Paths) -> StageRepo
                 "model": settings.masks.model,
                 "settings": settings.section("masks"),
             }
-            write_arrays(_store(paths.masks, entry["masks"]), proposals.arrays(), attrs)
+            # The store is the "done" marker, so the preview goes first.
             save_png(paths.masks / f"{entry['masks']}.candidates.png", candidates_preview(work, proposals.masks))
+            write_arrays(_store(paths.masks, entry["masks"]), proposals.arrays(), attrs)
             report.computed.append(stem)
         del generator, model
         free_accelerator_memory()

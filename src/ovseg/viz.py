@@ -61,8 +61,9 @@ def overlay(
                 stroke_width=2,
                 stroke_fill=(0, 0, 0),
             )
-    if title:
-        draw.text((6, 6), title, fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+    if title:  # bottom-left, where it does not cover the mask labels at the boxes' corners
+        bottom = image.height - font.size - 10
+        draw.text((6, bottom), title, fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
     return result
 
 
