@@ -116,3 +116,26 @@ def test_text_encoder_loads_alone(tiny_checkpoints) -> None:
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     with pytest.raises(OvsegError, match="prompt is empty"):
         encode_texts(bundle, ["  "], templates=True)
+
+
+@pytest.mark.slow
+def test_real_architectures_load_through_registry_names(tmp_path, monkeypatch) -> None:
+    """SAM 2.1 Hiera-T and CLIP ViT-B/32 as released (random weights): packaged configs, dense path."""
+    from ovseg.tiny import build_random_like
+
+    monkeypatch.setenv("OVSEG_CHECKPOINTS", str(tmp_path))
+    build_random_like("sam2.1-hiera-tiny", tmp_path / "sam2.1-hiera-tiny")
+    build_random_like("clip-vit-b-32", tmp_path / "clip-vit-b-32")
+    assert (tmp_path / "sam2.1-hiera-tiny" / "sam2.1_hiera_tiny.pt").is_file()
+    sam = load_sam2("sam2.1-hiera-tiny", "cpu")  # the config that ships inside the sam2 package
+    assert sam.image_size == 1024
+    bundle = load_clip("clip-vit-b-32", "cpu")
+    assert bundle.input_size == 224
+    image = synthetic_photo(300, 200)
+    masks = np.zeros((2, 200, 300), bool)
+    masks[0, 50:150, 40:140] = True
+    masks[1, 20:60, 200:280] = True
+    grid = dense_patch_features(bundle, image, 1.5, max_tokens=4096)
+    assert grid.shape == (10, 16, 512)  # short side 224 x 1.5 = 336 px / 32 px patches, aspect 3:2
+    emb = dense_embeddings(bundle, image, masks, [1.0, 1.5], 4096)
+    assert emb.shape == (2, 512) and np.isfinite(emb).all()

@@ -35,6 +35,7 @@ def _real_weights_or_skip() -> None:
 
 def test_fast_preset_finds_the_cat_and_removes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)
+    monkeypatch.delenv("OVSEG_CHECKPOINTS", raising=False)  # the real folders, not the tiny test models
     _real_weights_or_skip()
     images = tmp_path / "images"
     images.mkdir()

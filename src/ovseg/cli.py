@@ -294,9 +294,12 @@ def benchmark(
     device: str | None = typer.Option(None, "--device"),
     params: Path = typer.Option(Path("params.yaml"), "--params"),
     out: Path = typer.Option(Path("benchmarks/latest.json"), "--out", help="Where to write the JSON report."),
+    random_weights: bool = typer.Option(
+        False, "--random-weights", help="Time the preset's real architectures with random weights (no download)."
+    ),
 ) -> None:
     """Time every stage (model load, cold, warm) and its peak memory on one photo; print a table."""
-    from ovseg.benchmark import run_benchmark
+    from ovseg.benchmark import run_benchmark, run_benchmark_random_weights
     from ovseg.config import load_params, settings_from_params
     from ovseg.fileio import write_json
 
@@ -310,7 +313,10 @@ def benchmark(
             "edit_prompt": base.get("edit_prompt") or "",
         }
         settings = settings_from_params(merged)
-        report = run_benchmark(settings, image, runs=runs, edit=mode != "segment")
+        if random_weights:
+            report = run_benchmark_random_weights(settings, image, runs, mode != "segment", log=console.print)
+        else:
+            report = run_benchmark(settings, image, runs=runs, edit=mode != "segment")
     except OvsegError as exc:
         _fail(exc)
     write_json(out, report)
@@ -325,7 +331,10 @@ def benchmark(
         table.add_row(*(str(row.get(c)) if row.get(c) is not None else "-" for c in columns))
     console.print(table)
     masks = report["stages"][0]["masks"]
-    console.print(f"{masks} mask candidates; total warm time {report['total_warm_s']} s; report: {out}")
+    console.print(
+        f"{masks} mask candidates; total warm time {report['total_warm_s']} s; weights: "
+        f"{report['weights']}; report: {out}"
+    )
 
 
 @app.command()

@@ -81,69 +81,39 @@ def _write_byte_level_tokenizer(folder: Path) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\n")
 
 
+TINY_SD_UNET = {
+    "block_out_channels": (32, 64),
+    "layers_per_block": 1,
+    "sample_size": 32,
+    "in_channels": 9,  # 4 noisy latents + 4 masked-image latents + 1 mask, as in SD 2 inpainting
+    "out_channels": 4,
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+    "cross_attention_dim": 32,
+    "attention_head_dim": (2, 4),
+}
+TINY_SD_VAE = {
+    "block_out_channels": (32, 64),
+    "down_block_types": ("DownEncoderBlock2D", "DownEncoderBlock2D"),
+    "up_block_types": ("UpDecoderBlock2D", "UpDecoderBlock2D"),
+    "latent_channels": 4,
+    "sample_size": 64,
+}
+TINY_SD_TEXT = {
+    "hidden_size": 32,
+    "intermediate_size": 37,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 2,
+    "vocab_size": 600,
+    "projection_dim": 32,
+}
+
+
 def build_tiny_sd_inpaint(folder: Path, seed: int = 0) -> Path:
     """Save a StableDiffusionInpaintPipeline with a 9-channel tiny UNet, tiny VAE and text encoder."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=32,
-        in_channels=9,  # 4 noisy latents + 4 masked-image latents + 1 mask, as in SD 2 inpainting
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=(2, 4),
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(32, 64),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        sample_size=64,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=512,
-            eos_token_id=513,
-            pad_token_id=513,
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=600,
-            projection_dim=32,
-        )
-    )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
     with atomic_path(Path(folder)) as tmp:
-        vocab_dir = tmp.parent / "tokenizer-src"
-        _write_byte_level_tokenizer(vocab_dir)
-        tokenizer = CLIPTokenizer(str(vocab_dir / "vocab.json"), str(vocab_dir / "merges.txt"), model_max_length=77)
-        pipe = StableDiffusionInpaintPipeline(
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            unet=unet,
-            scheduler=scheduler,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-        pipe.save_pretrained(str(tmp))
-        shutil.rmtree(vocab_dir)
+        _save_sd_pipeline(tmp, TINY_SD_UNET, TINY_SD_VAE, TINY_SD_TEXT)
     return Path(folder)
 
 
@@ -155,3 +125,98 @@ def build_all(root: Path, seed: int = 0) -> dict[str, Path]:
         TINY_CLIP: build_tiny_clip(root / TINY_CLIP, seed),
         TINY_SD: build_tiny_sd_inpaint(root / TINY_SD, seed),
     }
+
+
+# --- random weights in the real architectures (benchmarks only) ----------------------------
+
+SD2_INPAINT_UNET = {
+    "sample_size": 64,
+    "in_channels": 9,
+    "out_channels": 4,
+    "layers_per_block": 2,
+    "block_out_channels": (320, 640, 1280, 1280),
+    "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    "cross_attention_dim": 1024,
+    "attention_head_dim": (5, 10, 20, 20),
+    "use_linear_projection": True,
+}
+SD2_VAE = {
+    "block_out_channels": (128, 256, 512, 512),
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "sample_size": 512,
+}
+SD2_TEXT = {
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_attention_heads": 16,
+    "num_hidden_layers": 23,
+    "projection_dim": 512,
+    "hidden_act": "gelu",
+    "vocab_size": 49408,
+}
+
+
+def build_random_like(name: str, folder: Path, seed: int = 0) -> Path:
+    """Random weights with the exact architecture of registry model ``name``.
+
+    For speed and memory measurements without downloading (compute does not depend on
+    the weight values). Never put these under ``checkpoints/``: they would pass for the
+    real model and produce garbage.
+    """
+    from ovseg.weights import CLIP, INPAINT, REGISTRY, SAM2
+
+    spec = REGISTRY[name]
+    torch.manual_seed(seed)
+    with atomic_path(Path(folder)) as tmp:
+        tmp.mkdir(parents=True)
+        if spec.kind == SAM2:
+            from hydra.utils import instantiate
+            from omegaconf import OmegaConf
+
+            config = resources.files("sam2").joinpath(spec.sam2_config)
+            model = instantiate(OmegaConf.create(config.read_text()).model, _recursive_=True)
+            torch.save({"model": model.state_dict()}, tmp / spec.files[0])
+        elif spec.kind == CLIP:
+            import open_clip
+            from safetensors.torch import save_file
+
+            model_cfg = open_clip.get_model_config(spec.open_clip_arch)
+            model = open_clip.create_model(spec.open_clip_arch)
+            config = {"model_cfg": model_cfg, "preprocess_cfg": TINY_CLIP_CONFIG["preprocess_cfg"]}
+            (tmp / "open_clip_config.json").write_text(json.dumps(config, indent=2))
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / spec.files[1]))
+        elif spec.kind == INPAINT:
+            _save_sd_pipeline(tmp, SD2_INPAINT_UNET, SD2_VAE, SD2_TEXT)
+    return Path(folder)
+
+
+def _save_sd_pipeline(folder: Path, unet_cfg: dict, vae_cfg: dict, text_cfg: dict) -> None:
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab_dir = folder.parent / "tokenizer-src"
+    _write_byte_level_tokenizer(vocab_dir)
+    tokenizer = CLIPTokenizer(str(vocab_dir / "vocab.json"), str(vocab_dir / "merges.txt"), model_max_length=77)
+    pipe = StableDiffusionInpaintPipeline(
+        vae=AutoencoderKL(**vae_cfg),
+        text_encoder=CLIPTextModel(CLIPTextConfig(bos_token_id=512, eos_token_id=513, pad_token_id=513, **text_cfg)),
+        tokenizer=tokenizer,
+        unet=UNet2DConditionModel(**unet_cfg),
+        scheduler=DDIMScheduler(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            clip_sample=False,
+            set_alpha_to_one=False,
+            steps_offset=1,
+        ),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(str(folder))
+    shutil.rmtree(vocab_dir)

@@ -30,6 +30,7 @@ class ModelSpec:
     files: tuple[str, ...]
     description: str
     sam2_config: str | None = None  # packaged sam2 hydra config (SAM 2 only)
+    open_clip_arch: str | None = None  # open_clip's built-in architecture name (CLIP only)
 
     @property
     def downloadable(self) -> bool:
@@ -74,6 +75,7 @@ REGISTRY: dict[str, ModelSpec] = {
             "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
             _CLIP_FILES,
             "OpenCLIP ViT-B/32 LAION-2B (preset fast)",
+            open_clip_arch="ViT-B-32",
         ),
         ModelSpec(
             "clip-vit-b-16",
@@ -81,6 +83,7 @@ REGISTRY: dict[str, ModelSpec] = {
             "laion/CLIP-ViT-B-16-laion2B-s34B-b88K",
             _CLIP_FILES,
             "OpenCLIP ViT-B/16 LAION-2B (preset balanced)",
+            open_clip_arch="ViT-B-16",
         ),
         ModelSpec(
             "clip-vit-l-14",
@@ -88,6 +91,7 @@ REGISTRY: dict[str, ModelSpec] = {
             "laion/CLIP-ViT-L-14-laion2B-s32B-b82K",
             _CLIP_FILES,
             "OpenCLIP ViT-L/14 LAION-2B (preset quality)",
+            open_clip_arch="ViT-L-14",
         ),
         ModelSpec(
             "sd2-inpainting",
