@@ -126,10 +126,21 @@ def test_benchmark_report_schema(tiny_checkpoints: Path) -> None:
     from ovseg.benchmark import run_benchmark
 
     settings = settings_from_params({"preset": "tiny", "prompt": "the cat", "mode": "remove", "device": "cpu"})
-    report = run_benchmark(settings, EXAMPLE, runs=1)
+    report = run_benchmark(settings, EXAMPLE, runs=1, min_candidates=20)
     assert report["device"] == "cpu" and report["image_size"] == [451, 300]
+    assert report["candidates_timed"].startswith("synthetic (20")  # tiny SAM 2 proposes fewer
     assert [row["stage"] for row in report["stages"]] == ["masks", "embed", "score", "select", "edit (remove)"]
     for row in report["stages"]:
         assert {"load_s", "cold_s", "warm_s", "peak_rss_mb", "peak_cuda_mb"} <= set(row)
         assert row["cold_s"] >= 0 and row["peak_rss_mb"] > 0 and row["peak_cuda_mb"] is None
     assert report["stages"][0]["masks"] >= 1
+
+
+def test_synthetic_candidates_have_consistent_boxes() -> None:
+    from ovseg.benchmark import synthetic_candidates
+
+    proposals = synthetic_candidates(64, 48, 12, seed=3)
+    assert proposals.masks.shape == (12, 48, 64) and proposals.masks.any(axis=(1, 2)).all()
+    for mask, (x, y, w, h) in zip(proposals.masks, proposals.boxes.astype(int), strict=True):
+        ys, xs = np.nonzero(mask)
+        assert (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1) == (x, y, w, h)

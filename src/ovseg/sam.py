@@ -9,6 +9,7 @@ models use the config that ships inside the sam2 package.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,8 @@ def load_sam2(name: str, device: str) -> torch.nn.Module:
     checkpoint = _checkpoint_in(folder, name)
     custom_config = folder / "config.yaml"
     spec = REGISTRY.get(name)
+    # sam2 scripts a helper with torch.jit at build time; newer torch warns about that on every run.
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
     try:
         if custom_config.is_file():
             return _build_from_config_file(build_sam2, custom_config, checkpoint, device)
@@ -113,7 +116,7 @@ def make_generator(model: torch.nn.Module, settings: MasksSettings):
 
 def propose_masks(generator, image: Image.Image, max_masks: int) -> MaskProposals:
     """Run the automatic generator; keep the ``max_masks`` best by predicted IoU x stability."""
-    array = np.asarray(image.convert("RGB"))
+    array = np.array(image.convert("RGB"))  # a writable copy: torchvision warns on read-only arrays
     device = next(generator.predictor.model.parameters()).device
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     with torch.inference_mode(), autocast:
