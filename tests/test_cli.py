@@ -41,6 +41,12 @@ def test_run_segment_then_replace_and_inspect(workspace: Path) -> None:
     assert "masks: computed 0, reused 1" in result.stdout and "score: computed 0, reused 1" in result.stdout
     assert (workspace / "data/output/edit/chelsea/before_after.png").is_file()
 
+    # Another photo on its own keeps the first one's results (DVC's stages mirror the folder instead).
+    result = ovseg("run", "--image", "data/images/shapes.png", "--prompt", "a disc", "--config", "tiny", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    assert (workspace / "data/output/segment/shapes/overlay.png").is_file()
+    assert (workspace / "data/output/segment/chelsea/overlay.png").is_file()
+
     result = ovseg("inspect", "chelsea", cwd=workspace)
     assert result.returncode == 0, result.stderr
     assert "candidates" in result.stdout and "selection" in result.stdout and "replace" in result.stdout

@@ -110,8 +110,8 @@ def _run_in_process(settings, cache: Path, output: Path, visualize: bool) -> Non
         run_masks(settings, image_list, paths),
         run_embed(settings, paths),
         run_score(settings, paths),
-        run_select(settings, paths, visualize=visualize),
-        run_edit(settings, paths),
+        run_select(settings, paths, visualize=visualize, prune=False),
+        run_edit(settings, paths, prune=False),
     ]
     for report in reports:
         console.print(report.line())
@@ -137,6 +137,25 @@ def _run_in_process(settings, cache: Path, output: Path, visualize: bool) -> Non
     console.print(table)
 
 
+def _known_images(paths) -> dict[str, dict[str, Any]]:
+    """Image name -> artifact keys, from the latest manifests and every selection on disk."""
+    from ovseg.fileio import read_json
+    from ovseg.store import load_manifest
+
+    entries: dict[str, dict[str, Any]] = {}
+    for selection_file in sorted(paths.segment.glob("*/selection.json")):
+        record = read_json(selection_file)
+        entries[selection_file.parent.name] = {"image": record["image"], **record.get("artifacts", {})}
+    for folder in (paths.masks, paths.embeddings, paths.scores):
+        try:
+            manifest = load_manifest(folder)
+        except OvsegError:
+            continue
+        for stem, entry in manifest.items():
+            entries.setdefault(stem, {}).update(entry)
+    return entries
+
+
 @app.command()
 def inspect(
     name: str | None = typer.Argument(None, help="Image name (file stem); all images if omitted."),
@@ -146,63 +165,45 @@ def inspect(
     """Show what artifacts exist for each image: masks, embeddings, scores, selection, edit."""
     from ovseg.fileio import read_json
     from ovseg.pipeline import Paths
-    from ovseg.store import load_manifest, read_arrays
+    from ovseg.store import read_arrays
 
     paths = Paths(cache=cache, output=output)
-    try:
-        entries = load_manifest(paths.masks)
-    except OvsegError as exc:
-        _fail(exc)
-    stages = {"embeddings": paths.embeddings, "scores": paths.scores}
-    manifests = {}
-    for stage, folder in stages.items():
-        try:
-            manifests[stage] = load_manifest(folder)
-        except OvsegError:
-            manifests[stage] = {}
+    entries = _known_images(paths)
+    if not entries:
+        _fail(OvsegError(f"no artifacts under {cache} or {output}: run `ovseg run` or `dvc repro` first"))
     if name is not None and name not in entries:
-        _fail(OvsegError(f"no artifacts for image {name!r}; known: {', '.join(entries) or 'none'}"))
-    for stem, entry in entries.items():
+        _fail(OvsegError(f"no artifacts for image {name!r}; known: {', '.join(sorted(entries))}"))
+    for stem, entry in sorted(entries.items()):
         if name is not None and stem != name:
             continue
-        table = Table(
-            title=f"{stem}  ({entry['image']}, {entry['original_size'][0]}x{entry['original_size'][1]})",
-            show_header=True,
-        )
-        table.add_column("artifact")
-        table.add_column("details")
-        table.add_column("path")
-        mask_store = paths.masks / f"{entry['masks']}.zarr"
-        arrays, attrs = read_arrays(mask_store, ["predicted_iou"])
-        table.add_row(
-            "masks",
-            f"{len(arrays['predicted_iou'])} candidates at {attrs['working_size']}, {attrs['model']}",
-            str(mask_store),
-        )
-        table.add_row("candidates", "preview", str(paths.masks / f"{entry['masks']}.candidates.png"))
-        emb = manifests["embeddings"].get(stem)
-        if emb:
-            store = paths.embeddings / f"{emb['embeddings']}.zarr"
-            e_arrays, e_attrs = read_arrays(store, ["embeddings"])
-            shape = e_arrays["embeddings"].shape
+        table = Table(title=f"{stem}  ({entry.get('image', '?')})")
+        for column in ("artifact", "details", "path"):
+            table.add_column(column, overflow="fold")
+        store = paths.masks / f"{entry.get('masks')}.zarr"
+        if store.is_dir():
+            arrays, attrs = read_arrays(store, ["predicted_iou"])
+            size = "x".join(map(str, attrs["working_size"]))
+            details = f"{len(arrays['predicted_iou'])} candidates at {size} px, {attrs['model']}"
+            table.add_row("masks", details, str(store))
             table.add_row(
-                "embeddings", f"{shape[0]}x{shape[1]} {e_attrs['settings']['strategy']}, {e_attrs['model']}", str(store)
+                "candidates", "picture of all candidates", str(paths.masks / f"{entry['masks']}.candidates.png")
             )
-        scored = manifests["scores"].get(stem)
-        if scored:
-            store = paths.scores / f"{scored['scores']}.zarr"
-            s_arrays, s_attrs = read_arrays(store, ["score"])
-            top = sorted(s_arrays["score"].tolist(), reverse=True)[:5]
-            table.add_row(
-                "scores", f"prompt {s_attrs['prompt']!r}; top " + ", ".join(f"{t:.3f}" for t in top), str(store)
-            )
+        store = paths.embeddings / f"{entry.get('embeddings')}.zarr"
+        if store.is_dir():
+            arrays, attrs = read_arrays(store, ["embeddings"])
+            count, dim = arrays["embeddings"].shape
+            table.add_row("embeddings", f"{count}x{dim} {attrs['settings']['strategy']}, {attrs['model']}", str(store))
+        store = paths.scores / f"{entry.get('scores')}.zarr"
+        if store.is_dir():
+            arrays, attrs = read_arrays(store, ["score"])
+            top = ", ".join(f"{t:.3f}" for t in sorted(arrays["score"].tolist(), reverse=True)[:5])
+            table.add_row("scores", f"prompt {attrs['prompt']!r}; top {top}", str(store))
         selection_file = paths.segment / stem / "selection.json"
         if selection_file.is_file():
             selection = read_json(selection_file)
             picked = ", ".join(f"#{s['index']} ({s['score']:.3f})" for s in selection["selected"]) or "none"
-            table.add_row(
-                "selection", f"{picked}; merged area {selection['merged']['area']} px", str(selection_file.parent)
-            )
+            details = f"{picked}; merged area {selection['merged']['area']} px"
+            table.add_row("selection", details, str(selection_file.parent))
         edit_file = paths.edit / stem / "edit.json"
         if edit_file.is_file():
             record = read_json(edit_file)

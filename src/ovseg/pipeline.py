@@ -263,10 +263,12 @@ def _remove_stale(folder: Path, keep: set[str]) -> None:
                 shutil.rmtree(child)
 
 
-def run_select(settings: Settings, paths: Paths, visualize: bool = True) -> StageReport:
+def run_select(settings: Settings, paths: Paths, visualize: bool = True, prune: bool = True) -> StageReport:
     """Stage 4: top-K -> per image ``mask.png``, ``overlay.png``, ``selection.json``, ``selection.zarr``.
 
     ``visualize=False`` skips the overlay picture, which dominates the time on big batches.
+    ``prune`` removes outputs of images no longer in the batch: the DVC stage mirrors the
+    image folder, while `ovseg run` on one photo keeps earlier photos' results.
     """
     report = StageReport("select")
     entries = load_manifest(paths.scores)
@@ -281,7 +283,8 @@ def run_select(settings: Settings, paths: Paths, visualize: bool = True) -> Stag
             write_selection(settings, paths, stem, entry, key, visualize)
             report.computed.append(stem)
         summary[stem] = _read_summary(previous)
-    _remove_stale(paths.segment, set(entries))
+    if prune:
+        _remove_stale(paths.segment, set(entries))
     write_json(paths.segment / "summary.json", {"prompt": settings.prompt, "images": summary})
     return report
 
@@ -335,6 +338,7 @@ def write_selection(
         "selected": selected,
         "merged": {"area": int(merged_full.sum()), "bbox_xywh": _box_xywh(merged_full), "rle": rle.encode(merged_full)},
         "top_candidates": [{"index": int(i), "score": round(float(scores[i]), 6)} for i in order],
+        "artifacts": {k: entry[k] for k in ("masks", "embeddings", "scores")},
         "note": None if selected else "no candidate passed the thresholds; nothing selected",
     }
     with atomic_path(paths.segment / stem) as tmp:
@@ -360,10 +364,11 @@ def images_for(settings: Settings) -> list[Path]:
     return list_images(Path(settings.images))
 
 
-def run_edit(settings: Settings, paths: Paths) -> StageReport:
+def run_edit(settings: Settings, paths: Paths, prune: bool = True) -> StageReport:
     """Stage 5: remove / replace / style the selected region -> ``edited.png`` + before/after.
 
-    In ``segment`` mode there is nothing to edit: the stage only records that. An image
+    In ``segment`` mode there is nothing to edit: the stage only records that (and, with
+    ``prune``, removes edits that no longer match the parameters). An image
     whose selection is empty is copied unchanged with a note, not an error, so one
     miss does not stop a batch.
     """
@@ -372,7 +377,8 @@ def run_edit(settings: Settings, paths: Paths) -> StageReport:
     report = StageReport("edit")
     entries = load_manifest(paths.scores)
     if settings.mode == "segment":
-        _remove_stale(paths.edit, set())
+        if prune:
+            _remove_stale(paths.edit, set())
         write_json(
             paths.edit / "summary.json", {"mode": "segment", "note": "segment mode: nothing edited", "images": {}}
         )
@@ -440,6 +446,7 @@ def run_edit(settings: Settings, paths: Paths) -> StageReport:
         report.computed.append(stem)
     painter = None
     free_accelerator_memory()
-    _remove_stale(paths.edit, set(entries))
+    if prune:
+        _remove_stale(paths.edit, set(entries))
     write_json(paths.edit / "summary.json", {"mode": settings.mode, "images": summary})
     return report
