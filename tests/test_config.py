@@ -39,6 +39,8 @@ def test_deep_merge_keeps_base_for_none() -> None:
         ({"embed": {"strategy": "magic"}}, "embed.strategy"),
         ({"edit": {"resolution": 500}}, "multiple of 8"),
         ({"score": ["x"]}, "must be a mapping"),
+        ({"edit": {"scheduler": "lms"}}, "edit.scheduler must be one of"),
+        ({"edit": {"offload": "disk"}}, "edit.offload must be one of"),
     ],
 )
 def test_bad_params_give_clear_errors(params: dict, message: str) -> None:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from ovseg.config import load_settings, settings_from_params
 from ovseg.editing import (
+    SCHEDULERS,
     crop_box,
     cut,
     diffusion_painter,
@@ -20,6 +21,7 @@ from ovseg.editing import (
     feather,
     load_inpaint_pipeline,
     request_for,
+    set_scheduler,
 )
 from ovseg.errors import OvsegError
 from ovseg.fileio import read_json
@@ -109,6 +111,11 @@ def test_tiny_sd_pipeline_is_deterministic_and_local(tiny_checkpoints) -> None:
     outside = ~dilate(mask, settings.dilate_px)
     np.testing.assert_array_equal(first[outside], np.asarray(image)[outside])
     assert not np.array_equal(first[mask], np.asarray(image)[mask])
+    more_steps = dataclasses.replace(settings, steps=6)  # PNDM's warm-up needs a few steps
+    for name in SCHEDULERS:  # every scheduler params.yaml may name swaps in and runs
+        set_scheduler(pipe, name)
+        assert type(pipe.scheduler).__name__ == SCHEDULERS[name]
+        edit_image(image, mask, more_steps, diffusion_painter(pipe, request, more_steps))
 
 
 def test_modes_pick_prompts_and_strength() -> None:

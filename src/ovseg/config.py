@@ -22,6 +22,8 @@ import yaml
 from ovseg.errors import OvsegError
 
 MODES = ("segment", "remove", "replace", "style")
+SCHEDULER_NAMES = ("default", "ddim", "dpm++", "euler", "euler-a", "pndm")
+OFFLOAD_MODES = ("auto", "none", "model", "sequential")
 PRESETS_FILE = "presets.yaml"
 
 
@@ -215,6 +217,10 @@ def _validate(settings: Settings) -> None:
         raise OvsegError("edit.strength and edit.style_strength must be in (0, 1]")
     if settings.edit.resolution % 8 or settings.edit.resolution < 64:
         raise OvsegError(f"edit.resolution must be a multiple of 8 and >= 64, got {settings.edit.resolution}")
+    if settings.edit.scheduler not in SCHEDULER_NAMES:
+        raise OvsegError(f"edit.scheduler must be one of {', '.join(SCHEDULER_NAMES)}, got {settings.edit.scheduler!r}")
+    if settings.edit.offload not in OFFLOAD_MODES:
+        raise OvsegError(f"edit.offload must be one of {', '.join(OFFLOAD_MODES)}, got {settings.edit.offload!r}")
     if settings.masks.points_per_side < 1 or settings.masks.max_image_side < 64:
         raise OvsegError("masks.points_per_side must be >= 1 and masks.max_image_side >= 64")
 
