@@ -5,6 +5,8 @@ under data/output/edit/<name>/: edited.png, before_after.png, edit.json. Does no
 in segment mode.
 """
 
+import _ovseg_env  # noqa: F401  (must come first: a clear error outside the venv)
+
 from ovseg.pipeline import run_edit
 from ovseg.stage_runner import run_stage
 

@@ -4,6 +4,8 @@ Reads: cache/masks, params preset + embed. Writes: cache/embeddings/<key>.zarr
 (N x D float16, unit norm) per image and manifest.json.
 """
 
+import _ovseg_env  # noqa: F401  (must come first: a clear error outside the venv)
+
 from ovseg.pipeline import run_embed
 from ovseg.stage_runner import run_stage
 

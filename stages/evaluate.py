@@ -9,6 +9,8 @@ metrics/per_pair.tsv, metrics/per_class_iou.png.
 
 from pathlib import Path
 
+import _ovseg_env  # noqa: F401  (must come first: a clear error outside the venv)
+
 from ovseg.evaluation import evaluate, read_dataset, write_reports
 from ovseg.pipeline import StageReport
 from ovseg.stage_runner import run_stage

@@ -5,6 +5,8 @@ Reads: data/images, params preset + masks. Writes: cache/masks/<key>.zarr per im
 manifest.json.
 """
 
+import _ovseg_env  # noqa: F401  (must come first: a clear error outside the venv)
+
 from ovseg.pipeline import images_for, run_masks
 from ovseg.stage_runner import run_stage
 

@@ -4,6 +4,8 @@ Reads: cache/embeddings, params prompt + preset + score. Writes: cache/scores/<k
 (score, similarity, negative_similarity per candidate) and manifest.json.
 """
 
+import _ovseg_env  # noqa: F401  (must come first: a clear error outside the venv)
+
 from ovseg.pipeline import run_score
 from ovseg.stage_runner import run_stage
 

@@ -5,6 +5,8 @@ data/output/segment/<name>/: mask.png, overlay.png, selection.json (COCO RLE, sc
 boxes), selection.zarr; and summary.json.
 """
 
+import _ovseg_env  # noqa: F401  (must come first: a clear error outside the venv)
+
 from ovseg.pipeline import run_select
 from ovseg.stage_runner import run_stage
 

@@ -94,3 +94,16 @@ def test_weights_commands(workspace: Path, tmp_path: Path) -> None:
     assert offline.returncode == 2 and "offline mode" in offline.stderr
     listing = ovseg("weights", "list", cwd=workspace, env=env)
     assert listing.returncode == 0 and "sam2.1-hiera-large" in listing.stdout
+
+
+def test_stage_outside_the_venv_explains_itself() -> None:
+    """DVC runs `python stages/x.py`; a Python without ovseg must say what to do, not crash."""
+    from conftest import REPO
+
+    base = getattr(sys, "_base_executable", sys.executable)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    if subprocess.run([base, "-c", "import ovseg"], env=env, capture_output=True).returncode == 0:
+        pytest.skip("the base interpreter has ovseg installed too")
+    result = subprocess.run([base, "stages/masks.py"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "activate the project's environment" in result.stderr
