@@ -209,7 +209,8 @@ def dense_patch_features(bundle: ClipBundle, image: Image.Image, scale: float, m
         attn = last.attn
         width = x.shape[-1]
         y = last.ln_1(x)
-        v = F.linear(y, attn.in_proj_weight[2 * width :], attn.in_proj_bias[2 * width :])
+        bias = attn.in_proj_bias[2 * width :] if attn.in_proj_bias is not None else None
+        v = F.linear(y, attn.in_proj_weight[2 * width :], bias)
         v = last.ls_1(attn.out_proj(v))
         feats = visual.ln_post(v[:, 1:]) @ visual.proj  # drop the class token
     return _l2(feats.float()).reshape(rows, cols, -1)
