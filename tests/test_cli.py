@@ -65,6 +65,7 @@ def test_run_segment_then_replace_and_inspect(workspace: Path) -> None:
         ),
         (["run", "--images", "data/images", "--prompt", "x", "--config", "fast"], "ovseg weights download"),
         (["inspect", "nobody"], "no artifacts|not found"),
+        (["cache", "gc", "--cache", "nowhere"], "cache folder nowhere not found"),
     ],
 )
 def test_user_mistakes_get_one_line_and_exit_2(workspace: Path, args: list[str], message: str) -> None:

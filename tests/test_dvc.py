@@ -76,6 +76,12 @@ def test_prompt_change_reruns_only_score_and_select(dvc_repo: Path) -> None:
     third = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
     assert _ran(third) == set()
 
+    # `ovseg cache gc` drops the old prompt's scores only; DVC then reruns from score, reusing the rest.
+    collected = _sh([sys.executable, "-m", "ovseg.cli", "cache", "gc"], dvc_repo)
+    assert "unused: 1 (freed" in collected
+    after_gc = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
+    assert "score: computed 0, reused 1" in after_gc and not {"masks", "embed", "evaluate"} & _ran(after_gc)
+
     # A new image: every stage reruns, but computes only the new image.
     synthetic_photo(120, 80).save(dvc_repo / "data/images/shapes.png")
     fourth = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ovseg.cache_gc import collect_garbage
 from ovseg.config import settings_from_params
 from ovseg.errors import OvsegError
 from ovseg.evaluation import (
@@ -118,6 +119,10 @@ def test_evaluate_end_to_end_and_reports(tiny_checkpoints: Path, tmp_path: Path)
     rows = (tmp_path / "metrics" / "per_class.tsv").read_text().splitlines()
     assert rows[0] == "class\tiou\tpairs" and len(rows) == len(metrics["classes"]) + 1
     assert Image.open(tmp_path / "metrics" / "per_class_iou.png").size[0] > 100
+    # Every score store is in the manifest, so `ovseg cache gc` keeps the evaluation's cache.
+    assert collect_garbage(tmp_path / "cache", [], dry_run=True).removed == []
+    prompts = {t.prompt for s in samples for t in s.targets}
+    assert len(list((tmp_path / "cache" / "scores").glob("*.zarr"))) == len(prompts) * len(samples)
 
 
 def test_benchmark_report_schema(tiny_checkpoints: Path) -> None:

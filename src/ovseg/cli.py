@@ -1,4 +1,4 @@
-"""`ovseg` command line: run the pipeline, inspect artifacts, manage weights, benchmark.
+"""`ovseg` command line: run the pipeline, inspect artifacts, manage weights and cache, benchmark.
 
 `ovseg run` calls the same stage functions as the DVC stages, in one process, one
 heavy model at a time, sharing the same content-addressed cache; `ovseg run --dvc`
@@ -21,6 +21,8 @@ from ovseg.errors import OvsegError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 weights_app = typer.Typer(no_args_is_help=True, help="List, download, verify or build model weights.")
 app.add_typer(weights_app, name="weights")
+cache_app = typer.Typer(no_args_is_help=True, help="Manage the content-addressed stage cache.")
+app.add_typer(cache_app, name="cache")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -283,6 +285,29 @@ def weights_make_tiny(
 
     for name, folder in build_all(root or download_root(), seed).items():
         console.print(f"{name} -> {folder}")
+
+
+@cache_app.command("gc")
+def cache_gc(
+    cache: Path = typer.Option(Path("cache"), "--cache", help="The stage cache to clean."),
+    output: list[Path] = typer.Option(
+        [Path("data/output")], "--output", "-o", help="Result folders whose selections keep their inputs alive."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only list what would be removed."),
+) -> None:
+    """Delete cached masks, features and scores that no manifest or selection uses any more."""
+    from ovseg.cache_gc import collect_garbage
+
+    if not cache.is_dir():
+        _fail(OvsegError(f"cache folder {cache} not found"))
+    report = collect_garbage(cache, output, dry_run=dry_run)
+    for path in report.removed:
+        console.print(f"{'would remove' if dry_run else 'removed'} {path}", highlight=False)
+    verb = "would free" if dry_run else "freed"
+    console.print(
+        f"unused: {len(report.removed)} ({verb} {report.freed_bytes / 2**20:.1f} MiB); in use, kept: {report.kept}",
+        highlight=False,
+    )
 
 
 @app.command()

@@ -178,6 +178,7 @@ def evaluate(settings: Settings, samples: list[Sample], cache: Path) -> tuple[di
     ``cache``, so ablations of scoring or selection reuse them.
     """
     from ovseg.pipeline import Paths, run_embed, run_masks, score_prompts, select_for
+    from ovseg.store import save_manifest
     from ovseg.viz import resize_mask
 
     paths = Paths(cache=cache, output=cache / "output")
@@ -187,6 +188,9 @@ def evaluate(settings: Settings, samples: list[Sample], cache: Path) -> tuple[di
     if not prompts:
         raise OvsegError("the dataset has no labelled objects to evaluate")
     per_prompt, _ = score_prompts(settings, paths, prompts)
+    # One manifest over all (image, prompt) pairs, so `ovseg cache gc` knows these scores are in use.
+    pairs_in_use = {f"{stem}:{prompt}": e for prompt, by_image in per_prompt.items() for stem, e in by_image.items()}
+    save_manifest(paths.scores, pairs_in_use)
     pairs = []
     for sample in samples:
         size = load_image(sample.image).size

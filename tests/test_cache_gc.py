@@ -1,0 +1,84 @@
+"""`ovseg cache gc`: stores nothing uses any more go, stores any result still needs stay."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ovseg.cache_gc import TEMP_GRACE_SECONDS, collect_garbage
+from ovseg.config import load_settings
+from ovseg.fileio import read_json
+from ovseg.pipeline import Paths, images_for, run_embed, run_masks, run_score, run_select
+from ovseg.store import load_manifest
+
+
+def _segment(settings, paths, prune: bool = True):
+    return [
+        run_masks(settings, images_for(settings), paths),
+        run_embed(settings, paths),
+        run_score(settings, paths),
+        run_select(settings, paths, prune=prune),
+    ]
+
+
+def _stores(folder: Path) -> set[str]:
+    return {p.name.removesuffix(".zarr") for p in folder.glob("*.zarr")}
+
+
+def test_gc_keeps_what_results_use_and_drops_the_rest(workspace: Path) -> None:
+    settings, paths = load_settings(), Paths()
+    _segment(settings, paths)
+    old_scores = {e["scores"] for e in load_manifest(paths.scores).values()}
+    red = dataclasses.replace(settings, prompt="a red disc")
+    _segment(red, paths)
+    red_chelsea = load_manifest(paths.scores)["chelsea"]
+    # Like `ovseg run --image shapes.png`: the manifests now name one photo only, chelsea's
+    # selection (made with "a red disc") stays on disk and must keep its inputs alive.
+    alone = dataclasses.replace(settings, images="data/images/shapes.png", prompt="a blue box")
+    _segment(alone, paths, prune=False)
+    assert set(load_manifest(paths.masks)) == {"shapes"}
+    blue = load_manifest(paths.scores)["shapes"]["scores"]
+    assert read_json(paths.segment / "chelsea/selection.json")["artifacts"]["scores"] == red_chelsea["scores"]
+
+    old_temp = paths.masks / ".abc.zarr.x1.tmp"
+    young_temp = paths.masks / ".def.zarr.x2.tmp"
+    for temp in (old_temp, young_temp):
+        (temp / "partial").mkdir(parents=True)
+    past = time.time() - TEMP_GRACE_SECONDS - 60
+    os.utime(old_temp, (past, past))
+
+    scores_before = _stores(paths.scores)
+    preview = collect_garbage(paths.cache, [paths.output], dry_run=True)
+    assert preview.removed and preview.freed_bytes > 0
+    assert _stores(paths.scores) == scores_before and old_temp.exists()
+
+    report = collect_garbage(paths.cache, [paths.output])
+    assert {p.name for p in report.removed} == {p.name for p in preview.removed}
+    assert not old_temp.exists() and young_temp.exists()
+    left = _stores(paths.scores)
+    assert red_chelsea["scores"] in left and blue in left
+    assert not old_scores & left and len(left) == 2
+    assert red_chelsea["masks"] in _stores(paths.masks) and red_chelsea["embeddings"] in _stores(paths.embeddings)
+    assert (paths.masks / f"{red_chelsea['masks']}.candidates.png").is_file()
+
+    # Nothing in use was lost: the whole batch again reuses every mask and feature.
+    again = _segment(red, paths)
+    assert again[0].computed == [] and again[1].computed == [] and again[2].computed == ["shapes"]
+    # ... and the "a blue box" scores of shapes are what is unused now.
+    assert collect_garbage(paths.cache, [paths.output], dry_run=True).removed == [paths.scores / f"{blue}.zarr"]
+
+
+def test_gc_command(workspace: Path) -> None:
+    settings, paths = load_settings(), Paths()
+    _segment(settings, paths)
+    _segment(dataclasses.replace(settings, prompt="a red disc"), paths)
+    result = subprocess.run(
+        [sys.executable, "-m", "ovseg.cli", "cache", "gc"], cwd=workspace, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "unused: 2 (freed" in result.stdout
+    assert len(_stores(paths.scores)) == 2
