@@ -48,6 +48,18 @@ def synthetic_photo(width: int = 160, height: int = 120, seed: int = 1) -> Image
     return Image.fromarray(np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8))
 
 
+def segment_all(settings, paths, prune: bool = True) -> list:
+    """The DAG up to the selection, as `dvc repro select` runs it; returns each stage's report."""
+    from ovseg.pipeline import images_for, run_embed, run_masks, run_score, run_select
+
+    return [
+        run_masks(settings, images_for(settings), paths),
+        run_embed(settings, paths),
+        run_score(settings, paths),
+        run_select(settings, paths, prune=prune),
+    ]
+
+
 def write_params(folder: Path, **changes: object) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params.update({"preset": "tiny", "device": "cpu"})

@@ -9,20 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import segment_all
+
 from ovseg.cache_gc import TEMP_GRACE_SECONDS, collect_garbage
 from ovseg.config import load_settings
 from ovseg.fileio import read_json
-from ovseg.pipeline import Paths, images_for, run_embed, run_masks, run_score, run_select
+from ovseg.pipeline import Paths
 from ovseg.store import load_manifest
-
-
-def _segment(settings, paths, prune: bool = True):
-    return [
-        run_masks(settings, images_for(settings), paths),
-        run_embed(settings, paths),
-        run_score(settings, paths),
-        run_select(settings, paths, prune=prune),
-    ]
 
 
 def _stores(folder: Path) -> set[str]:
@@ -31,15 +24,15 @@ def _stores(folder: Path) -> set[str]:
 
 def test_gc_keeps_what_results_use_and_drops_the_rest(workspace: Path) -> None:
     settings, paths = load_settings(), Paths()
-    _segment(settings, paths)
+    segment_all(settings, paths)
     old_scores = {e["scores"] for e in load_manifest(paths.scores).values()}
     red = dataclasses.replace(settings, prompt="a red disc")
-    _segment(red, paths)
+    segment_all(red, paths)
     red_chelsea = load_manifest(paths.scores)["chelsea"]
     # Like `ovseg run --image shapes.png`: the manifests now name one photo only, chelsea's
     # selection (made with "a red disc") stays on disk and must keep its inputs alive.
     alone = dataclasses.replace(settings, images="data/images/shapes.png", prompt="a blue box")
-    _segment(alone, paths, prune=False)
+    segment_all(alone, paths, prune=False)
     assert set(load_manifest(paths.masks)) == {"shapes"}
     blue = load_manifest(paths.scores)["shapes"]["scores"]
     assert read_json(paths.segment / "chelsea/selection.json")["artifacts"]["scores"] == red_chelsea["scores"]
@@ -66,7 +59,7 @@ def test_gc_keeps_what_results_use_and_drops_the_rest(workspace: Path) -> None:
     assert (paths.masks / f"{red_chelsea['masks']}.candidates.png").is_file()
 
     # Nothing in use was lost: the whole batch again reuses every mask and feature.
-    again = _segment(red, paths)
+    again = segment_all(red, paths)
     assert again[0].computed == [] and again[1].computed == [] and again[2].computed == ["shapes"]
     # ... and the "a blue box" scores of shapes are what is unused now.
     assert collect_garbage(paths.cache, [paths.output], dry_run=True).removed == [paths.scores / f"{blue}.zarr"]
@@ -74,8 +67,8 @@ def test_gc_keeps_what_results_use_and_drops_the_rest(workspace: Path) -> None:
 
 def test_gc_command(workspace: Path) -> None:
     settings, paths = load_settings(), Paths()
-    _segment(settings, paths)
-    _segment(dataclasses.replace(settings, prompt="a red disc"), paths)
+    segment_all(settings, paths)
+    segment_all(dataclasses.replace(settings, prompt="a red disc"), paths)
     result = subprocess.run(
         [sys.executable, "-m", "ovseg.cli", "cache", "gc"], cwd=workspace, capture_output=True, text=True
     )

@@ -8,30 +8,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synthetic_photo
+from conftest import segment_all, synthetic_photo
 from PIL import Image
 
 from ovseg import rle
 from ovseg.config import load_settings
 from ovseg.errors import OvsegError
 from ovseg.fileio import read_json
-from ovseg.pipeline import Paths, images_for, run_embed, run_masks, run_score, run_select
+from ovseg.pipeline import Paths, images_for, run_embed, run_masks, run_score
 from ovseg.store import load_manifest, read_arrays
-
-
-def _run_all(settings, paths):
-    return [
-        run_masks(settings, images_for(settings), paths),
-        run_embed(settings, paths),
-        run_score(settings, paths),
-        run_select(settings, paths),
-    ]
 
 
 def test_artifact_formats(workspace: Path) -> None:
     settings = load_settings()
     paths = Paths()
-    reports = _run_all(settings, paths)
+    reports = segment_all(settings, paths)
     assert [r.computed for r in reports[:3]] == [["chelsea", "shapes"]] * 3
 
     masks_manifest = load_manifest(paths.masks)
@@ -74,8 +65,8 @@ def test_artifact_formats(workspace: Path) -> None:
 def test_new_prompt_reuses_masks_and_embeddings(workspace: Path) -> None:
     settings = load_settings()
     paths = Paths()
-    _run_all(settings, paths)
-    again = _run_all(dataclasses.replace(settings, prompt="a red disc"), paths)
+    segment_all(settings, paths)
+    again = segment_all(dataclasses.replace(settings, prompt="a red disc"), paths)
     assert [r.computed for r in again[:2]] == [[], []]
     assert again[2].computed and again[3].computed
     assert read_json(paths.segment / "shapes" / "selection.json")["prompt"] == "a red disc"
@@ -84,13 +75,13 @@ def test_new_prompt_reuses_masks_and_embeddings(workspace: Path) -> None:
 def test_added_image_computes_only_that_image(workspace: Path) -> None:
     settings = load_settings()
     paths = Paths()
-    _run_all(settings, paths)
+    segment_all(settings, paths)
     synthetic_photo(100, 90, seed=5).save(workspace / "data" / "images" / "new.png")
-    reports = _run_all(settings, paths)
+    reports = segment_all(settings, paths)
     assert [r.computed for r in reports] == [["new"]] * 4
     assert sorted(reports[0].reused) == ["chelsea", "shapes"]
     (workspace / "data" / "images" / "new.png").unlink()
-    _run_all(settings, paths)
+    segment_all(settings, paths)
     assert not (paths.segment / "new").exists()  # removed images leave no stale outputs
 
 

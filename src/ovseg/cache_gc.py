@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ovseg.fileio import read_json
-from ovseg.store import MANIFEST
+from ovseg.store import MANIFEST, load_manifest
 
-STAGE_FOLDERS = ("masks", "embeddings", "scores")
-ARTIFACT_KINDS = ("masks", "embeddings", "scores")
+# Each kind of store lives in the cache folder of that name, and manifests and selections
+# name a store's key under the same word (``entry["masks"]`` is a key in ``cache/masks``).
+STORE_KINDS = ("masks", "embeddings", "scores")
 # A temporary folder younger than this may belong to a run in progress: leave it.
 TEMP_GRACE_SECONDS = 3600
 
@@ -40,18 +41,17 @@ class GcReport:
 def cache_roots(cache: Path) -> list[Path]:
     """``cache`` itself and every direct subfolder laid out like it (``cache/eval``)."""
     candidates = [cache, *(sorted(p for p in cache.iterdir() if p.is_dir()) if cache.is_dir() else [])]
-    return [root for root in candidates if any((root / name).is_dir() for name in STAGE_FOLDERS)]
+    return [root for root in candidates if any((root / kind).is_dir() for kind in STORE_KINDS)]
 
 
 def live_keys(cache: Path, outputs: list[Path]) -> set[str]:
     """Keys named by any manifest under ``cache`` or by any selection under ``outputs``."""
     keys: set[str] = set()
     for root in cache_roots(cache):
-        for name in STAGE_FOLDERS:
-            manifest = root / name / MANIFEST
-            if manifest.is_file():
-                for entry in read_json(manifest).get("images", {}).values():
-                    keys.update(str(entry[k]) for k in ARTIFACT_KINDS if k in entry)
+        for kind in STORE_KINDS:
+            if (root / kind / MANIFEST).is_file():
+                for entry in load_manifest(root / kind).values():
+                    keys.update(str(entry[k]) for k in STORE_KINDS if k in entry)
     for output in outputs:
         for selection in Path(output).glob("segment/*/selection.json"):
             keys.update(str(v) for v in read_json(selection).get("artifacts", {}).values())
@@ -66,6 +66,11 @@ def _key_of(path: Path) -> str | None:
     return None
 
 
+def _is_stale_temp(path: Path, now: float) -> bool:
+    """A temporary folder from ``atomic_path`` that no run has touched for the grace period."""
+    return path.name.endswith(".tmp") and now - path.stat().st_mtime > TEMP_GRACE_SECONDS
+
+
 def _size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
@@ -78,18 +83,17 @@ def collect_garbage(cache: Path, outputs: list[Path], dry_run: bool = False) -> 
     report = GcReport()
     now = time.time()
     for root in cache_roots(cache):
-        for name in STAGE_FOLDERS:
-            folder = root / name
+        for kind in STORE_KINDS:
+            folder = root / kind
             if not folder.is_dir():
                 continue
             for path in sorted(folder.iterdir()):
                 key = _key_of(path)
-                stale_temp = path.name.endswith(".tmp") and now - path.stat().st_mtime > TEMP_GRACE_SECONDS
-                if key is not None and key in keep:
+                if key in keep:
                     report.kept += 1
                     continue
-                if key is None and not stale_temp:
-                    continue
+                if key is None and not _is_stale_temp(path, now):
+                    continue  # the manifest, or a write still in progress
                 report.freed_bytes += _size(path)
                 report.removed.append(path)
                 if not dry_run:
