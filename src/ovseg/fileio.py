@@ -110,3 +110,16 @@ def content_key(*parts: Any) -> str:
     """A short stable hash of JSON-serialisable parts: the name of a content-addressed artifact."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
+
+
+def working_image(image: Image.Image, max_side: int) -> Image.Image:
+    """Downscale so the longer side is at most ``max_side``: the mask model and CLIP see this image.
+
+    Masks are stored at this resolution (a 4K photo would need gigabytes per mask
+    stack otherwise) and upsampled to the photo's size only for the final outputs.
+    """
+    scale = min(1.0, max_side / max(image.size))
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)

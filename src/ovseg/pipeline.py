@@ -33,15 +33,16 @@ from ovseg.fileio import (
     read_json,
     save_png,
     sha256_file,
+    working_image,
     write_json,
 )
 from ovseg.selection import Selection, select_masks
 from ovseg.store import MaskProposals, load_manifest, read_arrays, save_manifest, write_arrays
 from ovseg.viz import candidates_preview, overlay, resize_mask
-from ovseg.weights import CLIP, INPAINT, SAM2, free_accelerator_memory, resolve_device, resolve_model_dir
+from ovseg.weights import CLIP, INPAINT, free_accelerator_memory, resolve_device, resolve_mask_model, resolve_model_dir
 
 # Bump when an algorithm changes so old cached artifacts are not reused.
-MASKS_VERSION = "masks-v1"
+MASKS_VERSION = "masks-v2"
 EMBED_VERSION = "embed-v1"
 SCORE_VERSION = "score-v1"
 SELECT_VERSION = "select-v1"
@@ -88,9 +89,12 @@ class StageReport:
         return f"{self.stage}: computed {len(self.computed)}, reused {len(self.reused)} from cache"
 
 
-def model_fingerprint(name: str, kind: str) -> str:
-    """Name plus file sizes of the weights, so swapping the files under a name invalidates caches."""
-    folder = resolve_model_dir(name, kind)
+def model_fingerprint(name: str, kind: str | None) -> str:
+    """Name plus file sizes of the weights, so swapping the files under a name invalidates caches.
+
+    ``kind`` None: a mask model, whose kind (SAM 2 or ONNX) its files tell.
+    """
+    folder = resolve_mask_model(name)[0] if kind is None else resolve_model_dir(name, kind)
     sizes = sorted((p.name, p.stat().st_size) for p in folder.rglob("*") if p.is_file())
     return content_key(name, sizes)
 
@@ -104,7 +108,7 @@ def run_masks(settings: Settings, images: list[Path], paths: Paths) -> StageRepo
     report = StageReport("masks")
     for image_path in images:  # fail before any work if one input is not an image
         load_image(image_path)
-    fingerprint = model_fingerprint(settings.masks.model, SAM2)
+    fingerprint = model_fingerprint(settings.masks.model, None)
     entries, todo = {}, []
     for image_path in images:
         sha = sha256_file(image_path)
@@ -112,16 +116,14 @@ def run_masks(settings: Settings, images: list[Path], paths: Paths) -> StageRepo
         entries[image_path.stem] = {"image": str(image_path), "sha256": sha, "masks": key}
         (report.reused if _store(paths.masks, key).is_dir() else todo).append(image_path.stem)
     if todo:
-        from ovseg.sam import load_sam2, make_generator, propose_masks, working_image
+        from ovseg.masks import load_mask_generator
 
-        device = resolve_device(settings.device)
-        model = load_sam2(settings.masks.model, device)
-        generator = make_generator(model, settings.masks)
-        for stem in tqdm(todo, desc="masks (SAM 2)", unit="image"):
+        generator = load_mask_generator(settings.masks, resolve_device(settings.device))
+        for stem in tqdm(todo, desc=f"masks ({settings.masks.model})", unit="image"):
             entry = entries[stem]
             image = load_image(Path(entry["image"]))
             work = working_image(image, settings.masks.max_image_side)
-            proposals = propose_masks(generator, work, settings.masks.max_masks)
+            proposals, stats = generator.generate(work)
             attrs = {
                 "image": entry["image"],
                 "sha256": entry["sha256"],
@@ -129,12 +131,13 @@ def run_masks(settings: Settings, images: list[Path], paths: Paths) -> StageRepo
                 "working_size": list(work.size),
                 "model": settings.masks.model,
                 "settings": settings.section("masks"),
+                "stats": stats,
             }
             # The store is the "done" marker, so the preview goes first.
             save_png(paths.masks / f"{entry['masks']}.candidates.png", candidates_preview(work, proposals.masks))
             write_arrays(_store(paths.masks, entry["masks"]), proposals.arrays(), attrs)
             report.computed.append(stem)
-        del generator, model
+        del generator
         free_accelerator_memory()
     for entry in entries.values():
         _, attrs = read_arrays(_store(paths.masks, entry["masks"]), names=[])
@@ -155,7 +158,6 @@ def run_embed(settings: Settings, paths: Paths) -> StageReport:
         (report.reused if _store(paths.embeddings, entry["embeddings"]).is_dir() else todo).append(stem)
     if todo:
         from ovseg.clip_features import load_clip, mask_embeddings
-        from ovseg.sam import working_image
 
         bundle = load_clip(settings.embed.model, resolve_device(settings.device))
         for stem in tqdm(todo, desc=f"embed (CLIP, {settings.embed.strategy})", unit="image"):

