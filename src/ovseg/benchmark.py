@@ -147,7 +147,7 @@ def run_benchmark(
     synthetic candidates instead (for random-weight runs), and the report says so.
     """
     from ovseg.clip_features import load_clip, mask_embeddings
-    from ovseg.editing import diffusion_painter, edit_image, load_inpaint_pipeline, request_for, set_scheduler
+    from ovseg.editing import edit_image, load_painter, request_for
     from ovseg.fileio import load_image, working_image
     from ovseg.masks import load_mask_generator
     from ovseg.scoring import score_for_prompt
@@ -201,14 +201,11 @@ def run_benchmark(
         request = request_for(edit_settings)
         mask = resize_mask(selection.merged, image.size)
 
-        def sd_load():
-            pipe = load_inpaint_pipeline(settings.edit.model, device, settings.edit.offload)
-            set_scheduler(pipe, settings.edit.scheduler)
-            pipe.set_progress_bar_config(disable=True)
-            return diffusion_painter(pipe, request, settings.edit)
-
         row, _ = _measure(
-            f"edit ({mode})", sd_load, lambda paint: edit_image(image, mask, settings.edit, paint), max(0, runs - 1)
+            f"edit ({mode}, {settings.edit.backend})",
+            lambda: load_painter(settings.edit, request, device),
+            lambda paint: edit_image(image, mask, settings.edit, paint),
+            max(0, runs - 1),
         )
         rows.append({**row, "steps": settings.edit.steps, "resolution": settings.edit.resolution})
 
@@ -247,7 +244,8 @@ def run_benchmark_random_weights(
     from ovseg.tiny import build_random_like
     from ovseg.weights import REGISTRY, SAM_ONNX
 
-    names = [settings.masks.model, settings.embed.model] + ([settings.edit.model] if edit else [])
+    diffusion = edit and settings.edit.backend == "diffusion"
+    names = [settings.masks.model, settings.embed.model] + ([settings.edit.model] if diffusion else [])
     with tempfile.TemporaryDirectory(prefix="ovseg-random-weights-") as tmp:
         for name in names:
             if name in REGISTRY and REGISTRY[name].kind == SAM_ONNX:

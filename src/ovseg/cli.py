@@ -223,19 +223,20 @@ def inspect(
 @weights_app.command("list")
 def weights_list() -> None:
     """Every model ovseg knows, whether its weights are on disk, and where."""
-    from ovseg.weights import REGISTRY, resolve_model_dir
+    from ovseg.weights import REGISTRY, model_size, resolve_model_dir
 
     table = Table()
     table.add_column("name", no_wrap=True)
     table.add_column("kind", no_wrap=True)
-    for column in ("on disk", "source", "description"):
-        table.add_column(column, overflow="fold")
+    for column in ("on disk", "size", "source", "description"):
+        table.add_column(column, overflow="fold", justify="right" if column == "size" else "left")
     for spec in REGISTRY.values():
         try:
-            where = str(resolve_model_dir(spec.name, spec.kind))
+            folder = resolve_model_dir(spec.name, spec.kind)
+            where, size = str(folder), f"{model_size(folder) / 2**20:,.0f} MiB"
         except OvsegError:
-            where = "[red]missing[/]"
-        table.add_row(spec.name, spec.kind, where, spec.source, spec.description)
+            where, size = "[red]missing[/]", "-"
+        table.add_row(spec.name, spec.kind, where, size, spec.source, spec.description)
     console.print(table)
 
 

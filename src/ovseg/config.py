@@ -87,7 +87,10 @@ class SelectSettings:
 
 @dataclass(frozen=True)
 class EditSettings:
+    backend: str
     model: str
+    opencv_method: str
+    opencv_radius: int
     resolution: int
     context: float
     dilate_px: int
@@ -227,6 +230,15 @@ def _validate(settings: Settings) -> None:
         raise OvsegError(f"edit.resolution must be a multiple of 8 and >= 64, got {settings.edit.resolution}")
     if settings.edit.scheduler not in SCHEDULER_NAMES:
         raise OvsegError(f"edit.scheduler must be one of {', '.join(SCHEDULER_NAMES)}, got {settings.edit.scheduler!r}")
+    if settings.edit.backend not in ("diffusion", "opencv"):
+        raise OvsegError(f"edit.backend must be diffusion or opencv, got {settings.edit.backend!r}")
+    if settings.edit.backend == "opencv" and settings.mode in ("replace", "style"):
+        raise OvsegError(
+            f"mode {settings.mode} paints new content and needs edit.backend: diffusion "
+            "(edit.backend opencv can only remove); e.g. --set edit.backend=diffusion"
+        )
+    if settings.edit.opencv_method not in ("telea", "ns") or settings.edit.opencv_radius < 1:
+        raise OvsegError("edit.opencv_method must be telea or ns, and edit.opencv_radius >= 1")
     if settings.edit.offload not in OFFLOAD_MODES:
         raise OvsegError(f"edit.offload must be one of {', '.join(OFFLOAD_MODES)}, got {settings.edit.offload!r}")
     _validate_masks(settings.masks)

