@@ -108,3 +108,19 @@ def test_stage_outside_the_venv_explains_itself() -> None:
     result = subprocess.run([base, "stages/masks.py"], cwd=REPO, env=env, capture_output=True, text=True)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "activate the project's environment" in result.stderr
+
+
+def test_a_folder_with_bad_files_completes_and_strict_stops(workspace: Path) -> None:
+    images = workspace / "data/images"
+    (images / "empty.jpg").write_bytes(b"")
+    (images / "truncated.jpg").write_bytes((images / "chelsea.png").read_bytes()[:500])
+    result = ovseg("run", "--images", "data/images", "--prompt", "the cat", "--config", "tiny", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    assert "skipping data/images/empty.jpg" in result.stderr and "skipping data/images/truncated.jpg" in result.stderr
+    assert "2 of 4 files could not be read and were skipped" in " ".join(result.stdout.split())
+    summary = read_json(workspace / "data/output/segment/summary.json")
+    assert set(summary["images"]) == {"chelsea", "shapes"} and set(summary["skipped"]) == {"empty.jpg", "truncated.jpg"}
+    strict = ovseg(
+        "run", "--images", "data/images", "--prompt", "the cat", "--config", "tiny", "--strict", cwd=workspace
+    )
+    assert strict.returncode == 2 and "Traceback" not in strict.stderr and "cannot read image" in strict.stderr

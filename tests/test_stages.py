@@ -85,12 +85,35 @@ def test_added_image_computes_only_that_image(workspace: Path) -> None:
     assert not (paths.segment / "new").exists()  # removed images leave no stale outputs
 
 
-def test_bad_image_fails_before_any_work(workspace: Path) -> None:
+def test_bad_image_fails_before_any_work_when_strict(workspace: Path) -> None:
     (workspace / "data" / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    settings = load_settings()
+    settings = dataclasses.replace(load_settings(), strict=True)
     with pytest.raises(OvsegError, match="cannot read image .*broken.jpg"):
         run_masks(settings, images_for(settings), Paths())
     assert not Path("cache/masks").exists()
+
+
+def test_bad_images_are_skipped_and_reported(workspace: Path) -> None:
+    images = workspace / "data" / "images"
+    (images / "empty.png").write_bytes(b"")
+    from PIL import Image as PILImage
+
+    PILImage.open(images / "shapes.png").convert("RGB").save(images / "truncated.jpg", quality=90)
+    data = (images / "truncated.jpg").read_bytes()
+    (images / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    settings = load_settings()
+    reports = segment_all(settings, Paths())
+    assert sorted(reports[0].skipped) == ["empty.png", "truncated.jpg"]
+    assert sorted(reports[0].computed) == ["chelsea", "shapes"]
+    summary = read_json(Path("data/output/segment/summary.json"))
+    assert set(summary["images"]) == {"chelsea", "shapes"} and set(summary["skipped"]) == {"empty.png", "truncated.jpg"}
+    assert "cannot read image" in summary["skipped"]["truncated.jpg"]
+    for name in ("empty.png", "truncated.jpg"):
+        (images / name).unlink()
+    (images / "chelsea.png").write_bytes(b"")
+    (images / "shapes.png").write_bytes(b"")
+    with pytest.raises(OvsegError, match="none of the 2 images could be read"):
+        run_masks(settings, images_for(settings), Paths())
 
 
 def test_empty_prompt_is_refused(workspace: Path) -> None:

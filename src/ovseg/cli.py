@@ -50,6 +50,9 @@ def run(
     cache: Path = typer.Option(Path("cache"), "--cache", help="Where stage artifacts are cached."),
     output: Path = typer.Option(Path("data/output"), "--output", "-o", help="Where results are written."),
     visualize: bool = typer.Option(True, "--visualize/--no-visualize", help="Write overlay pictures."),
+    strict: bool | None = typer.Option(
+        None, "--strict/--no-strict", help="Stop at an unreadable image (default: skip it with a warning)."
+    ),
     sets: list[str] = typer.Option(
         [], "--set", help="Override any stage setting, e.g. --set masks.sampling=grid (repeatable)."
     ),
@@ -70,6 +73,7 @@ def run(
             edit_prompt=edit,
             preset=config,
             device=device,
+            strict=strict,
         )
         merged = apply_overrides({**base, **updates}, sets)
         if top_k is not None:
@@ -130,8 +134,13 @@ def _run_in_process(settings, cache: Path, output: Path, visualize: bool) -> Non
     table.add_column("top score", justify="right")
     table.add_column("result")
     from ovseg.fileio import read_json
+    from ovseg.pipeline import skipped_images
 
+    skipped = skipped_images(paths)
     for path in image_list:
+        if path.name in skipped:
+            table.add_row(path.name, "-", "-", f"[yellow]skipped: {skipped[path.name]}[/]")
+            continue
         selection = read_json(paths.segment / path.stem / "selection.json")
         picked = selection["selected"]
         result = (
@@ -141,6 +150,8 @@ def _run_in_process(settings, cache: Path, output: Path, visualize: bool) -> Non
         )
         table.add_row(path.name, str(len(picked)), f"{picked[0]['score']:.3f}" if picked else "-", str(result))
     console.print(table)
+    if skipped:
+        console.print(f"[yellow]{len(skipped)} of {len(image_list)} files could not be read and were skipped[/]")
 
 
 def _known_images(paths) -> dict[str, dict[str, Any]]:

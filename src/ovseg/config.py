@@ -117,6 +117,7 @@ class Settings:
     edit_prompt: str
     preset: str
     device: str
+    strict: bool
     masks: MasksSettings
     embed: EmbedSettings
     score: ScoreSettings
@@ -280,6 +281,7 @@ def settings_from_params(params: dict[str, Any]) -> Settings:
         edit_prompt=str(params.get("edit_prompt") or "").strip(),
         preset=preset,
         device=str(params.get("device") or "auto"),
+        strict=_check_type("params", "strict", params.get("strict", False), bool),
         raw=params,
         **{name: _build_section(name, resolved[name]) for name in SECTION_TYPES},
     )

@@ -223,7 +223,9 @@ def evaluate_proposals(samples: list[Sample], paths) -> tuple[dict[str, Any], li
     entries = load_manifest(paths.masks)
     regions, per_image = [], {}
     for sample in samples:
-        entry = entries[sample.image.stem]
+        entry = entries.get(sample.image.stem)
+        if entry is None:  # unreadable: the masks stage skipped it and said why
+            continue
         proposals, attrs = MaskProposals.load(paths.masks / f"{entry['masks']}.zarr")
         stats = attrs.get("stats", {})
         per_image[sample.name] = {
@@ -291,14 +293,15 @@ def evaluate(
     ``proposals_only`` stops there. Masks and CLIP features come from (and go to) the
     content-addressed cache under ``cache``, so ablations of scoring or selection reuse them.
     """
-    from ovseg.pipeline import Paths, run_embed, run_masks, score_prompts, select_for
+    from ovseg.pipeline import Paths, run_embed, run_masks, score_prompts, select_for, skipped_images
     from ovseg.store import save_manifest
 
     paths = Paths(cache=cache, output=cache / "output")
     run_masks(settings, [s.image for s in samples], paths)
     proposal_metrics, regions = evaluate_proposals(samples, paths)
+    skipped = skipped_images(paths)
     if proposals_only:
-        return {"proposals": proposal_metrics, "images": len(samples)}, [], regions
+        return {"proposals": proposal_metrics, "images": len(samples) - len(skipped), "skipped": skipped}, [], regions
     run_embed(settings, paths)
     prompts = sorted({t.prompt for s in samples for t in s.targets})
     if not prompts:
@@ -309,6 +312,8 @@ def evaluate(
     save_manifest(paths.scores, pairs_in_use)
     pairs = []
     for sample in samples:
+        if sample.image.stem not in per_prompt[prompts[0]]:
+            continue  # unreadable: skipped by the masks stage
         size = load_image(sample.image).size
         for target in sample.targets:
             if target.mask.shape != (size[1], size[0]):
@@ -331,7 +336,7 @@ def evaluate(
                     union,
                 )
             )
-    return {**summarize(pairs), "proposals": proposal_metrics}, pairs, regions
+    return {**summarize(pairs), "proposals": proposal_metrics, "skipped": skipped}, pairs, regions
 
 
 def write_reports(

@@ -13,6 +13,7 @@ new image computes only that image.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ from ovseg.fileio import (
     write_json,
 )
 from ovseg.selection import Selection, select_masks
-from ovseg.store import MaskProposals, load_manifest, read_arrays, save_manifest, write_arrays
+from ovseg.store import MANIFEST, MaskProposals, load_manifest, read_arrays, save_manifest, write_arrays
 from ovseg.viz import candidates_preview, overlay, resize_mask
 from ovseg.weights import CLIP, free_accelerator_memory, resolve_device, resolve_mask_model, resolve_model_dir
 
@@ -84,9 +85,11 @@ class StageReport:
     stage: str
     computed: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        return f"{self.stage}: computed {len(self.computed)}, reused {len(self.reused)} from cache"
+        line = f"{self.stage}: computed {len(self.computed)}, reused {len(self.reused)} from cache"
+        return line + (f", skipped {len(self.skipped)} unreadable" if self.skipped else "")
 
 
 def model_fingerprint(name: str, kind: str | None) -> str:
@@ -104,17 +107,37 @@ def _store(folder: Path, key: str) -> Path:
 
 
 def run_masks(settings: Settings, images: list[Path], paths: Paths) -> StageReport:
-    """Stage 1: SAM 2 candidates for every image -> ``cache/masks/<key>.zarr`` (+ preview PNG)."""
+    """Stage 1: mask candidates for every image -> ``cache/masks/<key>.zarr`` (+ preview PNG).
+
+    A file that cannot be read is skipped with a warning naming it and the reason, and is
+    listed under ``skipped`` in the manifest (and from there in ``summary.json``), so one
+    truncated JPEG does not stop a folder of photos, as with SAM's ``amg.py``. With
+    ``strict: true`` the first unreadable file stops the stage before any work; when no
+    file can be read at all, the stage fails either way.
+    """
     report = StageReport("masks")
-    for image_path in images:  # fail before any work if one input is not an image
-        load_image(image_path)
     fingerprint = model_fingerprint(settings.masks.model, None)
-    entries, todo = {}, []
+    entries, todo, skipped = {}, [], {}
     for image_path in images:
-        sha = sha256_file(image_path)
-        key = content_key(MASKS_VERSION, sha, settings.section("masks"), fingerprint)
+        try:
+            sha = sha256_file(image_path)
+            key = content_key(MASKS_VERSION, sha, settings.section("masks"), fingerprint)
+            if not _store(paths.masks, key).is_dir():
+                load_image(image_path)  # a store exists only for readable content; decode the rest first
+        except (OvsegError, OSError) as exc:
+            if settings.strict or len(images) == 1:
+                raise OvsegError(
+                    str(exc) if isinstance(exc, OvsegError) else f"cannot read {image_path}: {exc}"
+                ) from None
+            skipped[image_path.name] = str(exc)
+            report.skipped.append(image_path.name)
+            print(f"ovseg: warning: skipping {image_path}: {exc}", file=sys.stderr)
+            continue
         entries[image_path.stem] = {"image": str(image_path), "sha256": sha, "masks": key}
         (report.reused if _store(paths.masks, key).is_dir() else todo).append(image_path.stem)
+    if not entries:
+        first = next(iter(skipped.values()), "no images")
+        raise OvsegError(f"none of the {len(images)} images could be read (first: {first})")
     if todo:
         from ovseg.masks import load_mask_generator
 
@@ -142,7 +165,7 @@ def run_masks(settings: Settings, images: list[Path], paths: Paths) -> StageRepo
     for entry in entries.values():
         _, attrs = read_arrays(_store(paths.masks, entry["masks"]), names=[])
         entry["original_size"], entry["working_size"] = attrs["original_size"], attrs["working_size"]
-    save_manifest(paths.masks, entries)
+    save_manifest(paths.masks, entries, skipped=skipped)
     return report
 
 
@@ -287,8 +310,15 @@ def run_select(settings: Settings, paths: Paths, visualize: bool = True, prune: 
         summary[stem] = _read_summary(previous)
     if prune:
         _remove_stale(paths.segment, set(entries))
-    write_json(paths.segment / "summary.json", {"prompt": settings.prompt, "images": summary})
+    skipped = skipped_images(paths)
+    write_json(paths.segment / "summary.json", {"prompt": settings.prompt, "images": summary, "skipped": skipped})
     return report
+
+
+def skipped_images(paths: Paths) -> dict[str, str]:
+    """File name -> reason, for the files the masks stage could not read in its latest run."""
+    manifest = paths.masks / MANIFEST
+    return read_json(manifest).get("skipped", {}) if manifest.is_file() else {}
 
 
 def _read_key(path: Path) -> str | None:
