@@ -44,3 +44,39 @@ def test_scores_are_probabilities(temperature: float) -> None:
     negatives /= np.linalg.norm(negatives, axis=1, keepdims=True)
     scores = score_masks(masks, _unit(rng.normal(size=8)), negatives, temperature)
     assert np.all((scores.score >= 0) & (scores.score <= 1))
+
+
+def test_each_text_is_encoded_once_per_run_for_many_images(workspace, monkeypatch) -> None:
+    """30 photos, one prompt and two negatives: one encoder pass for the three texts, then none."""
+    import dataclasses
+
+    import open_clip
+    from conftest import segment_all, synthetic_photo
+
+    from ovseg.config import load_settings
+    from ovseg.pipeline import Paths, run_score
+
+    images = workspace / "data" / "images"
+    for i in range(28):
+        synthetic_photo(64, 48, seed=10 + i).save(images / f"extra{i:02d}.png")
+    sentences: list[int] = []
+    original = open_clip.CLIP.encode_text
+
+    def counting(self, text, *args, **kwargs):
+        sentences.append(int(text.shape[0]))
+        return original(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(open_clip.CLIP, "encode_text", counting)
+    settings = load_settings()
+    reports = segment_all(settings, Paths())
+    assert len(reports[2].computed) == 30
+    texts = 1 + len(settings.score.negatives)
+    assert sentences == [texts * len(TEMPLATES)]  # one batched pass: each text once, all 30 images
+    sentences.clear()
+    assert len(run_score(dataclasses.replace(settings, prompt="a red disc"), Paths()).computed) == 30
+    assert sentences == [len(TEMPLATES)]  # only the new prompt; the negatives come from cache/text
+    sentences.clear()
+    import shutil
+
+    shutil.rmtree("cache/scores")
+    assert len(run_score(settings, Paths()).computed) == 30 and sentences == []  # every text cached

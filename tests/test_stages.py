@@ -130,3 +130,29 @@ def test_later_stage_without_earlier_one_says_what_to_run(workspace: Path) -> No
     shutil.rmtree("cache", ignore_errors=True)
     with pytest.raises(OvsegError, match="run the earlier stages"):
         run_embed(load_settings(), Paths())
+
+
+def test_run_writes_one_coco_file_that_pycocotools_reads_back(workspace: Path) -> None:
+    from pycocotools.coco import COCO
+
+    settings = load_settings()
+    settings = dataclasses.replace(settings, select=dataclasses.replace(settings.select, mask_pngs=True))
+    segment_all(settings, Paths())
+    coco = COCO(str(Path("data/output/segment/annotations.json")))
+    assert {img["file_name"] for img in coco.dataset["images"]} == {"chelsea.png", "shapes.png"}
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["the cat"]
+    for image in coco.dataset["images"]:
+        selection = read_json(Path("data/output/segment") / Path(image["file_name"]).stem / "selection.json")
+        assert (image["width"], image["height"]) == tuple(selection["image_size"])
+        annotations = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
+        assert len(annotations) == len(selection["selected"]) >= 1
+        for ann, picked in zip(annotations, selection["selected"], strict=True):
+            mask = coco.annToMask(ann).astype(bool)
+            np.testing.assert_array_equal(mask, rle.decode(picked["rle"]))
+            assert ann["area"] == mask.sum() and ann["score"] == picked["score"] and ann["bbox"] == picked["bbox_xywh"]
+            png = np.asarray(
+                Image.open(
+                    Path("data/output/segment") / Path(image["file_name"]).stem / "masks" / f"{picked['rank']:02d}.png"
+                )
+            )
+            np.testing.assert_array_equal(png > 0, mask)

@@ -453,6 +453,36 @@ def benchmark_masks(
     console.print(f"time ratio: seconds per image / those of {report['reference']}; report: {out}", highlight=False)
 
 
+@app.command("benchmark-score")
+def benchmark_score(
+    images: int = typer.Option(100, "--images", "-n", help="How many photos' candidates to score."),
+    config: str = typer.Option("cpu", "--config", "-c", help="Preset (its CLIP and score settings)."),
+    prompt: str = typer.Option("the red car", "--prompt", "-p"),
+    device: str | None = typer.Option(None, "--device"),
+    out: Path = typer.Option(Path("benchmarks/score.json"), "--out"),
+) -> None:
+    """The score stage for N photos: texts encoded per photo (before) versus once per run (now), in one run."""
+    from ovseg.benchmark import run_score_benchmark
+    from ovseg.config import settings_from_params
+    from ovseg.fileio import write_json
+
+    try:
+        if images < 1:
+            raise OvsegError("--images must be at least 1")
+        settings = settings_from_params({"preset": config, "prompt": prompt, **_overrides(device=device)})
+        report = run_score_benchmark(settings, images, log=console.print)
+    except OvsegError as exc:
+        _fail(exc)
+    write_json(out, report)
+    console.print(
+        f"{report['images']} images x {report['candidates_per_image']} candidates, {report['texts']} texts, "
+        f"{report['clip']} ({report['weights']}) on {report['device']}: before {report['before_s']:.2f} s, "
+        f"now {report['now_s']:.3f} s, {report['speedup']}x faster; same scores: {report['same_scores']}; "
+        f"report: {out}",
+        highlight=False,
+    )
+
+
 @app.command()
 def evaluate(
     dataset: Path = typer.Option(Path("data/eval"), "--dataset", "-d", help="VOC or binary-mask dataset folder."),

@@ -83,6 +83,7 @@ class SelectSettings:
     nms_iou: float
     min_area_frac: float
     merge: str
+    mask_pngs: bool
 
 
 @dataclass(frozen=True)

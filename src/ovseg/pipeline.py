@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ovseg import rle
+from ovseg.coco import coco_annotations
 from ovseg.config import Settings
 from ovseg.errors import OvsegError
 from ovseg.fileio import (
@@ -46,6 +47,7 @@ from ovseg.weights import CLIP, free_accelerator_memory, resolve_device, resolve
 MASKS_VERSION = "masks-v2"
 EMBED_VERSION = "embed-v1"
 SCORE_VERSION = "score-v1"
+TEXT_VERSION = "text-v1"
 SELECT_VERSION = "select-v1"
 EDIT_VERSION = "edit-v1"
 
@@ -68,6 +70,10 @@ class Paths:
     @property
     def scores(self) -> Path:
         return self.cache / "scores"
+
+    @property
+    def text(self) -> Path:
+        return self.cache / "text"
 
     @property
     def segment(self) -> Path:
@@ -205,8 +211,10 @@ def run_embed(settings: Settings, paths: Paths) -> StageReport:
 def score_prompts(settings: Settings, paths: Paths, prompts: list[str]) -> tuple[dict[str, dict], StageReport]:
     """Score every image's candidates against each prompt; returns prompt -> image -> entry.
 
-    CLIP's text tower is loaded at most once, and only if some (image, prompt) pair is
-    not cached yet.
+    Each distinct text (prompt or negative) is encoded once per run, or not at all when its
+    embedding is cached (``cache/text``, keyed by CLIP weights, text and templates); then all
+    images that need a prompt's scores get them from one matrix product. CLIP's text tower is
+    loaded only if some text is new.
     """
     report = StageReport("score")
     for prompt in prompts:
@@ -214,7 +222,7 @@ def score_prompts(settings: Settings, paths: Paths, prompts: list[str]) -> tuple
             raise OvsegError('the prompt is empty: say what to find, e.g. prompt: "the red car"')
     base = load_manifest(paths.embeddings)
     per_prompt: dict[str, dict] = {}
-    todo = []
+    todo: dict[tuple[str, str], list[str]] = {}  # (prompt, CLIP model) -> images
     for prompt in prompts:
         per_prompt[prompt] = {}
         for stem, entry in base.items():
@@ -223,26 +231,36 @@ def score_prompts(settings: Settings, paths: Paths, prompts: list[str]) -> tuple
             if _store(paths.scores, key).is_dir():
                 report.reused.append(_label(stem, prompt, prompts))
             else:
-                todo.append((prompt, stem))
-    if todo:
-        from ovseg.clip_features import load_clip
-        from ovseg.scoring import score_for_prompt
+                todo.setdefault((prompt, entry["clip_model"]), []).append(stem)
+    if not todo:
+        return per_prompt, report
+    from ovseg.scoring import score_masks
 
-        models = {base[stem]["clip_model"] for _, stem in todo}
-        for model_name in sorted(models):
-            bundle = load_clip(model_name, resolve_device(settings.device), text_only=True)
-            for prompt, stem in tqdm(todo, desc="score (CLIP text)", unit="image"):
-                entry = per_prompt[prompt][stem]
-                if entry["clip_model"] != model_name:
-                    continue
-                features = read_arrays(_store(paths.embeddings, entry["embeddings"]), ["embeddings"])[0]
-                scores = score_for_prompt(bundle, features["embeddings"].astype(np.float32), prompt, settings.score)
+    negatives = [n.strip() for n in settings.score.negatives if n.strip()]
+    for model_name in sorted({model for _, model in todo}):
+        texts = sorted({p.strip() for p, m in todo if m == model_name} | set(negatives))
+        vectors, logit_scale = text_embeddings(settings, paths, model_name, texts)
+        negative = np.stack([vectors[n] for n in negatives]) if negatives else np.zeros((0, 0), np.float32)
+        temperature = settings.score.temperature if settings.score.temperature is not None else logit_scale
+        for (prompt, model), stems in todo.items():
+            if model != model_name:
+                continue
+            features = [
+                read_arrays(_store(paths.embeddings, base[stem]["embeddings"]), ["embeddings"])[0]["embeddings"]
+                for stem in stems
+            ]
+            scores = score_masks(
+                np.concatenate(features).astype(np.float32), vectors[prompt.strip()], negative, temperature
+            )
+            bounds = np.cumsum([0] + [len(f) for f in features])
+            for i, stem in enumerate(tqdm(stems, desc="score", unit="image")):
+                part = slice(bounds[i], bounds[i + 1])
                 write_arrays(
-                    _store(paths.scores, entry["scores"]),
+                    _store(paths.scores, per_prompt[prompt][stem]["scores"]),
                     {
-                        "score": scores.score,
-                        "similarity": scores.similarity,
-                        "negative_similarity": scores.negative_similarity,
+                        "score": scores.score[part],
+                        "similarity": scores.similarity[part],
+                        "negative_similarity": scores.negative_similarity[part],
                     },
                     {
                         "prompt": prompt.strip(),
@@ -251,9 +269,42 @@ def score_prompts(settings: Settings, paths: Paths, prompts: list[str]) -> tuple
                     },
                 )
                 report.computed.append(_label(stem, prompt, prompts))
-            del bundle
-            free_accelerator_memory()
     return per_prompt, report
+
+
+def text_embeddings(settings: Settings, paths: Paths, model_name: str, texts: list[str]) -> tuple[dict, float]:
+    """Unit-norm CLIP text embeddings (template-averaged) of ``texts`` and CLIP's logit scale.
+
+    Cached per (CLIP weights, text, templates) in ``cache/text``: a prompt used before, or
+    the negatives every run shares, costs no encoder call.
+    """
+    fingerprint = model_fingerprint(model_name, CLIP)
+    keys = {t: content_key(TEXT_VERSION, fingerprint, t, settings.score.templates) for t in texts}
+    missing = [t for t in texts if not _store(paths.text, keys[t]).is_dir()]
+    if missing:
+        from ovseg.clip_features import load_clip
+        from ovseg.scoring import encode_texts
+
+        bundle = load_clip(model_name, resolve_device(settings.device), text_only=True)
+        encoded = encode_texts(bundle, missing, settings.score.templates)
+        for text, vector in zip(missing, encoded, strict=True):
+            write_arrays(
+                _store(paths.text, keys[text]),
+                {"embedding": vector.astype(np.float32)},
+                {
+                    "text": text,
+                    "model": model_name,
+                    "templates": settings.score.templates,
+                    "logit_scale": bundle.logit_scale,
+                },
+            )
+        del bundle
+        free_accelerator_memory()
+    vectors, scale = {}, 100.0
+    for text in texts:
+        arrays, attrs = read_arrays(_store(paths.text, keys[text]), ["embedding"])
+        vectors[text], scale = arrays["embedding"], float(attrs["logit_scale"])
+    return vectors, scale
 
 
 def _label(stem: str, prompt: str, prompts: list[str]) -> str:
@@ -312,6 +363,10 @@ def run_select(settings: Settings, paths: Paths, visualize: bool = True, prune: 
         _remove_stale(paths.segment, set(entries))
     skipped = skipped_images(paths)
     write_json(paths.segment / "summary.json", {"prompt": settings.prompt, "images": summary, "skipped": skipped})
+    records = [read_json(paths.segment / stem / "selection.json") for stem in entries]
+    write_json(
+        paths.segment / "annotations.json", coco_annotations(records, settings.prompt, f"ovseg {settings.preset}")
+    )
     return report
 
 
@@ -376,6 +431,11 @@ def write_selection(
     with atomic_path(paths.segment / stem) as tmp:
         tmp.mkdir(parents=True)
         Image.fromarray(merged_full.astype(np.uint8) * 255, mode="L").save(tmp / "mask.png")
+        if settings.select.mask_pngs:
+            (tmp / "masks").mkdir()
+            for picked in selected:
+                mask = rle.decode(picked["rle"]).astype(np.uint8) * 255
+                Image.fromarray(mask, mode="L").save(tmp / "masks" / f"{picked['rank']:02d}.png")
         if visualize:
             labels = [f"#{s['rank']} {s['score']:.2f}" for s in selected]
             masks = [proposals.masks[i] for i in selection.indices]

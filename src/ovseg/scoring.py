@@ -35,18 +35,31 @@ def expand_templates(text: str, templates: bool) -> list[str]:
 
 
 @torch.inference_mode()
-def encode_texts(bundle: ClipBundle, texts: list[str], templates: bool) -> np.ndarray:
-    """(T, D) unit-norm text embeddings, each the normalised mean over its templates."""
-    rows = []
+def encode_texts(bundle: ClipBundle, texts: list[str], templates: bool, batch_size: int = 256) -> np.ndarray:
+    """(T, D) unit-norm text embeddings, each the normalised mean over its templates.
+
+    Every (text, template) sentence goes through the encoder in batches of ``batch_size``,
+    so a run encodes its prompts and negatives in one or two forward passes.
+    """
     for text in texts:
         if not text.strip():
             raise OvsegError('the prompt is empty: say what to find, e.g. prompt: "the red car"')
-        tokens = bundle.tokenizer(expand_templates(text, templates)).to(bundle.device)
+    if not texts:
+        return np.zeros((0, 0), np.float32)
+    sentences = [expand_templates(text, templates) for text in texts]
+    flat = [sentence for group in sentences for sentence in group]
+    parts = []
+    for start in range(0, len(flat), batch_size):
+        tokens = bundle.tokenizer(flat[start : start + batch_size]).to(bundle.device)
         features = bundle.model.encode_text(tokens).float()
-        features = features / features.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-        mean = features.mean(0)
+        parts.append(features / features.norm(dim=-1, keepdim=True).clamp_min(1e-8))
+    features = torch.cat(parts)
+    rows, offset = [], 0
+    for group in sentences:
+        mean = features[offset : offset + len(group)].mean(0)
         rows.append((mean / mean.norm().clamp_min(1e-8)).cpu().numpy())
-    return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+        offset += len(group)
+    return np.stack(rows)
 
 
 @dataclass
@@ -76,7 +89,10 @@ def score_masks(
 
 
 def score_for_prompt(bundle: ClipBundle, mask_embeddings: np.ndarray, prompt: str, settings: ScoreSettings) -> Scores:
-    """Encode prompt and negatives, then score; one call per (image, prompt)."""
+    """Encode prompt and negatives, then score one image: for one-off use (the benchmark's "before").
+
+    The ``score`` stage encodes each text once per run instead (``pipeline.score_prompts``).
+    """
     prompt_emb = encode_texts(bundle, [prompt], settings.templates)[0]
     negatives = [n for n in settings.negatives if n.strip()]
     neg_emb = encode_texts(bundle, negatives, settings.templates) if negatives else np.zeros((0, 0))

@@ -1,0 +1,39 @@
+"""One COCO-format file for a whole run: what SAM's ``amg.py`` and Grounded-SAM users feed other tools.
+
+Built from the per-image ``selection.json`` records: one COCO image per photo (its size),
+the prompt as the single category, and one annotation per selected mask with its RLE
+segmentation, XYWH box, area and score. ``pycocotools.coco.COCO`` loads it and
+``annToMask`` gives the masks back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def coco_annotations(records: list[dict[str, Any]], prompt: str, description: str = "ovseg") -> dict[str, Any]:
+    """A COCO dataset dict from selection records (``selection.json`` contents), images in the given order."""
+    images, annotations = [], []
+    for image_id, record in enumerate(records, start=1):
+        width, height = record["image_size"]
+        images.append({"id": image_id, "file_name": Path(record["image"]).name, "width": width, "height": height})
+        for picked in record["selected"]:
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "segmentation": picked["rle"],
+                    "area": picked["area"],
+                    "bbox": picked["bbox_xywh"],
+                    "score": picked["score"],
+                    "iscrowd": 0,
+                }
+            )
+    return {
+        "info": {"description": description, "prompt": prompt},
+        "images": images,
+        "categories": [{"id": 1, "name": prompt, "supercategory": "prompt"}],
+        "annotations": annotations,
+    }
