@@ -113,7 +113,10 @@ def test_stage_outside_the_venv_explains_itself() -> None:
 def test_a_folder_with_bad_files_completes_and_strict_stops(workspace: Path) -> None:
     images = workspace / "data/images"
     (images / "empty.jpg").write_bytes(b"")
-    (images / "truncated.jpg").write_bytes((images / "chelsea.png").read_bytes()[:500])
+    from PIL import Image
+
+    Image.open(images / "chelsea.png").convert("RGB").save(images / "truncated.jpg", quality=90)
+    (images / "truncated.jpg").write_bytes((images / "truncated.jpg").read_bytes()[:4000])  # cut mid-scan
     result = ovseg("run", "--images", "data/images", "--prompt", "the cat", "--config", "tiny", cwd=workspace)
     assert result.returncode == 0, result.stderr
     assert "skipping data/images/empty.jpg" in result.stderr and "skipping data/images/truncated.jpg" in result.stderr

@@ -437,7 +437,7 @@ def run_score_benchmark(
 
     from ovseg.clip_features import load_clip
     from ovseg.errors import OvsegError
-    from ovseg.scoring import encode_texts, score_for_prompt, score_masks
+    from ovseg.scoring import encode_texts, negatives_for, prompt_synonyms, score_for_prompt, score_synonyms
     from ovseg.tiny import build_random_like
 
     device = resolve_device(settings.device)
@@ -462,10 +462,15 @@ def run_score_benchmark(
         before_s = time.perf_counter() - started
         log("now: encoding each text once, one matrix product ...")
         started = time.perf_counter()
-        negatives = [n for n in settings.score.negatives if n.strip()]
-        vectors = encode_texts(bundle, [prompt, *negatives], settings.score.templates)
+        negatives = negatives_for(prompt, settings.score.negatives)
+        synonyms = prompt_synonyms(prompt)
+        vectors = encode_texts(
+            bundle, synonyms + negatives, settings.score.templates, template_set=settings.score.template_set
+        )
         temperature = settings.score.temperature if settings.score.temperature is not None else bundle.logit_scale
-        scores = score_masks(np.concatenate(features), vectors[0], vectors[1:], temperature).score
+        scores = score_synonyms(
+            np.concatenate(features), vectors[: len(synonyms)], vectors[len(synonyms) :], temperature
+        ).score
         now = np.split(scores, np.cumsum([len(f) for f in features])[:-1])
         now_s = time.perf_counter() - started
     same = all(np.allclose(a, b, atol=1e-5) for a, b in zip(before, now, strict=True))
@@ -475,10 +480,82 @@ def run_score_benchmark(
         "device": device,
         "images": images,
         "candidates_per_image": candidates,
-        "texts": 1 + len(negatives),
+        "texts": len(synonyms) + len(negatives),
         "templates": settings.score.templates,
         "before_s": round(before_s, 3),
         "now_s": round(now_s, 3),
         "speedup": round(before_s / now_s, 1) if now_s else None,
         "same_scores": bool(same),
+    }
+
+
+# --- the embed stage: crops (one CLIP pass per candidate and scale) versus per-mask class tokens -------
+
+EMBED_VARIANTS: dict[str, dict[str, Any]] = {
+    "crops": {"strategy": "crop", "crop_scales": [1.0, 1.5, 2.5]},
+    "dense-identity": {"strategy": "dense", "dense_attention": "identity", "mask_tokens": False},
+    "dense-mask": {"strategy": "dense", "dense_attention": "mask", "mask_tokens": False},
+    "dense-mask+tokens": {"strategy": "dense", "dense_attention": "mask", "mask_tokens": True},
+}
+
+
+def run_embed_benchmark(
+    settings: Settings,
+    image_path: Path,
+    candidates: int = 150,
+    variants: list[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Time and peak memory of each embed variant on the same photo and the same synthetic candidates.
+
+    The preset's CLIP is used with its real weights if present, else the same architecture
+    with random weights (speed and memory do not depend on weight values). Candidates are
+    ``candidates`` ellipses (:func:`synthetic_candidates`), the same for every variant.
+    """
+    import tempfile
+
+    from ovseg.clip_features import load_clip, mask_embeddings
+    from ovseg.errors import OvsegError
+    from ovseg.fileio import load_image, working_image
+    from ovseg.tiny import build_random_like
+
+    variants = variants or list(EMBED_VARIANTS)
+    unknown = [v for v in variants if v not in EMBED_VARIANTS]
+    if unknown:
+        raise OvsegError(f"unknown embed variant {unknown[0]!r}; choose from {', '.join(EMBED_VARIANTS)}")
+    device = resolve_device(settings.device)
+    image = working_image(load_image(image_path), settings.masks.max_image_side)
+    proposals = synthetic_candidates(image.width, image.height, candidates)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ovseg-embed-bench-") as tmp:
+        try:
+            load_clip(settings.embed.model, device)
+            weights, where = "real", contextlib.nullcontext
+        except OvsegError:
+            log(f"building {settings.embed.model} with random weights ...")
+            build_random_like(settings.embed.model, Path(tmp) / settings.embed.model)
+            weights, where = "random (timing and memory only)", lambda: checkpoints_at(Path(tmp))
+        for key in variants:
+            embed = dataclasses.replace(settings.embed, **EMBED_VARIANTS[key])
+            log(f"{key} ...")
+            with where():
+                row, _ = _measure(
+                    key,
+                    lambda: load_clip(settings.embed.model, device),
+                    lambda bundle, embed=embed: mask_embeddings(bundle, image, proposals.masks, proposals.boxes, embed),
+                    runs=1,
+                )
+            rows.append({**row, "settings": {k: getattr(embed, k) for k in EMBED_VARIANTS[key]}})
+    reference = rows[0]["cold_s"] if rows else None
+    for row in rows:
+        row["time_vs_" + variants[0]] = round(row["cold_s"] / reference, 3) if reference else None
+    return {
+        "image": str(image_path),
+        "working_size": list(image.size),
+        "candidates": candidates,
+        "clip": settings.embed.model,
+        "weights": weights,
+        "device": device,
+        "dense_scales": settings.embed.dense_scales,
+        "variants": rows,
     }

@@ -453,6 +453,46 @@ def benchmark_masks(
     console.print(f"time ratio: seconds per image / those of {report['reference']}; report: {out}", highlight=False)
 
 
+@app.command("benchmark-embed")
+def benchmark_embed(
+    image: Path = typer.Option(Path("data/images/chelsea.png"), "--image", help="Photo to embed."),
+    candidates: int = typer.Option(150, "--candidates", "-n", help="How many (synthetic) mask candidates."),
+    config: str = typer.Option("balanced", "--config", "-c", help="Preset: its CLIP, dense scales, image size."),
+    variants: list[str] = typer.Option([], "--variant", help="crops | dense-identity | dense-mask | dense-mask+tokens"),
+    device: str | None = typer.Option(None, "--device"),
+    out: Path = typer.Option(Path("benchmarks/embed.json"), "--out"),
+) -> None:
+    """CLIP features per candidate: crops versus dense variants and per-mask class tokens, side by side."""
+    from ovseg.benchmark import run_embed_benchmark
+    from ovseg.config import settings_from_params
+    from ovseg.fileio import write_json
+
+    try:
+        settings = settings_from_params({"preset": config, "prompt": "-", **_overrides(device=device)})
+        report = run_embed_benchmark(settings, image, candidates, variants or None, log=console.print)
+    except OvsegError as exc:
+        _fail(exc)
+    write_json(out, report)
+    table = Table(
+        title=f"embed: {report['candidates']} candidates on {image} ({report['working_size'][0]}x"
+        f"{report['working_size'][1]}), {report['clip']} ({report['weights']}), {report['device']}"
+    )
+    ratio = next(k for k in report["variants"][0] if k.startswith("time_vs_"))
+    for column in ("variant", "load s", "embed s", "time ratio", "peak RSS MB", "peak CUDA MB"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for row in report["variants"]:
+        table.add_row(
+            row["stage"],
+            f"{row['load_s']:.2f}",
+            f"{row['cold_s']:.2f}",
+            f"{row[ratio]:.3f}",
+            f"{row['peak_rss_mb']:.0f}",
+            f"{row['peak_cuda_mb']:.0f}" if row["peak_cuda_mb"] is not None else "-",
+        )
+    console.print(table)
+    console.print(f"report: {out}", highlight=False)
+
+
 @app.command("benchmark-score")
 def benchmark_score(
     images: int = typer.Option(100, "--images", "-n", help="How many photos' candidates to score."),

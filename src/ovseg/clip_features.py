@@ -25,6 +25,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.ops import roi_align
 
+from ovseg.clip_dense import (
+    embed_patches,
+    last_block_patch_features,
+    mask_token_features,
+    patch_membership,
+    run_blocks,
+)
 from ovseg.config import EmbedSettings
 from ovseg.errors import OvsegError, one_line
 from ovseg.weights import CLIP, resolve_model_dir
@@ -172,48 +179,91 @@ def _grid_for(bundle: ClipBundle, width: int, height: int, scale: float, max_tok
     return rows, cols
 
 
-def _interpolated_pos_embed(visual: torch.nn.Module, rows: int, cols: int) -> torch.Tensor:
-    pos = visual.positional_embedding
-    cls_pos, grid_pos = pos[:1], pos[1:]
-    old_rows, old_cols = visual.grid_size
-    if (old_rows, old_cols) == (rows, cols):
-        return pos
-    grid = grid_pos.reshape(1, old_rows, old_cols, -1).permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=(rows, cols), mode="bicubic", align_corners=False)
-    grid = grid.permute(0, 2, 3, 1).reshape(rows * cols, -1).to(pos.dtype)
-    return torch.cat([cls_pos, grid], 0)
+def _pixels(bundle: ClipBundle, image: Image.Image, rows: int, cols: int) -> torch.Tensor:
+    patch = bundle.model.visual.patch_size[0]
+    return normalised_image(bundle, image, (cols * patch, rows * patch)).to(bundle.dtype)
 
 
 @torch.inference_mode()
-def dense_patch_features(bundle: ClipBundle, image: Image.Image, scale: float, max_tokens: int) -> torch.Tensor:
-    """(rows, cols, D) unit-norm per-patch features in CLIP's joint space (MaskCLIP value path)."""
+def dense_patch_features(
+    bundle: ClipBundle,
+    image: Image.Image,
+    scale: float,
+    max_tokens: int,
+    attention: str = "identity",
+    masks: np.ndarray | None = None,
+) -> torch.Tensor:
+    """(rows, cols, D) unit-norm per-patch features in CLIP's joint space, last block per ``attention``."""
     visual = bundle.model.visual
     _check_dense_support(visual)
     rows, cols = _grid_for(bundle, image.width, image.height, scale, max_tokens)
-    patch = visual.patch_size[0]
-    x = normalised_image(bundle, image, (cols * patch, rows * patch)).to(bundle.dtype)
     with _autocast(bundle.device):
-        x = visual.conv1(x).flatten(2).transpose(1, 2)  # (1, rows*cols, width)
-        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-        x = torch.cat([cls, x], 1) + _interpolated_pos_embed(visual, rows, cols).to(x.dtype)
-        x = visual.ln_pre(x)
-        blocks = visual.transformer.resblocks
-        batch_first = getattr(visual.transformer, "batch_first", True)
-        if not batch_first:
-            x = x.transpose(0, 1)
-        for block in blocks[:-1]:
-            x = block(x)
-        if not batch_first:
-            x = x.transpose(0, 1)
-        last = blocks[-1]
-        attn = last.attn
-        width = x.shape[-1]
-        y = last.ln_1(x)
-        bias = attn.in_proj_bias[2 * width :] if attn.in_proj_bias is not None else None
-        v = F.linear(y, attn.in_proj_weight[2 * width :], bias)
-        v = last.ls_1(attn.out_proj(v))
-        feats = visual.ln_post(v[:, 1:]) @ visual.proj  # drop the class token
-    return _l2(feats.float()).reshape(rows, cols, -1)
+        x = embed_patches(visual, _pixels(bundle, image, rows, cols), rows, cols)
+        x = run_blocks(visual, x, visual.transformer.resblocks[:-1])[-1]
+        membership = _membership(bundle, masks, rows, cols) if attention == "mask" else None
+        return last_block_patch_features(visual, x, rows, cols, attention, membership)
+
+
+def _membership(bundle: ClipBundle, masks: np.ndarray | None, rows: int, cols: int) -> torch.Tensor:
+    if masks is None:
+        raise OvsegError("embed.dense_attention mask needs the candidate masks")
+    return patch_membership(torch.from_numpy(masks).to(bundle.device), rows, cols)
+
+
+@torch.inference_mode()
+def windowed_patch_features(
+    bundle: ClipBundle, image: Image.Image, scale: float, window: int, stride: int, attention: str, masks: np.ndarray
+) -> torch.Tensor:
+    """(rows, cols, D) patch features from ``window`` px squares every ``stride`` px, averaged where they overlap.
+
+    The image is resized so its short side is ``input_size x scale`` (at least the window);
+    each window runs at the model's own grid, so no positional interpolation is needed and
+    small things are seen at CLIP's native resolution.
+    """
+    visual = bundle.model.visual
+    _check_dense_support(visual)
+    patch = visual.patch_size[0]
+    win = max(patch, window // patch * patch)
+    step = max(patch, stride // patch * patch)
+    short = max(win, bundle.input_size * scale)
+    factor = short / min(image.width, image.height)
+    rows, cols = (
+        max(win // patch, round(image.height * factor / patch)),
+        max(win // patch, round(image.width * factor / patch)),
+    )
+    resized = image.resize((cols * patch, rows * patch), Image.Resampling.BICUBIC)
+    full_masks = _resize_masks(masks, rows * patch, cols * patch) if attention == "mask" else None
+    wr = win // patch
+    total = None
+    count = torch.zeros((rows, cols, 1), device=bundle.device)
+    for top in _starts(rows, wr, step // patch):
+        for left in _starts(cols, wr, step // patch):
+            box = (left * patch, top * patch, (left + wr) * patch, (top + wr) * patch)
+            crop = resized.crop(box)
+            crop_masks = full_masks[:, box[1] : box[3], box[0] : box[2]] if full_masks is not None else None
+            with _autocast(bundle.device):
+                x = embed_patches(visual, _pixels(bundle, crop, wr, wr), wr, wr)
+                x = run_blocks(visual, x, visual.transformer.resblocks[:-1])[-1]
+                member = _membership(bundle, crop_masks, wr, wr) if crop_masks is not None else None
+                feats = last_block_patch_features(visual, x, wr, wr, attention, member)
+            if total is None:
+                total = torch.zeros((rows, cols, feats.shape[-1]), device=feats.device)
+            total[top : top + wr, left : left + wr] += feats
+            count[top : top + wr, left : left + wr] += 1
+    return F.normalize(total / count.clamp_min(1), dim=-1)
+
+
+def _starts(length: int, size: int, step: int) -> list[int]:
+    """Window starts covering ``length`` cells: every ``step``, the last one flush with the end."""
+    if length <= size:
+        return [0]
+    starts = list(range(0, length - size, max(1, step)))
+    return starts + [length - size]
+
+
+def _resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
+    tensor = torch.from_numpy(masks).float().unsqueeze(1)
+    return (F.interpolate(tensor, size=(height, width), mode="area")[:, 0] >= 0.5).numpy()
 
 
 def pool_in_masks(features: torch.Tensor, masks: np.ndarray, chunk: int = 32) -> torch.Tensor:
@@ -236,14 +286,49 @@ def pool_in_masks(features: torch.Tensor, masks: np.ndarray, chunk: int = 32) ->
 
 
 def dense_embeddings(
-    bundle: ClipBundle, image: Image.Image, masks: np.ndarray, scales: list[float], max_tokens: int
+    bundle: ClipBundle,
+    image: Image.Image,
+    masks: np.ndarray,
+    scales: list[float],
+    max_tokens: int,
+    settings: EmbedSettings | None = None,
 ) -> np.ndarray:
-    """(N, D) unit-norm embeddings: mean over image scales of mask-pooled patch features."""
+    """(N, D) unit-norm embeddings: mean over image scales of mask-pooled patch features.
+
+    With ``settings``: the last block attends per ``dense_attention``, ``dense_window`` > 0
+    slides windows instead of one whole-image pass, and ``mask_tokens`` adds each mask's own
+    class token, fused as ``token + mask_token_mix x pooled`` (unit vectors, CorrCLIP's 1 : 0.5).
+    """
+    attention = settings.dense_attention if settings else "identity"
     total = None
     for scale in scales:
-        pooled = pool_in_masks(dense_patch_features(bundle, image, scale, max_tokens), masks)
+        if settings is not None and settings.dense_window > 0:
+            feats = windowed_patch_features(
+                bundle, image, scale, settings.dense_window, settings.dense_stride, attention, masks
+            )
+        else:
+            feats = dense_patch_features(bundle, image, scale, max_tokens, attention, masks)
+        pooled = pool_in_masks(feats, masks)
+        if settings is not None and settings.mask_tokens and len(masks):
+            tokens = mask_class_tokens(bundle, image, masks, scale, max_tokens, settings.batch_size)
+            pooled = _l2(tokens + settings.mask_token_mix * pooled)
         total = pooled if total is None else total + pooled
     return _l2(total / len(scales)).numpy()
+
+
+@torch.inference_mode()
+def mask_class_tokens(
+    bundle: ClipBundle, image: Image.Image, masks: np.ndarray, scale: float, max_tokens: int, chunk: int = 64
+) -> torch.Tensor:
+    """(N, D) one class token per mask from one whole-image pass (see :mod:`ovseg.clip_dense`)."""
+    visual = bundle.model.visual
+    _check_dense_support(visual)
+    rows, cols = _grid_for(bundle, image.width, image.height, scale, max_tokens)
+    with _autocast(bundle.device):
+        x = embed_patches(visual, _pixels(bundle, image, rows, cols), rows, cols)
+        states = run_blocks(visual, x, visual.transformer.resblocks)
+        member = _membership(bundle, masks, rows, cols)
+        return mask_token_features(visual, states, member, chunk).cpu()
 
 
 def mask_embeddings(
@@ -258,6 +343,6 @@ def mask_embeddings(
             )
         )
     if settings.strategy in ("dense", "ensemble"):
-        parts.append(dense_embeddings(bundle, image, masks, settings.dense_scales, settings.dense_max_tokens))
+        parts.append(dense_embeddings(bundle, image, masks, settings.dense_scales, settings.dense_max_tokens, settings))
     mean = np.mean(parts, axis=0)
     return mean / np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-8)

@@ -65,12 +65,18 @@ class EmbedSettings:
     background_dim: float
     dense_scales: list[float]
     dense_max_tokens: int
+    dense_attention: str
+    dense_window: int
+    dense_stride: int
+    mask_tokens: bool
+    mask_token_mix: float
     batch_size: int
 
 
 @dataclass(frozen=True)
 class ScoreSettings:
     templates: bool
+    template_set: str
     negatives: list[str]
     temperature: float | None
 
@@ -222,6 +228,13 @@ def _validate(settings: Settings) -> None:
         raise OvsegError("embed.dense_scales must list at least one scale")
     if any(s <= 0 for s in settings.embed.crop_scales + settings.embed.dense_scales):
         raise OvsegError("embed scales must be positive")
+    attentions = ("identity", "clearclip", "naclip", "mask")
+    if settings.embed.dense_attention not in attentions:
+        raise OvsegError(f"embed.dense_attention must be one of {', '.join(attentions)}")
+    if settings.embed.dense_window < 0 or settings.embed.dense_stride < 1 or settings.embed.mask_token_mix < 0:
+        raise OvsegError("embed.dense_window must be >= 0 (0 = whole image), dense_stride >= 1, mask_token_mix >= 0")
+    if settings.score.template_set not in ("ovseg7", "imagenet80"):
+        raise OvsegError(f"score.template_set must be ovseg7 or imagenet80, got {settings.score.template_set!r}")
     if settings.select.top_k < 1:
         raise OvsegError(f"select.top_k must be at least 1, got {settings.select.top_k}")
     if settings.select.merge not in ("union", "best"):

@@ -234,24 +234,24 @@ def score_prompts(settings: Settings, paths: Paths, prompts: list[str]) -> tuple
                 todo.setdefault((prompt, entry["clip_model"]), []).append(stem)
     if not todo:
         return per_prompt, report
-    from ovseg.scoring import score_masks
+    from ovseg.scoring import negatives_for, prompt_synonyms, score_synonyms
 
-    negatives = [n.strip() for n in settings.score.negatives if n.strip()]
     for model_name in sorted({model for _, model in todo}):
-        texts = sorted({p.strip() for p, m in todo if m == model_name} | set(negatives))
-        vectors, logit_scale = text_embeddings(settings, paths, model_name, texts)
-        negative = np.stack([vectors[n] for n in negatives]) if negatives else np.zeros((0, 0), np.float32)
+        prompts_here = sorted({p for p, m in todo if m == model_name})
+        texts = {t for p in prompts_here for t in prompt_synonyms(p) + negatives_for(p, settings.score.negatives)}
+        vectors, logit_scale = text_embeddings(settings, paths, model_name, sorted(texts))
         temperature = settings.score.temperature if settings.score.temperature is not None else logit_scale
         for (prompt, model), stems in todo.items():
             if model != model_name:
                 continue
+            negatives = negatives_for(prompt, settings.score.negatives)
+            negative = np.stack([vectors[n] for n in negatives]) if negatives else np.zeros((0, 0), np.float32)
+            synonyms = np.stack([vectors[t] for t in prompt_synonyms(prompt)])
             features = [
                 read_arrays(_store(paths.embeddings, base[stem]["embeddings"]), ["embeddings"])[0]["embeddings"]
                 for stem in stems
             ]
-            scores = score_masks(
-                np.concatenate(features).astype(np.float32), vectors[prompt.strip()], negative, temperature
-            )
+            scores = score_synonyms(np.concatenate(features).astype(np.float32), synonyms, negative, temperature)
             bounds = np.cumsum([0] + [len(f) for f in features])
             for i, stem in enumerate(tqdm(stems, desc="score", unit="image")):
                 part = slice(bounds[i], bounds[i + 1])
@@ -279,14 +279,15 @@ def text_embeddings(settings: Settings, paths: Paths, model_name: str, texts: li
     the negatives every run shares, costs no encoder call.
     """
     fingerprint = model_fingerprint(model_name, CLIP)
-    keys = {t: content_key(TEXT_VERSION, fingerprint, t, settings.score.templates) for t in texts}
+    templates = settings.score.template_set if settings.score.templates else None
+    keys = {t: content_key(TEXT_VERSION, fingerprint, t, templates) for t in texts}
     missing = [t for t in texts if not _store(paths.text, keys[t]).is_dir()]
     if missing:
         from ovseg.clip_features import load_clip
         from ovseg.scoring import encode_texts
 
         bundle = load_clip(model_name, resolve_device(settings.device), text_only=True)
-        encoded = encode_texts(bundle, missing, settings.score.templates)
+        encoded = encode_texts(bundle, missing, settings.score.templates, template_set=settings.score.template_set)
         for text, vector in zip(missing, encoded, strict=True):
             write_arrays(
                 _store(paths.text, keys[text]),

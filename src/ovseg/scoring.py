@@ -29,13 +29,41 @@ TEMPLATES = (
 )
 
 
-def expand_templates(text: str, templates: bool) -> list[str]:
+def expand_templates(text: str, templates: bool, template_set: str = "ovseg7") -> list[str]:
+    """The sentences a text is encoded as: itself, ovseg's 7 photo templates, or CLIP's 80 ImageNet ones."""
     text = text.strip()
-    return [t.format(text) for t in TEMPLATES] if templates else [text]
+    if not templates:
+        return [text]
+    if template_set == "imagenet80":
+        from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+        return [template(text) for template in OPENAI_IMAGENET_TEMPLATES]
+    return [t.format(text) for t in TEMPLATES]
+
+
+def prompt_synonyms(prompt: str) -> list[str]:
+    """``"sofa|couch"`` -> ``["sofa", "couch"]``: a mask's score is its best over the synonyms."""
+    names = [part.strip() for part in prompt.split("|") if part.strip()]
+    if not names:
+        raise OvsegError('the prompt is empty: say what to find, e.g. prompt: "the red car"')
+    return names
+
+
+def _bare(text: str) -> str:
+    words = text.lower().strip().split()
+    return " ".join(words[1:] if words and words[0] in ("a", "an", "the") else words)
+
+
+def negatives_for(prompt: str, negatives: list[str]) -> list[str]:
+    """The negatives that are not the prompt itself (nor one of its synonyms): "the sky" drops "sky"."""
+    own = {_bare(name) for name in prompt_synonyms(prompt)}
+    return [n.strip() for n in negatives if n.strip() and _bare(n) not in own]
 
 
 @torch.inference_mode()
-def encode_texts(bundle: ClipBundle, texts: list[str], templates: bool, batch_size: int = 256) -> np.ndarray:
+def encode_texts(
+    bundle: ClipBundle, texts: list[str], templates: bool, batch_size: int = 256, template_set: str = "ovseg7"
+) -> np.ndarray:
     """(T, D) unit-norm text embeddings, each the normalised mean over its templates.
 
     Every (text, template) sentence goes through the encoder in batches of ``batch_size``,
@@ -46,7 +74,7 @@ def encode_texts(bundle: ClipBundle, texts: list[str], templates: bool, batch_si
             raise OvsegError('the prompt is empty: say what to find, e.g. prompt: "the red car"')
     if not texts:
         return np.zeros((0, 0), np.float32)
-    sentences = [expand_templates(text, templates) for text in texts]
+    sentences = [expand_templates(text, templates, template_set) for text in texts]
     flat = [sentence for group in sentences for sentence in group]
     parts = []
     for start in range(0, len(flat), batch_size):
@@ -88,13 +116,28 @@ def score_masks(
     return Scores(probs[:, 0].astype(np.float32), similarity, negative.astype(np.float32))
 
 
+def score_synonyms(
+    mask_embeddings: np.ndarray, synonym_embeddings: np.ndarray, negative_embeddings: np.ndarray, temperature: float
+) -> Scores:
+    """:func:`score_masks` for each synonym (S, D); per mask, the synonym that scores best wins."""
+    results = [score_masks(mask_embeddings, vec, negative_embeddings, temperature) for vec in synonym_embeddings]
+    best = np.argmax(np.stack([r.score for r in results]), axis=0)
+    rows = np.arange(len(best))
+    pick = lambda name: np.stack([getattr(r, name) for r in results])[best, rows]  # noqa: E731
+    return Scores(pick("score"), pick("similarity"), pick("negative_similarity"))
+
+
 def score_for_prompt(bundle: ClipBundle, mask_embeddings: np.ndarray, prompt: str, settings: ScoreSettings) -> Scores:
     """Encode prompt and negatives, then score one image: for one-off use (the benchmark's "before").
 
     The ``score`` stage encodes each text once per run instead (``pipeline.score_prompts``).
     """
-    prompt_emb = encode_texts(bundle, [prompt], settings.templates)[0]
-    negatives = [n for n in settings.negatives if n.strip()]
-    neg_emb = encode_texts(bundle, negatives, settings.templates) if negatives else np.zeros((0, 0))
+    synonyms = encode_texts(bundle, prompt_synonyms(prompt), settings.templates, template_set=settings.template_set)
+    negatives = negatives_for(prompt, settings.negatives)
+    neg_emb = (
+        encode_texts(bundle, negatives, settings.templates, template_set=settings.template_set)
+        if negatives
+        else np.zeros((0, 0))
+    )
     temperature = settings.temperature if settings.temperature is not None else bundle.logit_scale
-    return score_masks(mask_embeddings, prompt_emb, neg_emb, temperature)
+    return score_synonyms(mask_embeddings, synonyms, neg_emb, temperature)
