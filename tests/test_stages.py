@@ -39,7 +39,7 @@ def test_artifact_formats(workspace: Path) -> None:
     emb_entry = load_manifest(paths.embeddings)["chelsea"]
     emb, emb_attrs = read_arrays(paths.embeddings / f"{emb_entry['embeddings']}.zarr")
     assert emb["embeddings"].dtype == np.float16 and emb["embeddings"].shape == (n, 32)
-    assert emb_attrs["model"] == "tiny-random-clip" and emb_attrs["settings"]["strategy"] == "ensemble"
+    assert emb_attrs["model"] == "tiny-random-clip" and emb_attrs["settings"]["strategy"] == "dense"
 
     score_entry = load_manifest(paths.scores)["chelsea"]
     scores, score_attrs = read_arrays(paths.scores / f"{score_entry['scores']}.zarr")

@@ -7,3 +7,14 @@ only what a change invalidates.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["SegmentResult", "Segmenter", "__version__"]
+
+
+def __getattr__(name: str):
+    """``from ovseg import Segmenter`` without importing torch for every ``import ovseg``."""
+    if name in ("Segmenter", "SegmentResult"):
+        from ovseg import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'ovseg' has no attribute {name!r}")

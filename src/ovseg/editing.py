@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -192,28 +193,43 @@ def painter_fingerprint(settings: EditSettings) -> str:
     return content_key(settings.model, sorted((p.name, p.stat().st_size) for p in folder.rglob("*") if p.is_file()))
 
 
-def _diffusion(settings: EditSettings, request: EditRequest, device: str) -> Painter:
+def _load_diffusion(settings: EditSettings, device: str):
     pipe = load_inpaint_pipeline(settings.model, device, settings.offload)
     set_scheduler(pipe, settings.scheduler)
     pipe.set_progress_bar_config(leave=False, desc="denoising")
-    return diffusion_painter(pipe, request, settings)
+    return pipe
 
 
-def _opencv(settings: EditSettings, request: EditRequest, device: str) -> Painter:
+def _diffusion(model, settings: EditSettings, request: EditRequest) -> Painter:
+    return diffusion_painter(model, request, settings)
+
+
+def _opencv(model, settings: EditSettings, request: EditRequest) -> Painter:
     from ovseg.editing_opencv import opencv_painter
 
     return opencv_painter(settings)
 
 
-PAINTER_LOADERS: dict[str, Callable[[EditSettings, EditRequest, str], Painter]] = {
-    "diffusion": _diffusion,
-    "opencv": _opencv,
+# backend -> (load its model once, make a painter for one request from that model)
+EDIT_BACKENDS: dict[str, tuple[Callable[[EditSettings, str], Any], Callable[..., Painter]]] = {
+    "diffusion": (_load_diffusion, _diffusion),
+    "opencv": (lambda settings, device: None, _opencv),
 }
+
+
+def load_painting_model(settings: EditSettings, device: str):
+    """The heavy part of ``edit.backend`` (SD's pipeline; nothing for OpenCV), loaded once per run."""
+    return EDIT_BACKENDS[settings.backend][0](settings, device)
+
+
+def painter_for(model, settings: EditSettings, request: EditRequest) -> Painter:
+    """A painter for one request (prompt, negative prompt, strength) from a loaded painting model."""
+    return EDIT_BACKENDS[settings.backend][1](model, settings, request)
 
 
 def load_painter(settings: EditSettings, request: EditRequest, device: str) -> Painter:
     """The painter ``edit.backend`` names: the one place an edit backend is chosen."""
-    return PAINTER_LOADERS[settings.backend](settings, request, device)
+    return painter_for(load_painting_model(settings, device), settings, request)
 
 
 def diffusion_painter(pipe, request: EditRequest, settings: EditSettings) -> Painter:

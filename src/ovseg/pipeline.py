@@ -12,9 +12,11 @@ new image computes only that image.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +100,56 @@ class StageReport:
         return line + (f", skipped {len(self.skipped)} unreadable" if self.skipped else "")
 
 
+class ModelPool:
+    """Models kept loaded between calls, for faces that serve many requests (the Python API).
+
+    Without a pool each stage loads its one model, uses it and frees it (the DAG's rule:
+    one heavy model in memory at a time); with one, a model loads on first use and stays
+    until :meth:`drop` (the API drops the diffusion model after an edit on a small GPU).
+    """
+
+    def __init__(self) -> None:
+        self._models: dict[str, Any] = {}
+
+    def get(self, key: str, load: Callable[[], Any]) -> Any:
+        if key not in self._models:
+            self._models[key] = load()
+        return self._models[key]
+
+    def drop(self, kind: str) -> None:
+        for key in [k for k in self._models if k.startswith(f"{kind}:")]:
+            del self._models[key]
+        free_accelerator_memory()
+
+
+@contextlib.contextmanager
+def _model(pool: ModelPool | None, kind: str, settings: Any, load: Callable[[], Any]) -> Iterator[Any]:
+    """The model for ``kind``: from the pool (kept), or loaded here and freed afterwards."""
+    if pool is not None:
+        yield pool.get(f"{kind}:{content_key(settings)}", load)
+        return
+    model = load()
+    try:
+        yield model
+    finally:
+        del model
+        free_accelerator_memory()
+
+
+def pooled_mask_engine(settings: Settings, pool: ModelPool):
+    """The mask engine for prompted masks: the same object the masks stage used, when it is ours."""
+    from ovseg.masks import MaskEngine, load_mask_generator, load_prompt_model
+
+    device = resolve_device(settings.device)
+    generator = pool.get(
+        f"masks:{content_key(settings.section('masks'))}", lambda: load_mask_generator(settings.masks, device)
+    )
+    if isinstance(generator, MaskEngine):
+        return generator
+    model = pool.get(f"prompt:{settings.masks.model}", lambda: load_prompt_model(settings.masks.model, device))
+    return MaskEngine(model, settings.masks)
+
+
 def model_fingerprint(name: str, kind: str | None) -> str:
     """Name plus file sizes of the weights, so swapping the files under a name invalidates caches.
 
@@ -112,7 +164,7 @@ def _store(folder: Path, key: str) -> Path:
     return folder / f"{key}.zarr"
 
 
-def run_masks(settings: Settings, images: list[Path], paths: Paths) -> StageReport:
+def run_masks(settings: Settings, images: list[Path], paths: Paths, pool: ModelPool | None = None) -> StageReport:
     """Stage 1: mask candidates for every image -> ``cache/masks/<key>.zarr`` (+ preview PNG).
 
     A file that cannot be read is skipped with a warning naming it and the reason, and is
@@ -147,27 +199,10 @@ def run_masks(settings: Settings, images: list[Path], paths: Paths) -> StageRepo
     if todo:
         from ovseg.masks import load_mask_generator
 
-        generator = load_mask_generator(settings.masks, resolve_device(settings.device))
-        for stem in tqdm(todo, desc=f"masks ({settings.masks.model})", unit="image"):
-            entry = entries[stem]
-            image = load_image(Path(entry["image"]))
-            work = working_image(image, settings.masks.max_image_side)
-            proposals, stats = generator.generate(work)
-            attrs = {
-                "image": entry["image"],
-                "sha256": entry["sha256"],
-                "original_size": list(image.size),
-                "working_size": list(work.size),
-                "model": settings.masks.model,
-                "settings": settings.section("masks"),
-                "stats": stats,
-            }
-            # The store is the "done" marker, so the preview goes first.
-            save_png(paths.masks / f"{entry['masks']}.candidates.png", candidates_preview(work, proposals.masks))
-            write_arrays(_store(paths.masks, entry["masks"]), proposals.arrays(), attrs)
-            report.computed.append(stem)
-        del generator
-        free_accelerator_memory()
+        device = resolve_device(settings.device)
+        loader = lambda: load_mask_generator(settings.masks, device)  # noqa: E731
+        with _model(pool, "masks", settings.section("masks"), loader) as generator:
+            _propose_all(settings, paths, entries, todo, generator, report)
     for entry in entries.values():
         _, attrs = read_arrays(_store(paths.masks, entry["masks"]), names=[])
         entry["original_size"], entry["working_size"] = attrs["original_size"], attrs["working_size"]
@@ -175,7 +210,28 @@ def run_masks(settings: Settings, images: list[Path], paths: Paths) -> StageRepo
     return report
 
 
-def run_embed(settings: Settings, paths: Paths) -> StageReport:
+def _propose_all(settings: Settings, paths: Paths, entries: dict, todo: list[str], generator, report) -> None:
+    for stem in tqdm(todo, desc=f"masks ({settings.masks.model})", unit="image"):
+        entry = entries[stem]
+        image = load_image(Path(entry["image"]))
+        work = working_image(image, settings.masks.max_image_side)
+        proposals, stats = generator.generate(work)
+        attrs = {
+            "image": entry["image"],
+            "sha256": entry["sha256"],
+            "original_size": list(image.size),
+            "working_size": list(work.size),
+            "model": settings.masks.model,
+            "settings": settings.section("masks"),
+            "stats": stats,
+        }
+        # The store is the "done" marker, so the preview goes first.
+        save_png(paths.masks / f"{entry['masks']}.candidates.png", candidates_preview(work, proposals.masks))
+        write_arrays(_store(paths.masks, entry["masks"]), proposals.arrays(), attrs)
+        report.computed.append(stem)
+
+
+def run_embed(settings: Settings, paths: Paths, pool: ModelPool | None = None) -> StageReport:
     """Stage 2: CLIP features for every candidate -> ``cache/embeddings/<key>.zarr`` (float16)."""
     report = StageReport("embed")
     entries = load_manifest(paths.masks)
@@ -188,27 +244,28 @@ def run_embed(settings: Settings, paths: Paths) -> StageReport:
     if todo:
         from ovseg.clip_features import load_clip, mask_embeddings
 
-        bundle = load_clip(settings.embed.model, resolve_device(settings.device))
-        for stem in tqdm(todo, desc=f"embed (CLIP, {settings.embed.strategy})", unit="image"):
-            entry = entries[stem]
-            proposals, attrs = MaskProposals.load(_store(paths.masks, entry["masks"]))
-            work = working_image(load_image(Path(entry["image"])), settings.masks.max_image_side)
-            if list(work.size) != attrs["working_size"]:
-                work = work.resize(tuple(attrs["working_size"]), Image.Resampling.LANCZOS)
-            features = mask_embeddings(bundle, work, proposals.masks, proposals.boxes, settings.embed)
-            write_arrays(
-                _store(paths.embeddings, entry["embeddings"]),
-                {"embeddings": features.astype(np.float16)},
-                {"model": settings.embed.model, "masks": entry["masks"], "settings": settings.section("embed")},
-            )
-            report.computed.append(stem)
-        del bundle
-        free_accelerator_memory()
+        device = resolve_device(settings.device)
+        with _model(pool, "clip", settings.embed.model, lambda: load_clip(settings.embed.model, device)) as bundle:
+            for stem in tqdm(todo, desc=f"embed (CLIP, {settings.embed.strategy})", unit="image"):
+                entry = entries[stem]
+                proposals, attrs = MaskProposals.load(_store(paths.masks, entry["masks"]))
+                work = working_image(load_image(Path(entry["image"])), settings.masks.max_image_side)
+                if list(work.size) != attrs["working_size"]:
+                    work = work.resize(tuple(attrs["working_size"]), Image.Resampling.LANCZOS)
+                features = mask_embeddings(bundle, work, proposals.masks, proposals.boxes, settings.embed)
+                write_arrays(
+                    _store(paths.embeddings, entry["embeddings"]),
+                    {"embeddings": features.astype(np.float16)},
+                    {"model": settings.embed.model, "masks": entry["masks"], "settings": settings.section("embed")},
+                )
+                report.computed.append(stem)
     save_manifest(paths.embeddings, entries)
     return report
 
 
-def score_prompts(settings: Settings, paths: Paths, prompts: list[str]) -> tuple[dict[str, dict], StageReport]:
+def score_prompts(
+    settings: Settings, paths: Paths, prompts: list[str], pool: ModelPool | None = None
+) -> tuple[dict[str, dict], StageReport]:
     """Score every image's candidates against each prompt; returns prompt -> image -> entry.
 
     Each distinct text (prompt or negative) is encoded once per run, or not at all when its
@@ -239,7 +296,7 @@ def score_prompts(settings: Settings, paths: Paths, prompts: list[str]) -> tuple
     for model_name in sorted({model for _, model in todo}):
         prompts_here = sorted({p for p, m in todo if m == model_name})
         texts = {t for p in prompts_here for t in prompt_synonyms(p) + negatives_for(p, settings.score.negatives)}
-        vectors, logit_scale = text_embeddings(settings, paths, model_name, sorted(texts))
+        vectors, logit_scale = text_embeddings(settings, paths, model_name, sorted(texts), pool)
         temperature = settings.score.temperature if settings.score.temperature is not None else logit_scale
         for (prompt, model), stems in todo.items():
             if model != model_name:
@@ -272,7 +329,9 @@ def score_prompts(settings: Settings, paths: Paths, prompts: list[str]) -> tuple
     return per_prompt, report
 
 
-def text_embeddings(settings: Settings, paths: Paths, model_name: str, texts: list[str]) -> tuple[dict, float]:
+def text_embeddings(
+    settings: Settings, paths: Paths, model_name: str, texts: list[str], pool: ModelPool | None = None
+) -> tuple[dict, float]:
     """Unit-norm CLIP text embeddings (template-averaged) of ``texts`` and CLIP's logit scale.
 
     Cached per (CLIP weights, text, templates) in ``cache/text``: a prompt used before, or
@@ -286,8 +345,14 @@ def text_embeddings(settings: Settings, paths: Paths, model_name: str, texts: li
         from ovseg.clip_features import load_clip
         from ovseg.scoring import encode_texts
 
-        bundle = load_clip(model_name, resolve_device(settings.device), text_only=True)
-        encoded = encode_texts(bundle, missing, settings.score.templates, template_set=settings.score.template_set)
+        device = resolve_device(settings.device)
+        # With a pool the full CLIP (already loaded for embed) serves; alone, the text tower is enough.
+        load = (
+            (lambda: load_clip(model_name, device)) if pool else (lambda: load_clip(model_name, device, text_only=True))
+        )
+        with _model(pool, "clip", model_name, load) as bundle:
+            encoded = encode_texts(bundle, missing, settings.score.templates, template_set=settings.score.template_set)
+            logit_scale = bundle.logit_scale
         for text, vector in zip(missing, encoded, strict=True):
             write_arrays(
                 _store(paths.text, keys[text]),
@@ -296,11 +361,9 @@ def text_embeddings(settings: Settings, paths: Paths, model_name: str, texts: li
                     "text": text,
                     "model": model_name,
                     "templates": settings.score.templates,
-                    "logit_scale": bundle.logit_scale,
+                    "logit_scale": logit_scale,
                 },
             )
-        del bundle
-        free_accelerator_memory()
     vectors, scale = {}, 100.0
     for text in texts:
         arrays, attrs = read_arrays(_store(paths.text, keys[text]), ["embedding"])
@@ -457,7 +520,7 @@ def images_for(settings: Settings) -> list[Path]:
     return list_images(Path(settings.images))
 
 
-def run_edit(settings: Settings, paths: Paths, prune: bool = True) -> StageReport:
+def run_edit(settings: Settings, paths: Paths, prune: bool = True, pool: ModelPool | None = None) -> StageReport:
     """Stage 5: remove / replace / style the selected region -> ``edited.png`` + before/after.
 
     In ``segment`` mode there is nothing to edit: the stage only records that (and, with
@@ -476,10 +539,16 @@ def run_edit(settings: Settings, paths: Paths, prune: bool = True) -> StageRepor
             paths.edit / "summary.json", {"mode": "segment", "note": "segment mode: nothing edited", "images": {}}
         )
         return report
-    from ovseg.editing import edit_image, load_painter, painter_fingerprint, request_for
+    from ovseg.editing import edit_image, load_painting_model, painter_fingerprint, painter_for, request_for
 
     request = request_for(settings)
     fingerprint = painter_fingerprint(settings.edit)
+    device = resolve_device(settings.device)
+
+    def load_model():  # the painting model, loaded only when some image needs it
+        load = lambda: load_painting_model(settings.edit, device)  # noqa: E731
+        return pool.get(f"painter:{content_key(settings.edit)}", load) if pool is not None else load()
+
     painter = None
     summary = {}
     for stem, entry in tqdm(entries.items(), desc=f"edit ({settings.mode})", unit="image"):
@@ -509,7 +578,7 @@ def run_edit(settings: Settings, paths: Paths, prune: bool = True) -> StageRepor
         note = None
         if mask.any():
             if painter is None:
-                painter = load_painter(settings.edit, request, resolve_device(settings.device))
+                painter = painter_for(load_model(), settings.edit, request)
             edited = edit_image(image, mask, settings.edit, painter)
         else:
             note = f"no mask selected for prompt {entry['prompt']!r}; image copied unchanged"

@@ -48,3 +48,24 @@ def select_masks(scores: np.ndarray, masks: np.ndarray, settings: SelectSettings
                 break
     merged = np.any(masks[chosen], axis=0) if chosen else np.zeros((height, width), bool)
     return Selection(chosen, [float(scores[i]) for i in chosen], merged)
+
+
+def refine_with_clicks(
+    indices: list[int], masks: np.ndarray, scores: np.ndarray, points: np.ndarray, labels: np.ndarray
+) -> list[int]:
+    """A text selection corrected by clicks (x, y in mask pixels; label 1 include, 0 exclude).
+
+    An include click adds the best-scoring candidate under it (if none selected covers it
+    yet); an exclude click drops every selected candidate under it. Why candidates, not
+    pixels: a click means "that thing", and the candidates are SAM's idea of things.
+    """
+    chosen = list(indices)
+    height, width = masks.shape[1:]
+    for (x, y), label in zip(np.asarray(points).reshape(-1, 2), np.asarray(labels).reshape(-1), strict=True):
+        col, row = min(width - 1, max(0, int(x))), min(height - 1, max(0, int(y)))
+        under = [int(i) for i in np.flatnonzero(masks[:, row, col])]
+        if label == 1 and under and not any(i in chosen for i in under):
+            chosen.append(max(under, key=lambda i: float(scores[i])))
+        elif label == 0:
+            chosen = [i for i in chosen if i not in under]
+    return chosen

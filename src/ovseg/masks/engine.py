@@ -252,7 +252,9 @@ class MaskEngine:
             point_labels = np.concatenate([np.array([2, 3]), point_labels])
         if not len(coords) or not ((point_labels == 1).any() or box is not None):
             raise OvsegError("a prompt needs at least one include point (label 1) or a box")
-        outside = (coords[:, 0] < 0) | (coords[:, 0] >= width) | (coords[:, 1] < 0) | (coords[:, 1] >= height)
+        corner = np.isin(point_labels, (2, 3))  # a box may end on the image's far edge
+        limit_x, limit_y = np.where(corner, width, width - 1e-3), np.where(corner, height, height - 1e-3)
+        outside = (coords[:, 0] < 0) | (coords[:, 0] > limit_x) | (coords[:, 1] < 0) | (coords[:, 1] > limit_y)
         if outside.any():
             x, y = coords[int(np.argmax(outside))]
             raise OvsegError(f"point ({x:g}, {y:g}) is outside the {width}x{height} image")
