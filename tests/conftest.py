@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +83,15 @@ def workspace(tmp_path: Path, tiny_checkpoints: Path, monkeypatch: pytest.Monkey
     write_params(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def run_ovseg(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The `ovseg` command as a user runs it: a real process, real exit codes."""
+    return subprocess.run(
+        [sys.executable, "-m", "ovseg.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=900,
+    )

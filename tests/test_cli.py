@@ -8,21 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_ovseg
 
 from ovseg.fileio import read_json
 
+ovseg = run_ovseg
+
 pytestmark = pytest.mark.slow
-
-
-def ovseg(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ovseg.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=600,
-    )
 
 
 RUN_CAT = ("run", "--image", "data/images/chelsea.png", "--prompt", "the cat", "--config", "tiny", "--top-k", "2")

@@ -10,7 +10,6 @@ import dataclasses
 import os
 import shutil
 import stat
-import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import EXAMPLE, REPO
+from conftest import run_ovseg as _ovseg
 
 from ovseg.config import settings_from_params
 from ovseg.evaluation import proposal_quality, read_dataset
@@ -122,17 +122,6 @@ def test_evaluate_reports_proposal_metrics_without_clip(tmp_path: Path, workspac
     assert proposals["decoder_calls_per_image"] <= 48 and proposals["seconds_per_image"] > 0
     assert "oracle mIoU" in result.stdout
     assert (workspace / "m/proposals_per_class.tsv").is_file()
-
-
-def _ovseg(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ovseg.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=900,
-    )
 
 
 def _arrays(path: Path):

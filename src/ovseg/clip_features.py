@@ -194,14 +194,34 @@ def dense_patch_features(
     masks: np.ndarray | None = None,
 ) -> torch.Tensor:
     """(rows, cols, D) unit-norm per-patch features in CLIP's joint space, last block per ``attention``."""
+    rows, cols, states = _whole_image_pass(bundle, image, scale, max_tokens, last_block=False)
+    return _patch_features_from(bundle, states, rows, cols, attention, masks)
+
+
+@torch.inference_mode()
+def _whole_image_pass(
+    bundle: ClipBundle, image: Image.Image, scale: float, max_tokens: int, last_block: bool
+) -> tuple[int, int, list[torch.Tensor]]:
+    """The ViT on the whole image at ``scale``: grid size and the input of every block (the last one too with
+    ``last_block``, which the per-mask class tokens need)."""
     visual = bundle.model.visual
     _check_dense_support(visual)
     rows, cols = _grid_for(bundle, image.width, image.height, scale, max_tokens)
+    blocks = visual.transformer.resblocks if last_block else visual.transformer.resblocks[:-1]
     with _autocast(bundle.device):
         x = embed_patches(visual, _pixels(bundle, image, rows, cols), rows, cols)
-        x = run_blocks(visual, x, visual.transformer.resblocks[:-1])[-1]
+        return rows, cols, run_blocks(visual, x, blocks)
+
+
+@torch.inference_mode()
+def _patch_features_from(
+    bundle: ClipBundle, states: list[torch.Tensor], rows: int, cols: int, attention: str, masks: np.ndarray | None
+) -> torch.Tensor:
+    visual = bundle.model.visual
+    last_input = states[len(visual.transformer.resblocks) - 1]
+    with _autocast(bundle.device):
         membership = _membership(bundle, masks, rows, cols) if attention == "mask" else None
-        return last_block_patch_features(visual, x, rows, cols, attention, membership)
+        return last_block_patch_features(visual, last_input, rows, cols, attention, membership)
 
 
 def _membership(bundle: ClipBundle, masks: np.ndarray | None, rows: int, cols: int) -> torch.Tensor:
@@ -300,35 +320,27 @@ def dense_embeddings(
     class token, fused as ``token + mask_token_mix x pooled`` (unit vectors, CorrCLIP's 1 : 0.5).
     """
     attention = settings.dense_attention if settings else "identity"
+    tokens_wanted = settings is not None and settings.mask_tokens and len(masks) > 0
+    windows = settings is not None and settings.dense_window > 0
     total = None
     for scale in scales:
-        if settings is not None and settings.dense_window > 0:
+        states = None
+        if not windows or tokens_wanted:  # one whole-image pass serves the patches and the mask tokens
+            rows, cols, states = _whole_image_pass(bundle, image, scale, max_tokens, last_block=tokens_wanted)
+        if windows:
             feats = windowed_patch_features(
                 bundle, image, scale, settings.dense_window, settings.dense_stride, attention, masks
             )
         else:
-            feats = dense_patch_features(bundle, image, scale, max_tokens, attention, masks)
+            feats = _patch_features_from(bundle, states, rows, cols, attention, masks)
         pooled = pool_in_masks(feats, masks)
-        if settings is not None and settings.mask_tokens and len(masks):
-            tokens = mask_class_tokens(bundle, image, masks, scale, max_tokens, settings.batch_size)
+        if tokens_wanted:
+            with torch.inference_mode():
+                member = _membership(bundle, masks, rows, cols)
+                tokens = mask_token_features(bundle.model.visual, states, member, settings.batch_size).cpu()
             pooled = _l2(tokens + settings.mask_token_mix * pooled)
         total = pooled if total is None else total + pooled
     return _l2(total / len(scales)).numpy()
-
-
-@torch.inference_mode()
-def mask_class_tokens(
-    bundle: ClipBundle, image: Image.Image, masks: np.ndarray, scale: float, max_tokens: int, chunk: int = 64
-) -> torch.Tensor:
-    """(N, D) one class token per mask from one whole-image pass (see :mod:`ovseg.clip_dense`)."""
-    visual = bundle.model.visual
-    _check_dense_support(visual)
-    rows, cols = _grid_for(bundle, image.width, image.height, scale, max_tokens)
-    with _autocast(bundle.device):
-        x = embed_patches(visual, _pixels(bundle, image, rows, cols), rows, cols)
-        states = run_blocks(visual, x, visual.transformer.resblocks)
-        member = _membership(bundle, masks, rows, cols)
-        return mask_token_features(visual, states, member, chunk).cpu()
 
 
 def mask_embeddings(

@@ -56,6 +56,17 @@ class MaskProposals:
     def __len__(self) -> int:
         return int(self.masks.shape[0])
 
+    @classmethod
+    def empty(cls, height: int, width: int) -> MaskProposals:
+        """No candidates, for an image of ``height`` x ``width``."""
+        return cls(
+            masks=np.zeros((0, height, width), bool),
+            boxes=np.zeros((0, 4), np.float32),
+            areas=np.zeros((0,), np.int64),
+            predicted_iou=np.zeros((0,), np.float32),
+            stability_score=np.zeros((0,), np.float32),
+        )
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {
             "masks": self.masks.astype(bool),

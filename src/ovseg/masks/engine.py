@@ -201,7 +201,7 @@ class MaskEngine:
         """Upsample the survivors, clean small regions, sort by quality, cap the count."""
         height, width = self._image_size
         if not len(pool):
-            return _no_proposals(height, width)
+            return MaskProposals.empty(height, width)
         masks = self.model.upscale(pool.logits.astype(np.float32)) > 0
         if self.settings.min_mask_region_area > 0:
             masks = np.stack([_clean(mask, self.settings.min_mask_region_area) for mask in masks])
@@ -209,7 +209,7 @@ class MaskEngine:
         order = [i for i in np.argsort(-(pool.iou * pool.stability), kind="stable") if areas[i] > 0]
         order = order[: self.settings.max_masks]
         if not order:
-            return _no_proposals(height, width)
+            return MaskProposals.empty(height, width)
         masks = masks[order]
         boxes = batched_mask_to_box(torch.from_numpy(masks)).numpy().astype(np.float32)
         boxes[:, 2:] = boxes[:, 2:] - boxes[:, :2] + 1  # XYXY (inclusive) -> XYWH
@@ -297,13 +297,3 @@ def _clean(mask: np.ndarray, area: int) -> np.ndarray:
     mask, _ = remove_small_regions(mask, area, "holes")
     mask, _ = remove_small_regions(mask, area, "islands")
     return mask
-
-
-def _no_proposals(height: int, width: int) -> MaskProposals:
-    return MaskProposals(
-        masks=np.zeros((0, height, width), bool),
-        boxes=np.zeros((0, 4), np.float32),
-        areas=np.zeros((0,), np.int64),
-        predicted_iou=np.zeros((0,), np.float32),
-        stability_score=np.zeros((0,), np.float32),
-    )

@@ -184,13 +184,7 @@ def propose_masks(generator, image: Image.Image, max_masks: int) -> MaskProposal
     records = records[:max_masks]
     height, width = array.shape[:2]
     if not records:
-        return MaskProposals(
-            masks=np.zeros((0, height, width), bool),
-            boxes=np.zeros((0, 4), np.float32),
-            areas=np.zeros((0,), np.int64),
-            predicted_iou=np.zeros((0,), np.float32),
-            stability_score=np.zeros((0,), np.float32),
-        )
+        return MaskProposals.empty(height, width)
     return MaskProposals(
         masks=np.stack([r["segmentation"] for r in records]).astype(bool),
         boxes=np.array([r["bbox"] for r in records], np.float32),
