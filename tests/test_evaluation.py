@@ -140,7 +140,13 @@ def test_benchmark_report_schema(tiny_checkpoints: Path) -> None:
     report = run_benchmark(settings, EXAMPLE, runs=1, min_candidates=20)
     assert report["device"] == "cpu" and report["image_size"] == [451, 300]
     assert report["candidates_timed"].startswith("synthetic (20")  # tiny SAM 2 proposes fewer
-    assert [row["stage"] for row in report["stages"]] == ["masks", "embed", "score", "select", "edit (remove, diffusion)"]
+    assert [row["stage"] for row in report["stages"]] == [
+        "masks",
+        "embed",
+        "score",
+        "select",
+        "edit (remove, diffusion)",
+    ]
     for row in report["stages"]:
         assert {"load_s", "cold_s", "warm_s", "peak_rss_mb", "peak_cuda_mb"} <= set(row)
         assert row["cold_s"] >= 0 and row["peak_rss_mb"] > 0 and row["peak_cuda_mb"] is None
