@@ -31,8 +31,17 @@ from ovseg import rle
 from ovseg.coco import coco_annotations
 from ovseg.config import apply_overrides, settings_from_params
 from ovseg.errors import OvsegError
-from ovseg.fileio import atomic_path, content_key, load_image, working_image
-from ovseg.pipeline import ModelPool, Paths, pooled_mask_engine, run_embed, run_masks, score_prompts, select_for
+from ovseg.fileio import atomic_path, load_image, working_image
+from ovseg.pipeline import (
+    ModelPool,
+    Paths,
+    box_xywh,
+    pooled_mask_engine,
+    run_embed,
+    run_masks,
+    score_prompts,
+    select_for,
+)
 from ovseg.selection import refine_with_clicks
 from ovseg.viz import overlay, resize_mask
 from ovseg.weights import resolve_device
@@ -141,7 +150,7 @@ class Segmenter:
             prompt=settings.prompt if prompt else None,
             masks=full,
             scores=np.asarray(chosen, np.float32),
-            boxes=np.array([_xywh(m) for m in full], np.float32).reshape(-1, 4),
+            boxes=np.array([box_xywh(m) for m in full], np.float32).reshape(-1, 4),
             merged=resize_mask(merged, photo.size),
             details={"image": str(path), "preset": settings.preset},
         )
@@ -180,7 +189,7 @@ class Segmenter:
             raise OvsegError(f"the result is for a {result.merged.shape[::-1]} photo, this one is {photo.size}")
         device = resolve_device(settings.device)
         model = self.pool.get(
-            f"painter:{content_key(settings.edit)}", lambda: load_painting_model(settings.edit, device)
+            ModelPool.key("painter", settings.edit), lambda: load_painting_model(settings.edit, device)
         )
         edited = edit_image(
             photo, result.merged, settings.edit, painter_for(model, settings.edit, request_for(settings))
@@ -220,13 +229,6 @@ class Segmenter:
             with atomic_path(path) as tmp:
                 tmp.write_bytes(data)
         return path
-
-
-def _xywh(mask: np.ndarray) -> list[int]:
-    ys, xs = np.nonzero(mask)
-    if not len(xs):
-        return [0, 0, 0, 0]
-    return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
 
 
 def _small_gpu(device: str) -> bool:

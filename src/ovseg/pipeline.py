@@ -111,6 +111,11 @@ class ModelPool:
     def __init__(self) -> None:
         self._models: dict[str, Any] = {}
 
+    @staticmethod
+    def key(kind: str, settings: Any) -> str:
+        """The one naming of a pooled model: the stages and the API must find the same entry."""
+        return f"{kind}:{content_key(settings)}"
+
     def get(self, key: str, load: Callable[[], Any]) -> Any:
         if key not in self._models:
             self._models[key] = load()
@@ -126,7 +131,7 @@ class ModelPool:
 def _model(pool: ModelPool | None, kind: str, settings: Any, load: Callable[[], Any]) -> Iterator[Any]:
     """The model for ``kind``: from the pool (kept), or loaded here and freed afterwards."""
     if pool is not None:
-        yield pool.get(f"{kind}:{content_key(settings)}", load)
+        yield pool.get(ModelPool.key(kind, settings), load)
         return
     model = load()
     try:
@@ -142,7 +147,7 @@ def pooled_mask_engine(settings: Settings, pool: ModelPool):
 
     device = resolve_device(settings.device)
     generator = pool.get(
-        f"masks:{content_key(settings.section('masks'))}", lambda: load_mask_generator(settings.masks, device)
+        ModelPool.key("masks", settings.section("masks")), lambda: load_mask_generator(settings.masks, device)
     )
     if isinstance(generator, MaskEngine):
         return generator
@@ -389,7 +394,8 @@ def select_for(settings: Settings, paths: Paths, entry: dict[str, Any]) -> tuple
     return select_masks(scores, proposals.masks, settings.select), proposals, scores
 
 
-def _box_xywh(mask: np.ndarray) -> list[int]:
+def box_xywh(mask: np.ndarray) -> list[int]:
+    """XYWH box of a bool mask ([0, 0, 0, 0] when empty), as selection.json and COCO write it."""
     ys, xs = np.nonzero(mask)
     if not len(xs):
         return [0, 0, 0, 0]
@@ -472,7 +478,7 @@ def write_selection(
                 "rank": rank,
                 "index": index,
                 "score": round(score, 6),
-                "bbox_xywh": _box_xywh(full),
+                "bbox_xywh": box_xywh(full),
                 "area": int(full.sum()),
                 "predicted_iou": float(proposals.predicted_iou[index]),
                 "rle": rle.encode(full),
@@ -487,7 +493,7 @@ def write_selection(
         "num_candidates": len(proposals),
         "settings": settings.section("select"),
         "selected": selected,
-        "merged": {"area": int(merged_full.sum()), "bbox_xywh": _box_xywh(merged_full), "rle": rle.encode(merged_full)},
+        "merged": {"area": int(merged_full.sum()), "bbox_xywh": box_xywh(merged_full), "rle": rle.encode(merged_full)},
         "top_candidates": [{"index": int(i), "score": round(float(scores[i]), 6)} for i in order],
         "artifacts": {k: entry[k] for k in ("masks", "embeddings", "scores")},
         "note": None if selected else "no candidate passed the thresholds; nothing selected",
@@ -547,7 +553,7 @@ def run_edit(settings: Settings, paths: Paths, prune: bool = True, pool: ModelPo
 
     def load_model():  # the painting model, loaded only when some image needs it
         load = lambda: load_painting_model(settings.edit, device)  # noqa: E731
-        return pool.get(f"painter:{content_key(settings.edit)}", load) if pool is not None else load()
+        return pool.get(ModelPool.key("painter", settings.edit), load) if pool is not None else load()
 
     painter = None
     summary = {}
