@@ -27,5 +27,6 @@ if ! .venv/bin/python -c "import sam2" 2>/dev/null; then
   SAM2_BUILD_CUDA=0 $PIP install -q --no-build-isolation "sam2==1.1.0"
 fi
 
-$PIP install -q -e ".[dev]"
+# Extras: ui (the web page), ray (the Ray engine), s3 / gcs (buckets); dev = tests and ruff.
+$PIP install -q -e ".[${OVSEG_EXTRAS:-dev,ui}]"
 .venv/bin/python -c "import torch, torchvision, sam2, open_clip, diffusers, dvc; print('ovseg installed: torch', torch.__version__, '| cuda' if torch.cuda.is_available() else '| cpu')"

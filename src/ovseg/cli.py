@@ -57,8 +57,12 @@ def run(
         [], "--set", help="Override any stage setting, e.g. --set masks.sampling=grid (repeatable)."
     ),
     dvc: bool = typer.Option(False, "--dvc", help="Write the options into params.yaml and run `dvc repro`."),
+    points: list[str] = typer.Option(
+        [], "--point", help="A click X,Y[,LABEL] on --image (label 1 include, 0 exclude; repeatable)."
+    ),
+    box: str | None = typer.Option(None, "--box", help="A box X1,Y1,X2,Y2 around what to find on --image."),
 ) -> None:
-    """Find PROMPT in the photos and (optionally) edit it: the whole pipeline."""
+    """Find PROMPT (or what --point / --box show) in the photos and (optionally) edit it: the whole pipeline."""
     from ovseg.config import apply_overrides, load_params, parse_override, settings_from_params
 
     try:
@@ -78,6 +82,15 @@ def run(
         merged = apply_overrides({**base, **updates}, sets)
         if top_k is not None:
             merged["select"] = {**(merged.get("select") or {}), "top_k": top_k}
+        clicks, labels, region = _parse_clicks(points, box)
+        if clicks or region is not None:
+            if image is None:
+                raise OvsegError("--point and --box are places on one photo: give them with --image, not --images")
+            if dvc:
+                raise OvsegError("--point and --box are not pipeline parameters: run them without --dvc")
+            settings_from_params({**merged, "prompt": merged.get("prompt") or "-"})  # validate first
+            _run_clicks({**merged, "prompt": prompt}, image, clicks, labels, region, top_k, cache, output, visualize)
+            return
         settings = settings_from_params(merged)  # validate before touching anything
         if not settings.prompt:
             raise OvsegError('the prompt is empty: pass --prompt "what to find"')
@@ -93,6 +106,67 @@ def run(
         _run_in_process(settings, cache, output, visualize)
     except OvsegError as exc:
         _fail(exc)
+
+
+def _parse_clicks(
+    points: list[str], box: str | None
+) -> tuple[list[tuple[float, float]], list[int], tuple[float, float, float, float] | None]:
+    """``--point X,Y[,LABEL]`` and ``--box X1,Y1,X2,Y2`` as numbers, or one line saying which is malformed."""
+    clicks, labels = [], []
+    for text in points:
+        parts = text.split(",")
+        try:
+            values = [float(v) for v in parts]
+        except ValueError:
+            values = []
+        if len(values) not in (2, 3) or (len(values) == 3 and values[2] not in (0, 1)):
+            raise OvsegError(f"--point {text!r}: expected X,Y or X,Y,LABEL with LABEL 1 (include) or 0 (exclude)")
+        clicks.append((values[0], values[1]))
+        labels.append(int(values[2]) if len(values) == 3 else 1)
+    region = None
+    if box is not None:
+        try:
+            x1, y1, x2, y2 = (float(v) for v in box.split(","))
+        except ValueError:
+            raise OvsegError(f"--box {box!r}: expected X1,Y1,X2,Y2 (pixels of the photo)") from None
+        if x2 <= x1 or y2 <= y1:
+            raise OvsegError(f"--box {box!r}: X2 must be right of X1 and Y2 below Y1")
+        region = (x1, y1, x2, y2)
+    return clicks, labels, region
+
+
+def _run_clicks(params: dict[str, Any], image: Path, clicks, labels, region, top_k, cache, output, visualize) -> None:
+    """Clicks and boxes, alone or correcting a prompt: the Python API's path, written where `run` writes."""
+    from ovseg.api import Segmenter
+    from ovseg.fileio import atomic_path, write_json
+    from ovseg.viz import side_by_side
+
+    params = dict(params)
+    seg = Segmenter(preset=params.pop("preset", "balanced"), device=params.pop("device", "auto"), cache=cache, **params)
+    prompt = params.get("prompt") or None  # only --prompt: params.yaml's prompt belongs to the DAG
+    result = seg.segment(image, prompt, points=clicks or None, labels=labels or None, box=region, top_k=top_k)
+    folder = result.save(output / "segment" / image.stem, visualize=visualize)
+    console.print(f"segment: {len(result.masks)} mask(s), {int(result.merged.sum())} px -> {folder}")
+    mode = params.get("mode", "segment")
+    if mode != "segment":
+        if not result.merged.any():
+            raise OvsegError("nothing was selected, so there is nothing to edit; click inside the object")
+        edited = seg.edit(image, result, mode, params.get("edit_prompt") or "")
+        with atomic_path(output / "edit" / image.stem) as tmp:
+            tmp.mkdir(parents=True)
+            edited.save(tmp / "edited.png")
+            side_by_side(result.image, edited, ("before", f"after: {mode}")).save(tmp / "before_after.png")
+            write_json(
+                tmp / "edit.json",
+                {
+                    "image": str(image),
+                    "mode": mode,
+                    "edit_prompt": params.get("edit_prompt"),
+                    "clicks": result.details["clicks"],
+                    "segment_prompt": prompt,
+                },
+            )
+        console.print(f"{mode}: {output / 'edit' / image.stem / 'before_after.png'}")
 
 
 def _run_dvc(params: Path, changes: dict[str, Any]) -> None:
@@ -602,6 +676,41 @@ def make_eval_set(
     from ovseg.evaluation import make_synthetic_dataset
 
     console.print(f"wrote {make_synthetic_dataset(folder, count, seed)}")
+
+
+@app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (127.0.0.1: this computer only)."),
+    port: int = typer.Option(7860, "--port"),
+    config: str | None = typer.Option(
+        None, "--config", "-c", help="Preset selected at start (default: balanced if its weights exist, else cpu)."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
+    cache: Path = typer.Option(Path("cache"), "--cache", help="The stage cache shared with `ovseg run`."),
+    sets: list[str] = typer.Option([], "--set", help="Override any stage setting, e.g. --set embed.model=..."),
+    open_browser: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
+) -> None:
+    """Serve the web page: drop a photo, say what to find, click to correct, remove / replace / style it."""
+    try:
+        from ovseg.ui import Workbench, serve
+    except ImportError as exc:
+        _fail(OvsegError(f'the web page needs the ui extra ({exc.name} is missing): pip install -e ".[ui]"'))
+    from ovseg.config import apply_overrides, preset_names, settings_from_params
+    from ovseg.weights import verify
+
+    try:
+        if config is None:
+            config = "balanced" if not any(verify(name) for name in _preset_models("balanced")) else "cpu"
+        if config not in preset_names():
+            raise OvsegError(f"unknown preset {config!r}; choose from {', '.join(preset_names())}")
+        settings_from_params(apply_overrides({"preset": config, "prompt": "-", "device": device}, sets))
+    except OvsegError as exc:
+        _fail(exc)
+    missing = [name for name in _preset_models(config) if verify(name)]
+    if missing and not sets:
+        console.print(f"[yellow]note: preset {config} is missing weights for {', '.join(missing)}[/]", highlight=False)
+    console.print(f"ovseg ui: http://{host}:{port}  (preset {config}, cache {cache}; Ctrl+C stops it)")
+    serve(Workbench(cache, device, sets), config, host, port, open_browser)
 
 
 def _preset_models(preset: str) -> list[str]:

@@ -1,0 +1,244 @@
+"""`ovseg ui`: a web page to find things in a photo by words, correct them with clicks, and edit them.
+
+A face on top of the Python API (:class:`ovseg.api.Segmenter`), so it shares the CLI's
+content-addressed cache and keeps models loaded between requests: re-prompting a photo
+reuses its masks and CLIP features and costs about the scoring time. Gradio serves it on
+127.0.0.1 (an optional extra: ``pip install -e ".[ui]"``). Every user mistake (no photo, a
+file that is not an image, an empty prompt, a setting the preset cannot do) becomes one
+line in the page's status box; nothing is raised into Gradio, so no stack trace is shown.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from ovseg.api import Segmenter, SegmentResult
+from ovseg.config import preset_names
+from ovseg.errors import OvsegError
+from ovseg.fileio import load_image
+from ovseg.viz import overlay, side_by_side
+
+CANDIDATES_SHOWN = 12
+EDIT_MODES = ("remove", "replace", "style")
+CLICK_COLOURS = {1: (40, 220, 60), 0: (235, 40, 40)}
+
+
+@dataclass
+class PageState:
+    """One browser tab's state: its photo, its clicks and its latest result (kept per session by Gradio)."""
+
+    photo: str | None = None
+    clicks: list[tuple[float, float, int]] = field(default_factory=list)
+    result: SegmentResult | None = None
+
+
+class Workbench:
+    """The page's actions as plain methods (testable without a browser): one Segmenter per preset."""
+
+    def __init__(self, cache: Path, device: str = "auto", sets: list[str] | None = None) -> None:
+        self.cache = Path(cache)
+        self.device = device
+        self.sets = list(sets or [])
+        self.segmenters: dict[str, Segmenter] = {}
+
+    def segmenter(self, preset: str) -> Segmenter:
+        """The preset's Segmenter, created once: its models stay loaded for the next request."""
+        if preset not in self.segmenters:
+            self.segmenters[preset] = Segmenter(preset=preset, device=self.device, cache=self.cache, set=self.sets)
+        return self.segmenters[preset]
+
+    def open_photo(self, path: str | None) -> Image.Image:
+        """The uploaded file as a photo, or a one-line error saying why it cannot be one."""
+        if not path:
+            raise OvsegError("drop a photo first")
+        return load_image(Path(path))
+
+    def segment(self, state: PageState, preset: str, prompt: str, top_k: int) -> SegmentResult:
+        """The prompt's selection, corrected by the state's clicks (clicks alone when there are no words)."""
+        if state.photo is None:
+            raise OvsegError("drop a photo first")
+        points = [(x, y) for x, y, _ in state.clicks]
+        labels = [label for _, _, label in state.clicks]
+        return self.segmenter(preset).segment(
+            state.photo,
+            prompt.strip() or None,
+            points=points or None,
+            labels=labels or None,
+            top_k=int(top_k),
+            candidates=CANDIDATES_SHOWN if prompt.strip() else 0,
+        )
+
+    def edit(self, state: PageState, preset: str, mode: str, edit_prompt: str) -> Image.Image:
+        """The latest result's region removed, replaced or restyled."""
+        if state.result is None or state.photo is None:
+            raise OvsegError("segment something first, then edit it")
+        if not state.result.merged.any():
+            raise OvsegError("nothing is selected: change the prompt or click on the object")
+        if mode not in EDIT_MODES:
+            raise OvsegError(f"choose an edit: {', '.join(EDIT_MODES)}")
+        if mode != "remove" and not edit_prompt.strip():
+            raise OvsegError(f"{mode} needs an edit prompt, e.g. 'a red bicycle'")
+        return self.segmenter(preset).edit(state.photo, state.result, mode, edit_prompt.strip())
+
+
+def picture(result: SegmentResult, clicks: list[tuple[float, float, int]]) -> Image.Image:
+    """The selection overlay with the clicks drawn on it (green include, red exclude)."""
+    from PIL import ImageDraw
+
+    image = result.overlay()
+    draw = ImageDraw.Draw(image)
+    radius = max(4, round(max(image.size) / 100))
+    for x, y, label in clicks:
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=CLICK_COLOURS[label], outline="white")
+    return image
+
+
+def candidate_gallery(result: SegmentResult) -> list[tuple[Image.Image, str]]:
+    """One small picture per candidate with its score, best first, so people see what else was proposed."""
+    if result.candidates is None or not len(result.candidates):
+        return []
+    thumb = result.image.copy()
+    thumb.thumbnail((256, 256))
+    scale = thumb.width / result.image.width
+    items = []
+    for rank, (mask, score) in enumerate(zip(result.candidates, result.candidate_scores, strict=True), start=1):
+        small = np.asarray(Image.fromarray(mask).resize(thumb.size, Image.NEAREST)) if scale != 1 else mask
+        items.append((overlay(thumb, [small]), f"#{rank}  {score:.3f}"))
+    return items
+
+
+def downloads(result: SegmentResult, edited: Image.Image | None = None) -> list[str]:
+    """The mask PNG and COCO JSON (and the edited photo) as files the page offers for download."""
+    folder = Path(tempfile.mkdtemp(prefix="ovseg-ui-"))
+    mask = folder / "mask.png"
+    Image.fromarray(result.merged.astype(np.uint8) * 255, mode="L").save(mask)
+    coco = folder / "annotations.json"
+    coco.write_text(json.dumps(result.to_coco(), indent=1))
+    files = [str(mask), str(coco)]
+    if edited is not None:
+        edited.save(folder / "edited.png")
+        files.append(str(folder / "edited.png"))
+    return files
+
+
+def status_line(message: str, error: bool = False) -> str:
+    """One line for the status box; errors are marked so they stand out (and tests can find them)."""
+    return f"**Error:** {message}" if error else message
+
+
+def build_app(bench: Workbench, default_preset: str):
+    """The Gradio page: inputs on the left, the selection (clickable) and candidates on the right, edits below."""
+    presets = preset_names()
+
+    def on_upload(path, state: PageState):
+        if not path:  # the file was removed (by the user, or below after a bad file): keep the message
+            return None, [], None, gr.skip(), PageState(), gr.skip()
+        try:
+            photo = bench.open_photo(path)
+        except OvsegError as exc:  # clear the file box so another file can be dropped
+            return None, [], None, status_line(str(exc), error=True), PageState(), None
+        message = f"{Path(path).name}: {photo.width}x{photo.height}. Type what to find, or click on the object."
+        return photo, [], None, message, PageState(photo=path), gr.skip()
+
+    def on_segment(state: PageState, preset, prompt, top_k, progress=gr.Progress()):  # noqa: B008
+        state = PageState(photo=state.photo)  # new words: start again without the old clicks
+        return _segment(state, preset, prompt, top_k, progress)
+
+    def on_click(state: PageState, preset, prompt, top_k, click_mode, evt: gr.SelectData, progress=gr.Progress()):  # noqa: B008
+        if state.photo is None:
+            return gr.skip(), gr.skip(), gr.skip(), status_line("drop a photo first", error=True), state
+        x, y = evt.index[:2]
+        state = PageState(photo=state.photo, clicks=[*state.clicks, (float(x), float(y), int(click_mode == "include"))])
+        return _segment(state, preset, prompt, top_k, progress)
+
+    def on_clear(state: PageState, preset, prompt, top_k, progress=gr.Progress()):  # noqa: B008
+        return _segment(PageState(photo=state.photo), preset, prompt, top_k, progress)
+
+    def _segment(state: PageState, preset, prompt, top_k, progress):
+        progress(0.1, desc="masks and features (reused from the cache after the first time)")
+        started = time.perf_counter()
+        try:
+            result = bench.segment(state, preset, prompt or "", top_k)
+        except OvsegError as exc:
+            return gr.skip(), gr.skip(), gr.skip(), status_line(str(exc), error=True), state
+        state.result = result
+        seconds = time.perf_counter() - started
+        what = f"'{result.prompt}'" if result.prompt else "the clicks"
+        clicks = f", {len(state.clicks)} click(s)" if state.clicks else ""
+        message = (
+            f"Found {len(result.masks)} mask(s) for {what}{clicks} in {seconds:.2f} s"
+            f" ({int(result.merged.sum())} px). Click the picture to include or exclude a region."
+        )
+        return picture(result, state.clicks), candidate_gallery(result), downloads(result), message, state
+
+    def on_edit(state: PageState, preset, mode, edit_prompt, progress=gr.Progress()):  # noqa: B008
+        progress(0.1, desc=f"{mode}: loading the painting model and editing")
+        started = time.perf_counter()
+        try:
+            edited = bench.edit(state, preset, mode, edit_prompt or "")
+        except OvsegError as exc:
+            return gr.skip(), gr.skip(), status_line(str(exc), error=True)
+        message = f"{mode} done in {time.perf_counter() - started:.2f} s: before on the left, after on the right."
+        comparison = side_by_side(state.result.image, edited, ("before", f"after: {mode}"))
+        return comparison, downloads(state.result, edited), message
+
+    with gr.Blocks(title="ovseg") as app:
+        gr.Markdown(
+            "## ovseg: find things in a photo by words, correct them with clicks, then edit them\n"
+            "Drop a photo, say what to find, press **Segment**. Click the result to include (or exclude) a region."
+        )
+        state = gr.State(PageState())
+        with gr.Row():
+            with gr.Column(scale=1):
+                photo_file = gr.File(label="Photo", type="filepath", elem_id="photo")
+                prompt = gr.Textbox(label="What to find", placeholder="the cat", elem_id="prompt", lines=1)
+                preset = gr.Dropdown(presets, value=default_preset, label="Preset", elem_id="preset")
+                top_k = gr.Slider(1, 10, value=3, step=1, label="Masks to merge (top-K)")
+                click_mode = gr.Radio(["include", "exclude"], value="include", label="A click on the picture will")
+                with gr.Row():
+                    segment_button = gr.Button("Segment", variant="primary", elem_id="segment")
+                    clear_button = gr.Button("Clear clicks", elem_id="clear")
+                status = gr.Markdown("Drop a photo to start.", elem_id="status")
+            with gr.Column(scale=2):
+                result_image = gr.Image(
+                    label="Selection (click to correct)", type="pil", interactive=False, elem_id="result", format="png"
+                )
+                gallery = gr.Gallery(label="Best candidates", columns=6, height=220, elem_id="candidates")
+        with gr.Row():
+            with gr.Column(scale=1):
+                edit_mode = gr.Radio(list(EDIT_MODES), value="remove", label="Edit", elem_id="edit-mode")
+                edit_prompt = gr.Textbox(label="Edit prompt (replace / style)", elem_id="edit-prompt")
+                edit_button = gr.Button("Edit", variant="primary", elem_id="edit")
+                files = gr.File(label="Downloads: mask PNG, COCO JSON, edited photo", elem_id="downloads")
+            with gr.Column(scale=2):
+                before_after = gr.Image(
+                    label="Before / after", type="pil", interactive=False, elem_id="before-after", format="png"
+                )
+
+        segment_outputs = [result_image, gallery, files, status, state]
+        photo_file.change(on_upload, [photo_file, state], [*segment_outputs, photo_file])
+        segment_button.click(on_segment, [state, preset, prompt, top_k], segment_outputs)
+        prompt.submit(on_segment, [state, preset, prompt, top_k], segment_outputs)
+        result_image.select(on_click, [state, preset, prompt, top_k, click_mode], segment_outputs)
+        clear_button.click(on_clear, [state, preset, prompt, top_k], segment_outputs)
+        edit_button.click(on_edit, [state, preset, edit_mode, edit_prompt], [before_after, files, status])
+    return app
+
+
+def serve(bench: Workbench, default_preset: str, host: str, port: int, open_browser: bool = False) -> None:
+    """Serve the page until interrupted; one request at a time (the models share one device)."""
+    app = build_app(bench, default_preset)
+    app.queue(default_concurrency_limit=1)
+    # System fonts only: the page works offline (the default theme asks Google Fonts for its font).
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )
+    app.launch(server_name=host, server_port=port, inbrowser=open_browser, theme=theme, show_error=False)

