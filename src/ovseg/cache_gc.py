@@ -59,8 +59,8 @@ def live_keys(cache: Path, outputs: list[Path]) -> set[str]:
 
 
 def _key_of(path: Path) -> str | None:
-    """``<key>.zarr`` and ``<key>.candidates.png`` belong to ``key``; other files are not stores."""
-    for suffix in (".candidates.png", ".zarr"):
+    """``<key>.zarr``, its marker ``<key>.done`` and ``<key>.candidates.png`` belong to ``key``."""
+    for suffix in (".candidates.png", ".zarr", ".done"):
         if path.name.endswith(suffix):
             return path.name[: -len(suffix)]
     return None

@@ -38,8 +38,10 @@ def _overrides(**values: Any) -> dict[str, Any]:
 
 @app.command()
 def run(
-    image: Path | None = typer.Option(None, "--image", help="One photo to process."),
-    images: Path | None = typer.Option(None, "--images", help="A folder of photos to process."),
+    image: str | None = typer.Option(None, "--image", help="One photo to process."),
+    images: str | None = typer.Option(
+        None, "--images", help="A folder of photos to process (with --engine ray also s3://, gs://)."
+    ),
     prompt: str | None = typer.Option(None, "--prompt", "-p", help='What to find, e.g. "the red car".'),
     mode: str | None = typer.Option(None, "--mode", "-m", help="segment | remove | replace | style"),
     edit: str | None = typer.Option(None, "--edit", "-e", help="replace/style: what to paint."),
@@ -47,9 +49,10 @@ def run(
     config: str | None = typer.Option(None, "--config", "-c", help="Preset: fast | balanced | quality | tiny."),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | mps"),
     params: Path = typer.Option(Path("params.yaml"), "--params", help="Base parameters (used if it exists)."),
-    cache: Path = typer.Option(Path("cache"), "--cache", help="Where stage artifacts are cached."),
+    cache: str = typer.Option("cache", "--cache", help="Where stage artifacts are cached (ray: may be s3://...)."),
     output: Path = typer.Option(Path("data/output"), "--output", "-o", help="Where results are written."),
     visualize: bool = typer.Option(True, "--visualize/--no-visualize", help="Write overlay pictures."),
+    engine: str | None = typer.Option(None, "--engine", help="local | ray (README 'Many machines')."),
     strict: bool | None = typer.Option(
         None, "--strict/--no-strict", help="Stop at an unreadable image (default: skip it with a warning)."
     ),
@@ -79,6 +82,8 @@ def run(
             device=device,
             strict=strict,
         )
+        if engine is not None:
+            sets = [*sets, f"engine.kind={engine}"]
         merged = apply_overrides({**base, **updates}, sets)
         if top_k is not None:
             merged["select"] = {**(merged.get("select") or {}), "top_k": top_k}
@@ -89,7 +94,9 @@ def run(
             if dvc:
                 raise OvsegError("--point and --box are not pipeline parameters: run them without --dvc")
             settings_from_params({**merged, "prompt": merged.get("prompt") or "-"})  # validate first
-            _run_clicks({**merged, "prompt": prompt}, image, clicks, labels, region, top_k, cache, output, visualize)
+            _run_clicks(
+                {**merged, "prompt": prompt}, Path(image), clicks, labels, region, top_k, Path(cache), output, visualize
+            )
             return
         settings = settings_from_params(merged)  # validate before touching anything
         if not settings.prompt:
@@ -185,20 +192,18 @@ def _run_dvc(params: Path, changes: dict[str, Any]) -> None:
         raise typer.Exit(code)
 
 
-def _run_in_process(settings, cache: Path, output: Path, visualize: bool) -> None:
-    from ovseg.pipeline import Paths, images_for, run_edit, run_embed, run_masks, run_score, run_select
+def _run_in_process(settings, cache: str, output: Path, visualize: bool) -> None:
+    from ovseg.engines import run_pipeline
+    from ovseg.fileio import is_url, read_json
+    from ovseg.pipeline import Paths, skipped_images
+    from ovseg.remote import image_stem, list_image_urls
 
-    paths = Paths(cache=cache, output=output)
-    image_list = images_for(settings)
-    reports = [
-        run_masks(settings, image_list, paths),
-        run_embed(settings, paths),
-        run_score(settings, paths),
-        run_select(settings, paths, visualize=visualize, prune=False),
-        run_edit(settings, paths, prune=False),
-    ]
+    reports = run_pipeline(settings, cache, output, visualize)
     for report in reports:
-        console.print(report.line())
+        console.print(report.line(), highlight=False)
+    if is_url(cache):
+        return  # the Ray engine stopped after the model stages; it said why
+    paths = Paths(cache=Path(cache), output=output)
     table = Table(
         title=f"{settings.mode}: {settings.prompt!r}"
         + (f" -> {settings.edit_prompt!r}" if settings.edit_prompt and settings.mode != "segment" else "")
@@ -207,25 +212,24 @@ def _run_in_process(settings, cache: Path, output: Path, visualize: bool) -> Non
     table.add_column("selected", justify="right")
     table.add_column("top score", justify="right")
     table.add_column("result")
-    from ovseg.fileio import read_json
-    from ovseg.pipeline import skipped_images
-
     skipped = skipped_images(paths)
-    for path in image_list:
-        if path.name in skipped:
-            table.add_row(path.name, "-", "-", f"[yellow]skipped: {skipped[path.name]}[/]")
+    images = list_image_urls(settings.images)
+    for image in images:
+        name, stem = image.rsplit("/", 1)[-1], image_stem(image)
+        if name in skipped:
+            table.add_row(name, "-", "-", f"[yellow]skipped: {skipped[name]}[/]")
             continue
-        selection = read_json(paths.segment / path.stem / "selection.json")
+        selection = read_json(paths.segment / stem / "selection.json")
         picked = selection["selected"]
         result = (
-            paths.edit / path.stem / "before_after.png"
+            paths.edit / stem / "before_after.png"
             if settings.mode != "segment"
-            else (paths.segment / path.stem / ("overlay.png" if visualize else "mask.png"))
+            else (paths.segment / stem / ("overlay.png" if visualize else "mask.png"))
         )
-        table.add_row(path.name, str(len(picked)), f"{picked[0]['score']:.3f}" if picked else "-", str(result))
+        table.add_row(name, str(len(picked)), f"{picked[0]['score']:.3f}" if picked else "-", str(result))
     console.print(table)
     if skipped:
-        console.print(f"[yellow]{len(skipped)} of {len(image_list)} files could not be read and were skipped[/]")
+        console.print(f"[yellow]{len(skipped)} of {len(images)} files could not be read and were skipped[/]")
 
 
 def _known_images(paths) -> dict[str, dict[str, Any]]:
@@ -256,7 +260,7 @@ def inspect(
     """Show what artifacts exist for each image: masks, embeddings, scores, selection, edit."""
     from ovseg.fileio import read_json
     from ovseg.pipeline import Paths
-    from ovseg.store import read_arrays
+    from ovseg.store import read_arrays, read_marker
 
     paths = Paths(cache=cache, output=output)
     entries = _known_images(paths)
@@ -275,9 +279,9 @@ def inspect(
             arrays, attrs = read_arrays(store, ["predicted_iou"])
             size = "x".join(map(str, attrs["working_size"]))
             details = f"{len(arrays['predicted_iou'])} candidates at {size} px, {attrs['model']}"
-            stats = attrs.get("stats") or {}
+            stats = {**(attrs.get("stats") or {}), **read_marker(paths.masks, entry["masks"])}
             if stats.get("decoder_calls") is not None:
-                details += f", {stats['decoder_calls']} decoder calls, {stats.get('seconds', 0):.1f} s"
+                details += f", {stats['decoder_calls']} decoder calls, {stats.get('seconds') or 0:.1f} s"
             table.add_row("masks", details, str(store))
             table.add_row(
                 "candidates", "picture of all candidates", str(paths.masks / f"{entry['masks']}.candidates.png")
@@ -527,6 +531,48 @@ def benchmark_masks(
     console.print(f"time ratio: seconds per image / those of {report['reference']}; report: {out}", highlight=False)
 
 
+@app.command("benchmark-engines")
+def benchmark_engines(
+    dataset: Path = typer.Option(
+        Path("../shared/data/camvid-val"), "--dataset", "-d", help="Photos (VOC or a folder)."
+    ),
+    limit: int = typer.Option(50, "--limit", "-n", help="How many photos (the first N, sorted)."),
+    workers: list[int] = typer.Option([1, 2], "--workers", help="Ray actor counts to try (repeatable)."),
+    cpus: int = typer.Option(2, "--cpus", help="CPUs of the local Ray cluster (shared by its actors)."),
+    config: str = typer.Option("cpu", "--config", "-c", help="Preset whose masks settings are used."),
+    sets: list[str] = typer.Option([], "--set", help="Override a setting, e.g. --set masks.max_prompts=16."),
+    out: Path = typer.Option(Path("benchmarks/engines.json"), "--out"),
+) -> None:
+    """Masks-stage images/s: the local engine and Ray Data with 1, 2, ... actors, side by side in one run."""
+    from ovseg.benchmark_engines import run_engine_benchmark
+    from ovseg.config import apply_overrides, settings_from_params
+    from ovseg.fileio import list_images, write_json
+
+    try:
+        settings = settings_from_params(apply_overrides({"preset": config, "prompt": "-", "device": "cpu"}, sets))
+        folder = dataset / "JPEGImages" if (dataset / "JPEGImages").is_dir() else dataset
+        images = list_images(folder)[:limit]
+        if limit < 1 or not workers or min(workers) < 1:
+            raise OvsegError("--limit and every --workers must be at least 1")
+        report = run_engine_benchmark(settings, images, workers, cpus, log=console.print)
+    except OvsegError as exc:
+        _fail(exc)
+    except ImportError as exc:
+        _fail(OvsegError(f'the engine benchmark needs the ray extra ({exc.name} is missing): pip install -e ".[ray]"'))
+    write_json(out, report)
+    table = Table(
+        title=f"masks stage, {report['images']} photos, {report['model']} ({report['sampling']}), {report['cpus']} CPUs"
+    )
+    for column in ("engine", "seconds", "images/s", "throughput vs local"):
+        table.add_column(column, justify="left" if column == "engine" else "right")
+    for row in report["variants"]:
+        table.add_row(
+            row["variant"], f"{row['seconds']:.1f}", f"{row['images_per_s']:.3f}", f"{row['throughput_vs_local']:.2f}"
+        )
+    console.print(table)
+    console.print(f"identical stores from every engine: {report['same_stores']}; report: {out}", highlight=False)
+
+
 @app.command("benchmark-embed")
 def benchmark_embed(
     image: Path = typer.Option(Path("data/images/chelsea.png"), "--image", help="Photo to embed."),
@@ -691,6 +737,9 @@ def ui(
     open_browser: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
 ) -> None:
     """Serve the web page: drop a photo, say what to find, click to correct, remove / replace / style it."""
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline by default: no usage reports
     try:
         from ovseg.ui import Workbench, serve
     except ImportError as exc:

@@ -115,6 +115,21 @@ class EditSettings:
 
 
 @dataclass(frozen=True)
+class EngineSettings:
+    """How images are scheduled (local process or a Ray cluster); never part of a result's key."""
+
+    kind: str
+    address: str | None
+    num_gpus: float
+    num_cpus: float
+    concurrency: int
+    batch_size: int
+
+
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a run needs, resolved and validated."""
 
@@ -130,6 +145,7 @@ class Settings:
     score: ScoreSettings
     select: SelectSettings
     edit: EditSettings
+    engine: EngineSettings
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def section(self, name: str) -> dict[str, Any]:
@@ -143,6 +159,7 @@ SECTION_TYPES = {
     "score": ScoreSettings,
     "select": SelectSettings,
     "edit": EditSettings,
+    "engine": EngineSettings,
 }
 
 
@@ -257,6 +274,11 @@ def _validate(settings: Settings) -> None:
     if settings.edit.offload not in OFFLOAD_MODES:
         raise OvsegError(f"edit.offload must be one of {', '.join(OFFLOAD_MODES)}, got {settings.edit.offload!r}")
     _validate_masks(settings.masks)
+    engine = settings.engine
+    if engine.kind not in ENGINES:
+        raise OvsegError(f"engine.kind must be one of {', '.join(ENGINES)}, got {engine.kind!r}")
+    if engine.concurrency < 1 or engine.batch_size < 1 or engine.num_gpus < 0 or engine.num_cpus <= 0:
+        raise OvsegError("engine.concurrency and engine.batch_size must be >= 1, num_gpus >= 0 and num_cpus > 0")
 
 
 def _validate_masks(masks: MasksSettings) -> None:

