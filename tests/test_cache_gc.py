@@ -75,5 +75,5 @@ def test_gc_command(workspace: Path) -> None:
         [sys.executable, "-m", "ovseg.cli", "cache", "gc"], cwd=workspace, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    assert "unused: 4 (freed" in result.stdout  # two stores, each with its marker
+    assert "unused: 2 (freed" in result.stdout  # two stores (each with its marker)
     assert len(_stores(paths.scores)) == 2

@@ -37,6 +37,11 @@ class GcReport:
     freed_bytes: int = 0
     kept: int = 0
 
+    @property
+    def unused(self) -> int:
+        """How many artifacts were unused: a store, its marker and its preview count once."""
+        return len({(path.parent, _key_of(path) or path.name) for path in self.removed})
+
 
 def cache_roots(cache: Path) -> list[Path]:
     """``cache`` itself and every direct subfolder laid out like it (``cache/eval``)."""

@@ -402,7 +402,7 @@ def cache_gc(
         console.print(f"{'would remove' if dry_run else 'removed'} {path}", highlight=False)
     verb = "would free" if dry_run else "freed"
     console.print(
-        f"unused: {len(report.removed)} ({verb} {report.freed_bytes / 2**20:.1f} MiB); in use, kept: {report.kept}",
+        f"unused: {report.unused} ({verb} {report.freed_bytes / 2**20:.1f} MiB); in use, kept: {report.kept}",
         highlight=False,
     )
 
