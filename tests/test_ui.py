@@ -107,7 +107,8 @@ def _wait_for(driver, condition, timeout: float = 300, what: str = "the page"):
 def _status(driver) -> str:
     from selenium.webdriver.common.by import By
 
-    return driver.find_element(By.CSS_SELECTOR, "#status").text
+    # The markdown itself, not Gradio's status tracker beside it (which shows a timer while busy).
+    return driver.find_element(By.CSS_SELECTOR, "#status [data-testid='markdown']").text
 
 
 def _status_says(text: str):

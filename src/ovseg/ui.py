@@ -144,7 +144,8 @@ def build_app(bench: Workbench, default_preset: str):
         try:
             photo = bench.open_photo(path)
         except OvsegError as exc:  # clear the file box so another file can be dropped
-            return None, [], None, status_line(str(exc), error=True), PageState(), None
+            message = str(exc).replace(str(path), Path(path).name)  # not Gradio's temp folder
+            return None, [], None, status_line(message, error=True), PageState(), None
         message = f"{Path(path).name}: {photo.width}x{photo.height}. Type what to find, or click on the object."
         return photo, [], None, message, PageState(photo=path), gr.skip()
 
