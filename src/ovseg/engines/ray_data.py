@@ -244,6 +244,8 @@ def ray_masks(settings: Settings, cache: str) -> StageReport:
             queued.add(row["key"])
             todo.append({k: row[k] for k in ("image", "stem", "sha256", "key")})
     _run_actors(MasksWorker, todo, settings, cache, (entries, errors, report))
+    if errors and settings.strict:  # photos that could not be decoded are only known once actors read them
+        raise OvsegError(next(iter(errors.values())))
     report.skipped = sorted(errors)
     if not entries:
         first = next(iter(errors.values()), "no images")
