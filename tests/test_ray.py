@@ -23,6 +23,7 @@ import pytest
 from conftest import EXAMPLE, synthetic_photo
 
 from ovseg.config import settings_from_params
+from ovseg.errors import OvsegError
 from ovseg.fileio import read_json
 from ovseg.pipeline import Paths, images_for, run_embed, run_masks
 
@@ -81,7 +82,10 @@ def local_cache(photos, cluster, tmp_path_factory) -> Path:
     return cache
 
 
-def test_ray_writes_the_local_engines_bytes_and_a_second_run_computes_nothing(photos, local_cache, tmp_path):
+def test_ray_writes_the_local_engines_bytes_and_a_second_run_computes_nothing(
+    photos, local_cache, tmp_path, monkeypatch
+):
+    from ovseg.engines import ray_data
     from ovseg.engines.ray_data import ray_embed, ray_masks
 
     settings = _settings(str(photos))
@@ -94,9 +98,20 @@ def test_ray_writes_the_local_engines_bytes_and_a_second_run_computes_nothing(ph
     assert manifest["run"]["errors"] == 1 and manifest["run"]["computed"] == 4
     for stage in ("masks", "embeddings"):
         assert _files(tmp_path, stage) == _files(local_cache, stage), stage
-    # Again: every key is done, so no actor starts and no model is loaded.
+    # strict: the corrupt photo (the only one left to do) stops the stage; the manifest is not rewritten.
+    stamp = (tmp_path / "masks" / "manifest.json").stat().st_mtime_ns
+    with pytest.raises(OvsegError, match="corrupt.jpg"):
+        ray_masks(dataclasses.replace(settings, strict=True), str(tmp_path))
+    assert (tmp_path / "masks" / "manifest.json").stat().st_mtime_ns == stamp
+    # Again: every key is done and the corrupt bytes are remembered as failed, so no row goes to
+    # an actor: no actor starts, no model loads, no model call.
+    sent = []
+    real = ray_data._run_actors
+    monkeypatch.setattr(ray_data, "_run_actors", lambda worker, todo, *a: (sent.extend(todo), real(worker, todo, *a)))
     again_masks, again_embed = ray_masks(settings, str(tmp_path)), ray_embed(settings, str(tmp_path))
+    assert sent == []
     assert again_masks.computed == [] and again_embed.computed == [] and len(again_masks.reused) == 4
+    assert again_masks.skipped == ["corrupt.jpg"]
     # The local engine reuses the cluster's cache as well.
     settings_local = dataclasses.replace(settings, engine=dataclasses.replace(settings.engine, kind="local"))
     assert run_masks(settings_local, images_for(settings_local), Paths(cache=tmp_path)).computed == []

@@ -226,12 +226,21 @@ def ray_masks(settings: Settings, cache: str) -> StageReport:
     if errors and settings.strict:
         raise OvsegError(next(iter(errors.values())))
     done = folder.done_keys()
-    previous = (folder.read_json() or {}).get("images", {})
+    manifest = folder.read_json() or {}
+    previous = manifest.get("images", {})
+    # Bytes that failed to decode fail again: remembered by key, so a rerun starts no actor for them.
+    failed_before, keys = manifest.get("failed", {}), {}
     entries: dict[str, dict[str, Any]] = {}
     todo, queued = [], set()
     for image in images:
         row = by_stem[image_stem(image)]
         if row["error"]:
+            continue
+        name = row["image"].rsplit("/", 1)[-1]
+        keys[name] = row["key"]
+        if row["key"] in failed_before:
+            errors[name] = failed_before[row["key"]]
+            print(f"ovseg: warning: skipping {name}: {errors[name]}", file=sys.stderr)
             continue
         entry = {"image": row["image"], "sha256": row["sha256"], "masks": row["key"]}
         old = previous.get(row["stem"], {})
@@ -251,7 +260,9 @@ def ray_masks(settings: Settings, cache: str) -> StageReport:
         first = next(iter(errors.values()), "no images")
         raise OvsegError(f"none of the {len(images)} images could be read (first: {first})")
     report.seconds = time.perf_counter() - started
-    folder.write_json({"skipped": errors, "images": entries, "run": _run_record(report, len(images))})
+    failed = {keys[name]: reason for name, reason in errors.items() if name in keys}
+    run = _run_record(report, len(images))
+    folder.write_json({"skipped": errors, "failed": failed, "images": entries, "run": run})
     return report
 
 
