@@ -46,11 +46,11 @@ from ovseg.store import (
     MaskProposals,
     is_complete,
     load_manifest,
-    mark_complete,
     read_arrays,
     save_manifest,
     store_path,
     write_arrays,
+    write_complete,
 )
 from ovseg.viz import candidates_preview, overlay, resize_mask
 from ovseg.weights import CLIP, free_accelerator_memory, resolve_device, resolve_mask_model, resolve_model_dir
@@ -193,14 +193,6 @@ def _store(folder: Path, key: str) -> Path:
     return store_path(folder, key)
 
 
-def _save_store(
-    folder: Path, key: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any], record: dict | None = None
-) -> None:
-    """The store, then its completion marker (with what is not part of the result: seconds, engine)."""
-    write_arrays(_store(folder, key), arrays, attrs)
-    mark_complete(folder, key, record)
-
-
 def run_masks(settings: Settings, images: list[Path], paths: Paths, pool: ModelPool | None = None) -> StageReport:
     """Stage 1: mask candidates for every image -> ``cache/masks/<key>.zarr`` (+ preview PNG).
 
@@ -277,7 +269,7 @@ def _propose_all(settings: Settings, paths: Paths, entries: dict, todo: list[str
         proposals, attrs, preview, record = propose_image(settings, load_image(entry["image"]), generator)
         attrs = {"sha256": entry["sha256"], **attrs}
         save_png(paths.masks / f"{entry['masks']}.candidates.png", preview)
-        _save_store(paths.masks, entry["masks"], proposals.arrays(), attrs, {**record, "engine": "local"})
+        write_complete(paths.masks, entry["masks"], proposals.arrays(), attrs, {**record, "engine": "local"})
         report.computed.append(stem)
 
 
@@ -302,7 +294,7 @@ def run_embed(settings: Settings, paths: Paths, pool: ModelPool | None = None) -
                 arrays, attrs, record = embed_image(
                     settings, bundle, load_image(entry["image"]), proposals, attrs, entry["masks"]
                 )
-                _save_store(paths.embeddings, entry["embeddings"], arrays, attrs, {**record, "engine": "local"})
+                write_complete(paths.embeddings, entry["embeddings"], arrays, attrs, {**record, "engine": "local"})
                 report.computed.append(stem)
     save_manifest(paths.embeddings, entries)
     return report
@@ -372,7 +364,7 @@ def score_prompts(
             bounds = np.cumsum([0] + [len(f) for f in features])
             for i, stem in enumerate(tqdm(stems, desc="score", unit="image")):
                 part = slice(bounds[i], bounds[i + 1])
-                _save_store(
+                write_complete(
                     paths.scores,
                     per_prompt[prompt][stem]["scores"],
                     {
@@ -415,7 +407,7 @@ def text_embeddings(
             encoded = encode_texts(bundle, missing, settings.score.templates, template_set=settings.score.template_set)
             logit_scale = bundle.logit_scale
         for text, vector in zip(missing, encoded, strict=True):
-            _save_store(
+            write_complete(
                 paths.text,
                 keys[text],
                 {"embedding": vector.astype(np.float32)},

@@ -23,7 +23,7 @@ import numpy as np
 
 from ovseg.errors import OvsegError
 from ovseg.fileio import IMAGE_SUFFIXES, atomic_path, is_url, list_images, write_json
-from ovseg.store import DONE_SUFFIX, MANIFEST, mark_complete, store_path, write_arrays
+from ovseg.store import DONE_SUFFIX, MANIFEST, store_path, write_arrays, write_complete
 
 
 def _fs(url: str):
@@ -108,8 +108,7 @@ class StageFolder:
             for name, data in (extras or {}).items():
                 with atomic_path(self.path / name) as tmp:
                     tmp.write_bytes(data)
-            write_arrays(store_path(self.path, key), arrays, attrs)
-            mark_complete(self.path, key, record)
+            write_complete(self.path, key, arrays, attrs, record)
             return
         with tempfile.TemporaryDirectory(prefix="ovseg-publish-") as scratch:
             local = store_path(Path(scratch), key)

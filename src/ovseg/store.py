@@ -42,6 +42,14 @@ def mark_complete(folder: Path, key: str, record: dict[str, Any] | None = None) 
     write_json(Path(folder) / f"{key}{DONE_SUFFIX}", {"key": key, **(record or {})})
 
 
+def write_complete(
+    folder: Path, key: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any], record: dict[str, Any] | None = None
+) -> None:
+    """A store in a local stage folder: renamed into place whole, then its marker."""
+    write_arrays(store_path(folder, key), arrays, attrs)
+    mark_complete(folder, key, record)
+
+
 def read_marker(folder: Path, key: str) -> dict[str, Any]:
     path = Path(folder) / f"{key}{DONE_SUFFIX}"
     return read_json(path) if path.is_file() else {}
