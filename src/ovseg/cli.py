@@ -196,7 +196,7 @@ def _run_in_process(settings, cache: str, output: Path, visualize: bool) -> None
     from ovseg.engines import run_pipeline
     from ovseg.fileio import is_url, read_json
     from ovseg.pipeline import Paths, skipped_images
-    from ovseg.remote import image_stem, list_image_urls
+    from ovseg.remote import image_name, image_stem, list_image_urls
 
     reports = run_pipeline(settings, cache, output, visualize)
     for report in reports:
@@ -215,7 +215,7 @@ def _run_in_process(settings, cache: str, output: Path, visualize: bool) -> None
     skipped = skipped_images(paths)
     images = list_image_urls(settings.images)
     for image in images:
-        name, stem = image.rsplit("/", 1)[-1], image_stem(image)
+        name, stem = image_name(image), image_stem(image)
         if name in skipped:
             table.add_row(name, "-", "-", f"[yellow]skipped: {skipped[name]}[/]")
             continue

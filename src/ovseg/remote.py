@@ -60,7 +60,13 @@ def list_image_urls(location: str) -> list[str]:
 
 
 def image_stem(location: str) -> str:
+    """``photo`` for ``s3://bucket/in/photo.jpg`` or ``data/images/photo.jpg``: outputs are keyed by it."""
     return PurePosixPath(str(location).split("://")[-1]).stem
+
+
+def image_name(location: str) -> str:
+    """``photo.jpg`` for a path or URL: how warnings and ``skipped`` lists name a file."""
+    return PurePosixPath(str(location).split("://")[-1]).name
 
 
 def read_bytes(location: str) -> bytes:

@@ -40,7 +40,7 @@ from ovseg.pipeline import (
     run_score,
     run_select,
 )
-from ovseg.remote import StageFolder, image_stem, list_image_urls, read_bytes
+from ovseg.remote import StageFolder, image_name, image_stem, list_image_urls, read_bytes
 from ovseg.store import MaskProposals
 from ovseg.weights import CLIP, resolve_device
 
@@ -222,7 +222,7 @@ def ray_masks(settings: Settings, cache: str) -> StageReport:
         runtime_env={"env_vars": forwarded_env()},
     ).take_all()
     by_stem = {row["stem"]: row for row in hashed}
-    errors = {Path(row["image"]).name: row["error"] for row in hashed if row["error"]}
+    errors = {image_name(row["image"]): row["error"] for row in hashed if row["error"]}
     if errors and settings.strict:
         raise OvsegError(next(iter(errors.values())))
     done = folder.done_keys()
@@ -236,7 +236,7 @@ def ray_masks(settings: Settings, cache: str) -> StageReport:
         row = by_stem[image_stem(image)]
         if row["error"]:
             continue
-        name = row["image"].rsplit("/", 1)[-1]
+        name = image_name(row["image"])
         keys[name] = row["key"]
         if row["key"] in failed_before:
             errors[name] = failed_before[row["key"]]
@@ -286,7 +286,7 @@ def _run_actors(worker: type, todo: list[dict], settings: Settings, cache: str, 
 def _collect(result: dict[str, Any], entries: dict, errors: dict, report: StageReport) -> None:
     stem = result["stem"]
     if result["status"] == "error":
-        name = entries[stem]["image"].rsplit("/", 1)[-1]
+        name = image_name(entries[stem]["image"])
         errors[name] = result["error"]
         entries.pop(stem, None)
         print(f"ovseg: warning: skipping {name}: {result['error']}", file=sys.stderr)
