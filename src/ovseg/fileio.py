@@ -87,11 +87,10 @@ def load_image(path: Path | str) -> Image.Image:
     ``path`` may be an fsspec URL (``s3://bucket/photo.jpg``): the Ray engine's images live there.
     """
     if is_url(path):
-        import fsspec
+        from ovseg.remote import read_bytes  # at call time: remote builds on this module
 
         try:
-            with fsspec.open(str(path), "rb") as handle:
-                return decode_image(handle.read(), str(path))
+            return decode_image(read_bytes(str(path)), str(path))
         except FileNotFoundError:
             raise OvsegError(f"image not found: {path}") from None
     path = Path(path)
