@@ -145,8 +145,7 @@ def _parse_clicks(
 def _run_clicks(params: dict[str, Any], image: Path, clicks, labels, region, top_k, cache, output, visualize) -> None:
     """Clicks and boxes, alone or correcting a prompt: the Python API's path, written where `run` writes."""
     from ovseg.api import Segmenter
-    from ovseg.fileio import atomic_path, write_json
-    from ovseg.viz import side_by_side
+    from ovseg.pipeline import write_edit
 
     params = dict(params)
     seg = Segmenter(preset=params.pop("preset", "balanced"), device=params.pop("device", "auto"), cache=cache, **params)
@@ -159,20 +158,14 @@ def _run_clicks(params: dict[str, Any], image: Path, clicks, labels, region, top
         if not result.merged.any():
             raise OvsegError("nothing was selected, so there is nothing to edit; click inside the object")
         edited = seg.edit(image, result, mode, params.get("edit_prompt") or "")
-        with atomic_path(output / "edit" / image.stem) as tmp:
-            tmp.mkdir(parents=True)
-            edited.save(tmp / "edited.png")
-            side_by_side(result.image, edited, ("before", f"after: {mode}")).save(tmp / "before_after.png")
-            write_json(
-                tmp / "edit.json",
-                {
-                    "image": str(image),
-                    "mode": mode,
-                    "edit_prompt": params.get("edit_prompt"),
-                    "clicks": result.details["clicks"],
-                    "segment_prompt": prompt,
-                },
-            )
+        record = {
+            "image": str(image),
+            "mode": mode,
+            "edit_prompt": params.get("edit_prompt"),
+            "clicks": result.details["clicks"],
+            "segment_prompt": prompt,
+        }
+        write_edit(output / "edit" / image.stem, result.image, edited, record)
         console.print(f"{mode}: {output / 'edit' / image.stem / 'before_after.png'}")
 
 

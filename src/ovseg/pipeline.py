@@ -52,7 +52,7 @@ from ovseg.store import (
     write_arrays,
     write_complete,
 )
-from ovseg.viz import candidates_preview, overlay, resize_mask
+from ovseg.viz import candidates_preview, overlay, resize_mask, side_by_side
 from ovseg.weights import CLIP, free_accelerator_memory, resolve_device, resolve_mask_model, resolve_model_dir
 
 # Bump when an algorithm changes so old cached artifacts are not reused.
@@ -575,6 +575,15 @@ def images_for(settings: Settings) -> list[Path]:
     return list_images(Path(settings.images))
 
 
+def write_edit(folder: Path, before: Image.Image, after: Image.Image, record: dict[str, Any]) -> None:
+    """One photo's edit folder, all at once: ``edited.png``, ``before_after.png``, ``edit.json`` (``record``)."""
+    with atomic_path(folder) as tmp:
+        tmp.mkdir(parents=True)
+        after.save(tmp / "edited.png")
+        side_by_side(before, after, ("before", f"after: {record['mode']}")).save(tmp / "before_after.png")
+        write_json(tmp / "edit.json", record)
+
+
 def run_edit(settings: Settings, paths: Paths, prune: bool = True, pool: ModelPool | None = None) -> StageReport:
     """Stage 5: remove / replace / style the selected region -> ``edited.png`` + before/after.
 
@@ -583,8 +592,6 @@ def run_edit(settings: Settings, paths: Paths, prune: bool = True, pool: ModelPo
     whose selection is empty is copied unchanged with a note, not an error, so one
     miss does not stop a batch.
     """
-    from ovseg.viz import side_by_side
-
     report = StageReport("edit")
     entries = load_manifest(paths.scores)
     if settings.mode == "segment":
@@ -651,11 +658,7 @@ def run_edit(settings: Settings, paths: Paths, prune: bool = True, pool: ModelPo
             "seconds": round(time.perf_counter() - started, 3),
             "note": note,
         }
-        with atomic_path(out_dir) as tmp:
-            tmp.mkdir(parents=True)
-            edited.save(tmp / "edited.png")
-            side_by_side(image, edited, ("before", f"after: {settings.mode}")).save(tmp / "before_after.png")
-            write_json(tmp / "edit.json", record)
+        write_edit(out_dir, image, edited, record)
         report.computed.append(stem)
     painter = None
     free_accelerator_memory()
