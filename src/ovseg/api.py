@@ -31,7 +31,7 @@ from ovseg import rle
 from ovseg.coco import coco_annotations
 from ovseg.config import apply_overrides, settings_from_params
 from ovseg.errors import OvsegError
-from ovseg.fileio import atomic_path, load_image, working_image, write_json
+from ovseg.fileio import atomic_path, load_image, mask_image, working_image, write_json
 from ovseg.pipeline import (
     ModelPool,
     Paths,
@@ -105,9 +105,9 @@ class SegmentResult:
         }
         with atomic_path(folder) as tmp:
             (tmp / "masks").mkdir(parents=True)
-            Image.fromarray(self.merged.astype(np.uint8) * 255, mode="L").save(tmp / "mask.png")
+            mask_image(self.merged).save(tmp / "mask.png")
             for picked, mask in zip(selected, self.masks, strict=True):
-                Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(tmp / "masks" / f"{picked['rank']:02d}.png")
+                mask_image(mask).save(tmp / "masks" / f"{picked['rank']:02d}.png")
             if visualize:
                 self.overlay().save(tmp / "overlay.png")
             write_json(tmp / "selection.json", record)

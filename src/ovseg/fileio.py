@@ -58,13 +58,15 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def mask_image(mask: np.ndarray) -> Image.Image:
+    """A boolean mask as the 0/255 grayscale picture every ``mask.png`` is."""
+    return Image.fromarray(np.asarray(mask, bool).astype(np.uint8) * 255, mode="L")
+
+
 def save_png(path: Path, image: Image.Image | np.ndarray) -> None:
     """Save a PNG atomically; bool arrays become 0/255 grayscale masks."""
     if isinstance(image, np.ndarray):
-        if image.dtype == bool:
-            image = Image.fromarray(image.astype(np.uint8) * 255, mode="L")
-        else:
-            image = Image.fromarray(image)
+        image = mask_image(image) if image.dtype == bool else Image.fromarray(image)
     with atomic_path(Path(path)) as tmp:
         image.save(tmp, format="PNG")
 

@@ -34,6 +34,7 @@ from ovseg.fileio import (
     content_key,
     list_images,
     load_image,
+    mask_image,
     read_json,
     save_png,
     sha256_file,
@@ -549,12 +550,11 @@ def write_selection(
     }
     with atomic_path(paths.segment / stem) as tmp:
         tmp.mkdir(parents=True)
-        Image.fromarray(merged_full.astype(np.uint8) * 255, mode="L").save(tmp / "mask.png")
+        mask_image(merged_full).save(tmp / "mask.png")
         if settings.select.mask_pngs:
             (tmp / "masks").mkdir()
             for picked in selected:
-                mask = rle.decode(picked["rle"]).astype(np.uint8) * 255
-                Image.fromarray(mask, mode="L").save(tmp / "masks" / f"{picked['rank']:02d}.png")
+                mask_image(rle.decode(picked["rle"])).save(tmp / "masks" / f"{picked['rank']:02d}.png")
         if visualize:
             labels = [f"#{s['rank']} {s['score']:.2f}" for s in selected]
             masks = [proposals.masks[i] for i in selection.indices]

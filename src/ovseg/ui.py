@@ -23,7 +23,7 @@ from PIL import Image
 from ovseg.api import Segmenter, SegmentResult
 from ovseg.config import preset_names
 from ovseg.errors import OvsegError
-from ovseg.fileio import load_image
+from ovseg.fileio import load_image, mask_image
 from ovseg.viz import overlay, side_by_side
 
 CANDIDATES_SHOWN = 12
@@ -119,7 +119,7 @@ def downloads(result: SegmentResult, edited: Image.Image | None = None) -> list[
     """The mask PNG and COCO JSON (and the edited photo) as files the page offers for download."""
     folder = Path(tempfile.mkdtemp(prefix="ovseg-ui-"))
     mask = folder / "mask.png"
-    Image.fromarray(result.merged.astype(np.uint8) * 255, mode="L").save(mask)
+    mask_image(result.merged).save(mask)
     coco = folder / "annotations.json"
     coco.write_text(json.dumps(result.to_coco(), indent=1))
     files = [str(mask), str(coco)]
