@@ -64,6 +64,8 @@ def test_run_segment_then_replace_and_inspect(workspace: Path) -> None:
         (["run", "--images", "data/images", "--point", "1,2", "--config", "tiny"], "give them with --image"),
         (["run", "--image", "data/images/chelsea.png", "--point", "1,2", "--dvc"], "without --dvc"),
         (["ui", "--config", "nonsense"], "unknown preset"),
+        (["run", "--images", "data/images", "--prompt", "x", "--config", "tiny", "-o", "s3://b/out"], "--engine ray"),
+        (["sync", "nowhere", "elsewhere"], "nothing to sync: nowhere is not a folder"),
     ],
 )
 def test_user_mistakes_get_one_line_and_exit_2(workspace: Path, args: list[str], message: str) -> None:

@@ -23,9 +23,10 @@ import pytest
 from conftest import EXAMPLE, synthetic_photo
 
 from ovseg.config import settings_from_params
+from ovseg.engines.local import run_local
 from ovseg.errors import OvsegError
 from ovseg.fileio import read_json
-from ovseg.pipeline import Paths, images_for, run_embed, run_masks
+from ovseg.pipeline import Paths, images_for, run_masks
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
@@ -35,8 +36,8 @@ CAMVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid-val" 
 SETS = {"masks": {"max_prompts": 16}, "embed": {"model": "tiny-random-clip"}}
 
 
-def _settings(images: str, **engine) -> object:
-    params = {"preset": "cpu", "device": "cpu", "prompt": "the cat", "images": images, **SETS}
+def _settings(images: str, mode: str = "segment", **engine) -> object:
+    params = {"preset": "cpu", "device": "cpu", "prompt": "the cat", "images": images, "mode": mode, **SETS}
     params["engine"] = {"kind": "ray", "batch_size": 1, **engine}
     return settings_from_params(params)
 
@@ -72,14 +73,35 @@ def _files(root: Path, stage: str) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def local_cache(photos, cluster, tmp_path_factory) -> Path:
-    """The same photos through the local engine: the bytes every Ray run must reproduce."""
-    cache = tmp_path_factory.mktemp("local-cache")
-    settings = _settings(str(photos))
-    paths = Paths(cache=cache)
-    run_masks(settings, images_for(settings), paths)
-    run_embed(settings, paths)
-    return cache
+def local_run(photos, cluster, tmp_path_factory) -> Paths:
+    """The photos through the local engine, every stage (remove "the cat"): the bytes every Ray run must give."""
+    root = tmp_path_factory.mktemp("local")
+    settings = _settings(str(photos), mode="remove")
+    paths = Paths(cache=root / "cache", output=root / "output")
+    run_local(settings, str(paths.cache), str(paths.output), visualize=True)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def local_cache(local_run) -> Path:
+    return local_run.cache
+
+
+def _results(output: Path) -> dict[str, object]:
+    """Every result file under ``output/{segment,edit}``: bytes, or JSON less what names places and times."""
+    files: dict[str, object] = {}
+    for path in sorted(p for stage in ("segment", "edit") for p in (output / stage).rglob("*") if p.is_file()):
+        name = str(path.relative_to(output))
+        if path.name in ("selection.json", "edit.json"):
+            record = read_json(path)
+            record["image"] = Path(record["image"]).name
+            record.pop("seconds", None)
+            files[name] = record
+        elif path.name == "summary.json":
+            files[name] = sorted(read_json(path)["images"])
+        else:
+            files[name] = path.read_bytes()
+    return files
 
 
 def test_ray_writes_the_local_engines_bytes_and_a_second_run_computes_nothing(
@@ -187,36 +209,90 @@ def s3_server(monkeypatch):
     server.stop()
 
 
-def test_a_bucket_through_an_s3_server_on_localhost(photos, local_cache, s3_server, tmp_path):
+def test_a_bucket_through_an_s3_server_on_localhost(photos, local_run, s3_server, tmp_path, monkeypatch):
+    """Photos, cache and results in a bucket, every stage on the cluster: the local engine's bytes, synced down."""
     import fsspec
 
-    from ovseg.engines.ray_data import ray_embed, ray_masks
+    from ovseg.engines import ray_data
+    from ovseg.engines.ray_data import run_ray
+    from ovseg.remote import sync_folder
 
     fs = fsspec.filesystem("s3", skip_instance_cache=True)
     fs.mkdir("photos")
     for photo in sorted(photos.iterdir()):
         fs.put_file(str(photo), f"photos/in/{photo.name}")
-    settings = _settings("s3://photos/in")
-    masks = ray_masks(settings, "s3://photos/cache")
-    embed = ray_embed(settings, "s3://photos/cache")
-    assert len(masks.computed) == 4 and masks.skipped == ["corrupt.jpg"] and len(embed.computed) == 4
-    # Synced down, the bucket's cache is the local engine's, byte for byte (images read from the bucket).
+    settings = _settings("s3://photos/in", mode="remove")
+    reports = {r.stage: r for r in run_ray(settings, "s3://photos/cache", "s3://photos/out", visualize=True)}
+    assert len(reports["masks"].computed) == 4 and reports["masks"].skipped == ["corrupt.jpg"]
+    assert all(len(reports[stage].computed) == 4 for stage in ("embed", "score", "select", "edit"))
+    # Synced down, the bucket's cache is the local engine's, byte for byte (images read from the bucket) ...
     fs.invalidate_cache()
-    fs.get("photos/cache/", str(tmp_path / "synced") + "/", recursive=True)
-    for stage in ("masks", "embeddings"):
-        assert _files(tmp_path / "synced", stage) == _files(local_cache, stage), stage
-    manifest = read_json(tmp_path / "synced" / "masks" / "manifest.json")
+    copied, kept = sync_folder("s3://photos/cache", str(tmp_path / "cache"))
+    assert copied > 0 and kept == 0
+    for stage in ("masks", "embeddings", "scores", "text"):
+        assert _files(tmp_path / "cache", stage) == _files(local_run.cache, stage), stage
+    manifest = read_json(tmp_path / "cache" / "masks" / "manifest.json")
     assert manifest["images"]["chelsea"]["image"] == "s3://photos/in/chelsea.png"
-    assert ray_masks(settings, "s3://photos/cache").computed == []
+    # ... and so are the results: masks, overlays, selections, COCO file, edited photos, before/after.
+    assert sync_folder("s3://photos/out", str(tmp_path / "out"))[0] > 0
+    assert _results(tmp_path / "out") == _results(local_run.output)
+    assert (tmp_path / "out" / "edit" / "chelsea" / "before_after.png").is_file()
+    summary = read_json(tmp_path / "out" / "segment" / "summary.json")
+    assert summary["images"]["chelsea"]["mask"] == "s3://photos/out/segment/chelsea/mask.png"
+    assert "corrupt.jpg" in summary["skipped"]
+    run = read_json(tmp_path / "out" / "ray" / "run.json")
+    assert run["edit"]["computed"] == 4 and run["masks"]["errors"] == 1
+    # A second sync copies nothing; a second run computes nothing and sends no row to any actor.
+    assert sync_folder("s3://photos/cache", str(tmp_path / "cache"))[0] == 0
+    sent = []
+    real = ray_data._run_actors
+    monkeypatch.setattr(ray_data, "_run_actors", lambda worker, todo, *a: (sent.extend(todo), real(worker, todo, *a)))
+    again = run_ray(settings, "s3://photos/cache", "s3://photos/out", visualize=True)
+    assert sent == [] and all(report.computed == [] for report in again)
+    assert [len(report.reused) for report in again] == [4, 4, 4, 4, 4]
+
+
+def test_a_result_folder_in_a_bucket_is_replaced_whole_with_its_record_last(s3_server):
+    """What a rerun that selects fewer masks leaves: the new files, none of the old ones, and the key file last."""
+    import fsspec
+
+    from ovseg.remote import OutputFolder
+
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.mkdir("results")
+    out = OutputFolder("s3://results/segment")
+    with out.write("photo", last="selection.json") as folder:
+        (folder / "masks").mkdir()
+        for name in ("masks/01.png", "masks/02.png", "mask.png"):
+            (folder / name).write_bytes(b"old " + name.encode())
+        (folder / "selection.json").write_text('{"key": "old"}')
+    written = []
+    real_put = out.fs.put_file
+    out.fs.put_file = lambda local, remote, **kw: (written.append(remote), real_put(local, remote, **kw))
+    with out.write("photo", last="selection.json") as folder:
+        (folder / "mask.png").write_bytes(b"new")
+        (folder / "selection.json").write_text('{"key": "new"}')
+    fs.invalidate_cache()
+    assert sorted(fs.find("results/segment/photo")) == [
+        "results/segment/photo/mask.png",
+        "results/segment/photo/selection.json",
+    ]
+    assert fs.cat_file("results/segment/photo/mask.png") == b"new"
+    assert out.read_json("photo/selection.json") == {"key": "new"} and written[-1].endswith("photo/selection.json")
+    with pytest.raises(OvsegError, match="no selection.json"), out.write("other", last="selection.json") as folder:
+        (folder / "mask.png").write_bytes(b"x")
+    assert not fs.exists("results/segment/other/mask.png")
 
 
 def test_ovseg_run_engine_ray_runs_every_stage_with_a_local_cache(photos, cluster, tmp_path):
-    """The README's command: the model stages on the cluster, then score/select here; a summary per stage."""
+    """The README's command: every stage on the cluster, results in data/output, a summary per stage and the table."""
     command = [sys.executable, "-m", "ovseg.cli", "run", "--images", str(photos), "--prompt", "the cat"]
+    command += ["--mode", "remove"]
     command += ["--config", "cpu", "--device", "cpu", "--engine", "ray", "--params", "none"]
     command += ["--set", f"engine.address={cluster}", "--set", "masks.max_prompts=16"]
     command += ["--set", "embed.model=tiny-random-clip"]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    env = {**os.environ, "COLUMNS": "200"}  # the table's paths whole
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "masks: computed 4, reused 0 from cache, skipped 1 unreadable" in " ".join(result.stdout.split())
     assert "images/s computed" in result.stdout
@@ -224,5 +300,9 @@ def test_ovseg_run_engine_ray_runs_every_stage_with_a_local_cache(photos, cluste
     assert set(summary["images"]) == {"0016E5_07959", "0016E5_07961", "chelsea", "shapes"}
     assert "corrupt.jpg" in summary["skipped"]
     assert (tmp_path / "data/output/segment/chelsea/overlay.png").is_file()
+    assert (tmp_path / "data/output/edit/chelsea/before_after.png").is_file()
+    assert "edit: computed 4" in result.stdout and "data/output/edit/chelsea/before_after.png" in result.stdout
     recorded = read_json(tmp_path / "data/output/ray/masks.json")
     assert recorded["run"]["computed"] == 4 and "corrupt.jpg" in recorded["skipped"]
+    run = read_json(tmp_path / "data/output/ray/run.json")
+    assert list(run) == ["masks", "embed", "score", "select", "edit"] and run["select"]["computed"] == 4

@@ -50,7 +50,9 @@ def run(
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | mps"),
     params: Path = typer.Option(Path("params.yaml"), "--params", help="Base parameters (used if it exists)."),
     cache: str = typer.Option("cache", "--cache", help="Where stage artifacts are cached (ray: may be s3://...)."),
-    output: Path = typer.Option(Path("data/output"), "--output", "-o", help="Where results are written."),
+    output: str = typer.Option(
+        "data/output", "--output", "-o", help="Where results are written (ray: may be s3://...)."
+    ),
     visualize: bool = typer.Option(True, "--visualize/--no-visualize", help="Write overlay pictures."),
     engine: str | None = typer.Option(None, "--engine", help="local | ray (README 'Many machines')."),
     strict: bool | None = typer.Option(
@@ -95,7 +97,15 @@ def run(
                 raise OvsegError("--point and --box are not pipeline parameters: run them without --dvc")
             settings_from_params({**merged, "prompt": merged.get("prompt") or "-"})  # validate first
             _run_clicks(
-                {**merged, "prompt": prompt}, Path(image), clicks, labels, region, top_k, Path(cache), output, visualize
+                {**merged, "prompt": prompt},
+                Path(image),
+                clicks,
+                labels,
+                region,
+                top_k,
+                Path(cache),
+                Path(output),
+                visualize,
             )
             return
         settings = settings_from_params(merged)  # validate before touching anything
@@ -146,6 +156,7 @@ def _run_clicks(params: dict[str, Any], image: Path, clicks, labels, region, top
     """Clicks and boxes, alone or correcting a prompt: the Python API's path, written where `run` writes."""
     from ovseg.api import Segmenter
     from ovseg.pipeline import write_edit
+    from ovseg.remote import OutputFolder
 
     params = dict(params)
     seg = Segmenter(preset=params.pop("preset", "balanced"), device=params.pop("device", "auto"), cache=cache, **params)
@@ -165,7 +176,7 @@ def _run_clicks(params: dict[str, Any], image: Path, clicks, labels, region, top
             "clicks": result.details["clicks"],
             "segment_prompt": prompt,
         }
-        write_edit(output / "edit" / image.stem, result.image, edited, record)
+        write_edit(OutputFolder(str(output / "edit")), image.stem, result.image, edited, record)
         console.print(f"{mode}: {output / 'edit' / image.stem / 'before_after.png'}")
 
 
@@ -185,18 +196,14 @@ def _run_dvc(params: Path, changes: dict[str, Any]) -> None:
         raise typer.Exit(code)
 
 
-def _run_in_process(settings, cache: str, output: Path, visualize: bool) -> None:
+def _run_in_process(settings, cache: str, output: str, visualize: bool) -> None:
     from ovseg.engines import run_pipeline
-    from ovseg.fileio import is_url, read_json
-    from ovseg.pipeline import Paths, skipped_images
-    from ovseg.remote import image_name, image_stem, list_image_urls
+    from ovseg.remote import OutputFolder, StageFolder, image_name, image_stem, list_image_urls
 
     reports = run_pipeline(settings, cache, output, visualize)
     for report in reports:
         console.print(report.line(), highlight=False)
-    if is_url(cache):
-        return  # the Ray engine stopped after the model stages; it said why
-    paths = Paths(cache=Path(cache), output=output)
+    segment, edit = OutputFolder(f"{output}/segment"), OutputFolder(f"{output}/edit")
     table = Table(
         title=f"{settings.mode}: {settings.prompt!r}"
         + (f" -> {settings.edit_prompt!r}" if settings.edit_prompt and settings.mode != "segment" else "")
@@ -205,21 +212,22 @@ def _run_in_process(settings, cache: str, output: Path, visualize: bool) -> None
     table.add_column("selected", justify="right")
     table.add_column("top score", justify="right")
     table.add_column("result")
-    skipped = skipped_images(paths)
+    skipped = (StageFolder(cache, "masks").read_json() or {}).get("skipped", {})
+    summary = (segment.read_json("summary.json") or {}).get("images", {})
     images = list_image_urls(settings.images)
     for image in images:
         name, stem = image_name(image), image_stem(image)
-        if name in skipped:
-            table.add_row(name, "-", "-", f"[yellow]skipped: {skipped[name]}[/]")
+        if name in skipped or stem not in summary:
+            table.add_row(name, "-", "-", f"[yellow]skipped: {skipped.get(name, 'not processed')}[/]")
             continue
-        selection = read_json(paths.segment / stem / "selection.json")
-        picked = selection["selected"]
+        row = summary[stem]
         result = (
-            paths.edit / stem / "before_after.png"
+            edit.join(f"{stem}/before_after.png")
             if settings.mode != "segment"
-            else (paths.segment / stem / ("overlay.png" if visualize else "mask.png"))
+            else segment.join(f"{stem}/{'overlay.png' if visualize else 'mask.png'}")
         )
-        table.add_row(name, str(len(picked)), f"{picked[0]['score']:.3f}" if picked else "-", str(result))
+        top = f"{row['top_score']:.3f}" if row["top_score"] is not None else "-"
+        table.add_row(name, str(row["selected"]), top, result)
     console.print(table)
     if skipped:
         console.print(f"[yellow]{len(skipped)} of {len(images)} files could not be read and were skipped[/]")
@@ -398,6 +406,21 @@ def cache_gc(
         f"unused: {report.unused} ({verb} {report.freed_bytes / 2**20:.1f} MiB); in use, kept: {report.kept}",
         highlight=False,
     )
+
+
+@app.command()
+def sync(
+    source: str = typer.Argument(..., help="A folder or bucket URL to copy from (a cache, results, run records)."),
+    target: str = typer.Argument(..., help="Where to copy to (a folder or bucket URL)."),
+) -> None:
+    """Copy a cache or results between a bucket and a folder (files missing or different there; markers last)."""
+    from ovseg.remote import sync_folder
+
+    try:
+        copied, kept = sync_folder(source, target)
+    except (OvsegError, OSError) as exc:
+        _fail(exc if isinstance(exc, OvsegError) else OvsegError(f"cannot sync {source} to {target}: {exc}"))
+    console.print(f"copied {copied} files, {kept} already there: {target}", highlight=False)
 
 
 @app.command()

@@ -8,8 +8,9 @@ segmentation, XYWH box, area and score. ``pycocotools.coco.COCO`` loads it and
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
+
+from ovseg.remote import image_name
 
 
 def coco_annotations(records: list[dict[str, Any]], prompt: str, description: str = "ovseg") -> dict[str, Any]:
@@ -17,7 +18,7 @@ def coco_annotations(records: list[dict[str, Any]], prompt: str, description: st
     images, annotations = [], []
     for image_id, record in enumerate(records, start=1):
         width, height = record["image_size"]
-        images.append({"id": image_id, "file_name": Path(record["image"]).name, "width": width, "height": height})
+        images.append({"id": image_id, "file_name": image_name(record["image"]), "width": width, "height": height})
         for picked in record["selected"]:
             annotations.append(
                 {

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +31,6 @@ from ovseg.coco import coco_annotations
 from ovseg.config import Settings
 from ovseg.errors import OvsegError
 from ovseg.fileio import (
-    atomic_path,
     content_key,
     list_images,
     load_image,
@@ -41,6 +41,7 @@ from ovseg.fileio import (
     working_image,
     write_json,
 )
+from ovseg.remote import OutputFolder, StageFolder
 from ovseg.selection import Selection, select_masks
 from ovseg.store import (
     MANIFEST,
@@ -113,6 +114,19 @@ class StageReport:
         if self.seconds and self.computed:
             line += f" ({self.seconds:.1f} s, {len(self.computed) / self.seconds:.2f} images/s computed)"
         return line
+
+    def record(self, engine: str) -> dict[str, Any]:
+        """The summary line as data (images, computed, reused, errors, seconds, images/s) for manifests."""
+        seconds = self.seconds or 0.0
+        return {
+            "engine": engine,
+            "images": len(self.computed) + len(self.reused) + len(self.skipped),
+            "computed": len(self.computed),
+            "reused": len(self.reused),
+            "errors": len(self.skipped),
+            "seconds": round(seconds, 3),
+            "images_per_s": round(len(self.computed) / seconds, 4) if seconds and self.computed else None,
+        }
 
 
 class ModelPool:
@@ -316,15 +330,70 @@ def embed_image(
     return {"embeddings": features.astype(np.float16)}, attrs, {"seconds": round(time.perf_counter() - started, 4)}
 
 
+def score_key(settings: Settings, embeddings: str, prompt: str) -> str:
+    """The scores store's key: the embeddings key, the prompt, score settings (every engine names it so)."""
+    return content_key(SCORE_VERSION, embeddings, prompt.strip(), settings.section("score"))
+
+
+def prompt_texts(settings: Settings, prompt: str) -> list[str]:
+    """Every text a prompt is scored with: its synonyms and the negatives that are not the prompt itself."""
+    from ovseg.scoring import negatives_for, prompt_synonyms
+
+    return prompt_synonyms(prompt) + negatives_for(prompt, settings.score.negatives)
+
+
+def score_store(
+    settings: Settings, prompt: str, features: np.ndarray, vectors: dict[str, np.ndarray], temperature: float
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """One photo's scores store (arrays, attrs) from its candidates' features and the run's text vectors.
+
+    The per-image work of the score stage, for every engine: texts are encoded once per run
+    (:func:`text_embeddings`), so this is a few small matrix products per photo.
+    """
+    from ovseg.scoring import negatives_for, prompt_synonyms, score_synonyms
+
+    negatives = negatives_for(prompt, settings.score.negatives)
+    negative = np.stack([vectors[n] for n in negatives]) if negatives else np.zeros((0, 0), np.float32)
+    synonyms = np.stack([vectors[t] for t in prompt_synonyms(prompt)])
+    scores = score_synonyms(features.astype(np.float32), synonyms, negative, temperature)
+    arrays = {
+        "score": scores.score,
+        "similarity": scores.similarity,
+        "negative_similarity": scores.negative_similarity,
+    }
+    attrs = {"prompt": prompt.strip(), "negatives": settings.score.negatives, "settings": settings.section("score")}
+    return arrays, attrs
+
+
+def score_photo(
+    settings: Settings,
+    prompt: str,
+    folders: tuple[StageFolder, StageFolder],
+    embeddings: str,
+    key: str,
+    vectors: dict[str, np.ndarray],
+    temperature: float,
+) -> None:
+    """Score one photo's candidates and publish the scores store: the score stage's per-image work.
+
+    ``folders`` are the embeddings and scores folders of the cache, wherever it lives.
+    """
+    source, target = folders
+    with tempfile.TemporaryDirectory(prefix="ovseg-score-") as scratch:
+        features = read_arrays(source.fetch_store(embeddings, Path(scratch)), ["embeddings"])[0]["embeddings"]
+    arrays, attrs = score_store(settings, prompt, features, vectors, temperature)
+    target.publish(key, arrays, attrs, {})
+
+
 def score_prompts(
     settings: Settings, paths: Paths, prompts: list[str], pool: ModelPool | None = None
 ) -> tuple[dict[str, dict], StageReport]:
     """Score every image's candidates against each prompt; returns prompt -> image -> entry.
 
     Each distinct text (prompt or negative) is encoded once per run, or not at all when its
-    embedding is cached (``cache/text``, keyed by CLIP weights, text and templates); then all
-    images that need a prompt's scores get them from one matrix product. CLIP's text tower is
-    loaded only if some text is new.
+    embedding is cached (``cache/text``, keyed by CLIP weights, text and templates); then
+    each image that needs a prompt's scores gets them from its features and those vectors.
+    CLIP's text tower is loaded only if some text is new.
     """
     report = StageReport("score")
     for prompt in prompts:
@@ -336,7 +405,7 @@ def score_prompts(
     for prompt in prompts:
         per_prompt[prompt] = {}
         for stem, entry in base.items():
-            key = content_key(SCORE_VERSION, entry["embeddings"], prompt.strip(), settings.section("score"))
+            key = score_key(settings, entry["embeddings"], prompt)
             per_prompt[prompt][stem] = {**entry, "scores": key, "prompt": prompt.strip()}
             if is_complete(paths.scores, key):
                 report.reused.append(_label(stem, prompt, prompts))
@@ -344,57 +413,36 @@ def score_prompts(
                 todo.setdefault((prompt, entry["clip_model"]), []).append(stem)
     if not todo:
         return per_prompt, report
-    from ovseg.scoring import negatives_for, prompt_synonyms, score_synonyms
-
+    folders = (StageFolder(str(paths.cache), "embeddings"), StageFolder(str(paths.cache), "scores"))
     for model_name in sorted({model for _, model in todo}):
         prompts_here = sorted({p for p, m in todo if m == model_name})
-        texts = {t for p in prompts_here for t in prompt_synonyms(p) + negatives_for(p, settings.score.negatives)}
-        vectors, logit_scale = text_embeddings(settings, paths, model_name, sorted(texts), pool)
-        temperature = settings.score.temperature if settings.score.temperature is not None else logit_scale
+        texts = sorted({t for p in prompts_here for t in prompt_texts(settings, p)})
+        vectors, temperature = text_embeddings(settings, str(paths.cache), model_name, texts, pool)
         for (prompt, model), stems in todo.items():
             if model != model_name:
                 continue
-            negatives = negatives_for(prompt, settings.score.negatives)
-            negative = np.stack([vectors[n] for n in negatives]) if negatives else np.zeros((0, 0), np.float32)
-            synonyms = np.stack([vectors[t] for t in prompt_synonyms(prompt)])
-            features = [
-                read_arrays(_store(paths.embeddings, base[stem]["embeddings"]), ["embeddings"])[0]["embeddings"]
-                for stem in stems
-            ]
-            scores = score_synonyms(np.concatenate(features).astype(np.float32), synonyms, negative, temperature)
-            bounds = np.cumsum([0] + [len(f) for f in features])
-            for i, stem in enumerate(tqdm(stems, desc="score", unit="image")):
-                part = slice(bounds[i], bounds[i + 1])
-                write_complete(
-                    paths.scores,
-                    per_prompt[prompt][stem]["scores"],
-                    {
-                        "score": scores.score[part],
-                        "similarity": scores.similarity[part],
-                        "negative_similarity": scores.negative_similarity[part],
-                    },
-                    {
-                        "prompt": prompt.strip(),
-                        "negatives": settings.score.negatives,
-                        "settings": settings.section("score"),
-                    },
-                )
+            for stem in tqdm(stems, desc="score", unit="image"):
+                entry = per_prompt[prompt][stem]
+                score_photo(settings, prompt, folders, entry["embeddings"], entry["scores"], vectors, temperature)
                 report.computed.append(_label(stem, prompt, prompts))
     return per_prompt, report
 
 
 def text_embeddings(
-    settings: Settings, paths: Paths, model_name: str, texts: list[str], pool: ModelPool | None = None
-) -> tuple[dict, float]:
-    """Unit-norm CLIP text embeddings (template-averaged) of ``texts`` and CLIP's logit scale.
+    settings: Settings, cache: str, model_name: str, texts: list[str], pool: ModelPool | None = None
+) -> tuple[dict[str, np.ndarray], float]:
+    """Unit-norm CLIP text embeddings (template-averaged) of ``texts``, and the scoring temperature.
 
-    Cached per (CLIP weights, text, templates) in ``cache/text``: a prompt used before, or
-    the negatives every run shares, costs no encoder call.
+    Cached per (CLIP weights, text, templates) in ``<cache>/text`` (a folder or a bucket): a
+    prompt used before, or the negatives every run shares, costs no encoder call. The
+    temperature is ``score.temperature``, or CLIP's own logit scale when that is unset.
     """
     fingerprint = model_fingerprint(model_name, CLIP)
     templates = settings.score.template_set if settings.score.templates else None
     keys = {t: content_key(TEXT_VERSION, fingerprint, t, templates) for t in texts}
-    missing = [t for t in texts if not is_complete(paths.text, keys[t])]
+    folder = StageFolder(cache, "text")
+    done = folder.done_keys()
+    missing = [t for t in texts if keys[t] not in done]
     if missing:
         from ovseg.clip_features import load_clip
         from ovseg.scoring import encode_texts
@@ -408,22 +456,16 @@ def text_embeddings(
             encoded = encode_texts(bundle, missing, settings.score.templates, template_set=settings.score.template_set)
             logit_scale = bundle.logit_scale
         for text, vector in zip(missing, encoded, strict=True):
-            write_complete(
-                paths.text,
-                keys[text],
-                {"embedding": vector.astype(np.float32)},
-                {
-                    "text": text,
-                    "model": model_name,
-                    "templates": settings.score.templates,
-                    "logit_scale": logit_scale,
-                },
-            )
+            attrs = {"text": text, "model": model_name, "templates": settings.score.templates}
+            attrs["logit_scale"] = logit_scale
+            folder.publish(keys[text], {"embedding": vector.astype(np.float32)}, attrs, {})
     vectors, scale = {}, 100.0
-    for text in texts:
-        arrays, attrs = read_arrays(_store(paths.text, keys[text]), ["embedding"])
-        vectors[text], scale = arrays["embedding"], float(attrs["logit_scale"])
-    return vectors, scale
+    with tempfile.TemporaryDirectory(prefix="ovseg-text-") as scratch:
+        for text in texts:
+            arrays, attrs = read_arrays(folder.fetch_store(keys[text], Path(scratch)), ["embedding"])
+            vectors[text], scale = arrays["embedding"], float(attrs["logit_scale"])
+    temperature = settings.score.temperature if settings.score.temperature is not None else scale
+    return vectors, temperature
 
 
 def _label(stem: str, prompt: str, prompts: list[str]) -> str:
@@ -459,6 +501,11 @@ def _remove_stale(folder: Path, keep: set[str]) -> None:
                 shutil.rmtree(child)
 
 
+def select_key(settings: Settings, entry: dict[str, Any], visualize: bool) -> str:
+    """The key a selection folder is written under (in its ``selection.json``): what it depends on."""
+    return content_key(SELECT_VERSION, entry["scores"], entry["masks"], settings.section("select"), visualize)
+
+
 def run_select(settings: Settings, paths: Paths, visualize: bool = True, prune: bool = True) -> StageReport:
     """Stage 4: top-K -> per image ``mask.png``, ``overlay.png``, ``selection.json``, ``selection.zarr``.
 
@@ -468,26 +515,57 @@ def run_select(settings: Settings, paths: Paths, visualize: bool = True, prune: 
     """
     report = StageReport("select")
     entries = load_manifest(paths.scores)
-    summary = {}
+    out = OutputFolder(str(paths.segment))
+    folders = (StageFolder(str(paths.cache), "masks"), StageFolder(str(paths.cache), "scores"))
+    records = {}
     for stem, entry in tqdm(entries.items(), desc="select", unit="image"):
-        key = content_key(SELECT_VERSION, entry["scores"], entry["masks"], settings.section("select"), visualize)
-        out_dir = paths.segment / stem
-        previous = out_dir / "selection.json"
-        if previous.is_file() and _read_key(previous) == key:
-            report.reused.append(stem)
-        else:
-            write_selection(settings, paths, stem, entry, key, visualize)
-            report.computed.append(stem)
-        summary[stem] = _read_summary(previous)
+        records[stem], computed = select_photo(settings, folders, out, stem, entry, visualize)
+        (report.computed if computed else report.reused).append(stem)
     if prune:
         _remove_stale(paths.segment, set(entries))
-    skipped = skipped_images(paths)
-    write_json(paths.segment / "summary.json", {"prompt": settings.prompt, "images": summary, "skipped": skipped})
-    records = [read_json(paths.segment / stem / "selection.json") for stem in entries]
-    write_json(
-        paths.segment / "annotations.json", coco_annotations(records, settings.prompt, f"ovseg {settings.preset}")
-    )
+    write_select_summary(settings, out, records, skipped_images(paths))
     return report
+
+
+def select_photo(
+    settings: Settings,
+    folders: tuple[StageFolder, StageFolder],
+    out: OutputFolder,
+    stem: str,
+    entry: dict[str, Any],
+    visualize: bool,
+) -> tuple[dict[str, Any], bool]:
+    """One photo's selection folder, unless an earlier run left the same one: the select stage's per-image work.
+
+    ``folders`` are the masks and scores folders of the cache. Returns the selection record
+    and whether it was computed (False: reused).
+    """
+    key = select_key(settings, entry, visualize)
+    previous = previous_record(out, f"{stem}/selection.json")
+    if previous is not None and previous.get("key") == key:
+        return previous, False
+    masks, scores = folders
+    with tempfile.TemporaryDirectory(prefix="ovseg-select-") as scratch:
+        proposals, _ = MaskProposals.load(masks.fetch_store(entry["masks"], Path(scratch)))
+        score = read_arrays(scores.fetch_store(entry["scores"], Path(scratch)), ["score"])[0]["score"]
+    return write_selection(settings, out, stem, entry, key, visualize, proposals, score), True
+
+
+def write_select_summary(
+    settings: Settings, out: OutputFolder, records: dict[str, dict[str, Any]], skipped: dict[str, str]
+) -> None:
+    """``summary.json`` (per photo: how many selected, top score, its mask) and the COCO ``annotations.json``."""
+    summary = {
+        stem: {
+            "selected": len(record["selected"]),
+            "top_score": record["selected"][0]["score"] if record["selected"] else None,
+            "mask": out.join(f"{stem}/mask.png"),
+        }
+        for stem, record in records.items()
+    }
+    out.write_json({"prompt": settings.prompt, "images": summary, "skipped": skipped}, "summary.json")
+    annotations = coco_annotations(list(records.values()), settings.prompt, f"ovseg {settings.preset}")
+    out.write_json(annotations, "annotations.json")
 
 
 def skipped_images(paths: Paths) -> dict[str, str]:
@@ -496,27 +574,22 @@ def skipped_images(paths: Paths) -> dict[str, str]:
     return read_json(manifest).get("skipped", {}) if manifest.is_file() else {}
 
 
-def _read_key(path: Path) -> str | None:
-    try:
-        return read_json(path).get("key")
-    except (OSError, ValueError):
-        return None
-
-
-def _read_summary(path: Path) -> dict[str, Any]:
-    data = read_json(path)
-    return {
-        "selected": len(data["selected"]),
-        "top_score": data["selected"][0]["score"] if data["selected"] else None,
-        "mask": str(path.parent / "mask.png"),
-    }
-
-
 def write_selection(
-    settings: Settings, paths: Paths, stem: str, entry: dict[str, Any], key: str, visualize: bool = True
-) -> None:
-    """Write one image's selection folder atomically (all files appear together or not at all)."""
-    selection, proposals, scores = select_for(settings, paths, entry)
+    settings: Settings,
+    out: OutputFolder,
+    stem: str,
+    entry: dict[str, Any],
+    key: str,
+    visualize: bool,
+    proposals: MaskProposals,
+    scores: np.ndarray,
+) -> dict[str, Any]:
+    """Write one image's selection folder whole (all files appear together); returns its record.
+
+    The per-image work of the select stage, for every engine: ``proposals`` and ``scores``
+    come from the cache, wherever it lives; ``out`` is a folder or a bucket.
+    """
+    selection = select_masks(scores, proposals.masks, settings.select)
     image = load_image(entry["image"])
     size = image.size
     merged_full = resize_mask(selection.merged, size)
@@ -548,8 +621,7 @@ def write_selection(
         "artifacts": {k: entry[k] for k in ("masks", "embeddings", "scores")},
         "note": None if selected else "no candidate passed the thresholds; nothing selected",
     }
-    with atomic_path(paths.segment / stem) as tmp:
-        tmp.mkdir(parents=True)
+    with out.write(stem, last="selection.json") as tmp:
         mask_image(merged_full).save(tmp / "mask.png")
         if settings.select.mask_pngs:
             (tmp / "masks").mkdir()
@@ -569,19 +641,93 @@ def write_selection(
             {"prompt": entry["prompt"], "key": key},
         )
         write_json(tmp / "selection.json", record)
+    return record
 
 
 def images_for(settings: Settings) -> list[Path]:
     return list_images(Path(settings.images))
 
 
-def write_edit(folder: Path, before: Image.Image, after: Image.Image, record: dict[str, Any]) -> None:
+def write_edit(out: OutputFolder, stem: str, before: Image.Image, after: Image.Image, record: dict[str, Any]) -> None:
     """One photo's edit folder, all at once: ``edited.png``, ``before_after.png``, ``edit.json`` (``record``)."""
-    with atomic_path(folder) as tmp:
-        tmp.mkdir(parents=True)
+    with out.write(stem, last="edit.json") as tmp:
         after.save(tmp / "edited.png")
         side_by_side(before, after, ("before", f"after: {record['mode']}")).save(tmp / "before_after.png")
         write_json(tmp / "edit.json", record)
+
+
+def previous_record(out: OutputFolder, relative: str) -> dict[str, Any] | None:
+    """An earlier run's ``selection.json``/``edit.json``, or None (missing, or unreadable: then it is redone)."""
+    try:
+        return out.read_json(relative)
+    except (OSError, ValueError):
+        return None
+
+
+def edit_key(settings: Settings, request, fingerprint: str, sha256: str, selection_key: str) -> str:
+    """The key an edit folder is written under (in its ``edit.json``): photo, selection, request, painter."""
+    return content_key(
+        EDIT_VERSION,
+        sha256,
+        selection_key,
+        settings.mode,
+        request.prompt,
+        request.negative_prompt,
+        request.strength,
+        settings.section("edit"),
+        fingerprint,
+    )
+
+
+def edit_photo(
+    settings: Settings,
+    request,
+    out: OutputFolder,
+    stem: str,
+    entry: dict[str, Any],
+    selection: dict[str, Any],
+    key: str,
+    image: Image.Image,
+    painter: Callable[[], Callable],
+) -> None:
+    """Edit one photo's selected region and write its edit folder: the per-image work of every engine.
+
+    ``painter`` gives the painter on first need, so a batch whose selections are all empty
+    never loads the painting model. An empty selection copies the photo with a note.
+    """
+    from ovseg.editing import edit_image
+
+    mask = rle.decode(selection["merged"]["rle"])
+    started = time.perf_counter()
+    note = None
+    if mask.any():
+        edited = edit_image(image, mask, settings.edit, painter())
+    else:
+        note = f"no mask selected for prompt {entry['prompt']!r}; image copied unchanged"
+        print(f"ovseg edit: {stem}: {note}")
+        edited = image.copy()
+    record = {
+        "key": key,
+        "image": entry["image"],
+        "mode": settings.mode,
+        "segment_prompt": entry["prompt"],
+        "edit_prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "strength": request.strength,
+        "settings": settings.section("edit"),
+        "seconds": round(time.perf_counter() - started, 3),
+        "note": note,
+    }
+    write_edit(out, stem, image, edited, record)
+
+
+def write_edit_summary(settings: Settings, out: OutputFolder, stems: list[str]) -> None:
+    """``edit/summary.json``: the mode and each photo's edited picture (none in segment mode)."""
+    if settings.mode == "segment":
+        out.write_json({"mode": "segment", "note": "segment mode: nothing edited", "images": {}}, "summary.json")
+        return
+    images = {stem: out.join(f"{stem}/edited.png") for stem in stems}
+    out.write_json({"mode": settings.mode, "images": images}, "summary.json")
 
 
 def run_edit(settings: Settings, paths: Paths, prune: bool = True, pool: ModelPool | None = None) -> StageReport:
@@ -594,75 +740,43 @@ def run_edit(settings: Settings, paths: Paths, prune: bool = True, pool: ModelPo
     """
     report = StageReport("edit")
     entries = load_manifest(paths.scores)
+    out = OutputFolder(str(paths.edit))
     if settings.mode == "segment":
         if prune:
             _remove_stale(paths.edit, set())
-        write_json(
-            paths.edit / "summary.json", {"mode": "segment", "note": "segment mode: nothing edited", "images": {}}
-        )
+        write_edit_summary(settings, out, [])
         return report
-    from ovseg.editing import edit_image, load_painting_model, painter_fingerprint, painter_for, request_for
+    from ovseg.editing import load_painting_model, painter_fingerprint, painter_for, request_for
 
     request = request_for(settings)
     fingerprint = painter_fingerprint(settings.edit)
     device = resolve_device(settings.device)
-
-    def load_model():  # the painting model, loaded only when some image needs it
-        load = lambda: load_painting_model(settings.edit, device)  # noqa: E731
-        return pool.get(ModelPool.key("painter", settings.edit), load) if pool is not None else load()
-
     painter = None
-    summary = {}
+
+    def get_painter():  # the painting model, loaded only when some image needs it
+        nonlocal painter
+        if painter is None:
+            load = lambda: load_painting_model(settings.edit, device)  # noqa: E731
+            model = pool.get(ModelPool.key("painter", settings.edit), load) if pool is not None else load()
+            painter = painter_for(model, settings.edit, request)
+        return painter
+
+    segment = OutputFolder(str(paths.segment))
     for stem, entry in tqdm(entries.items(), desc=f"edit ({settings.mode})", unit="image"):
-        selection_file = paths.segment / stem / "selection.json"
-        selection = read_json(selection_file) if selection_file.is_file() else None
+        selection = previous_record(segment, f"{stem}/selection.json")
         if selection is None:
             raise OvsegError(f"no selection for {stem} in {paths.segment}: run the select stage first")
-        key = content_key(
-            EDIT_VERSION,
-            entry["sha256"],
-            selection["key"],
-            settings.mode,
-            request.prompt,
-            request.negative_prompt,
-            request.strength,
-            settings.section("edit"),
-            fingerprint,
-        )
-        out_dir = paths.edit / stem
-        summary[stem] = str(out_dir / "edited.png")
-        if (out_dir / "edit.json").is_file() and _read_key(out_dir / "edit.json") == key:
+        key = edit_key(settings, request, fingerprint, entry["sha256"], selection["key"])
+        previous = previous_record(out, f"{stem}/edit.json")
+        if previous is not None and previous.get("key") == key:
             report.reused.append(stem)
             continue
         image = load_image(entry["image"])
-        mask = rle.decode(selection["merged"]["rle"])
-        started = time.perf_counter()
-        note = None
-        if mask.any():
-            if painter is None:
-                painter = painter_for(load_model(), settings.edit, request)
-            edited = edit_image(image, mask, settings.edit, painter)
-        else:
-            note = f"no mask selected for prompt {entry['prompt']!r}; image copied unchanged"
-            print(f"ovseg edit: {stem}: {note}")
-            edited = image.copy()
-        record = {
-            "key": key,
-            "image": entry["image"],
-            "mode": settings.mode,
-            "segment_prompt": entry["prompt"],
-            "edit_prompt": request.prompt,
-            "negative_prompt": request.negative_prompt,
-            "strength": request.strength,
-            "settings": settings.section("edit"),
-            "seconds": round(time.perf_counter() - started, 3),
-            "note": note,
-        }
-        write_edit(out_dir, image, edited, record)
+        edit_photo(settings, request, out, stem, entry, selection, key, image, get_painter)
         report.computed.append(stem)
     painter = None
     free_accelerator_memory()
     if prune:
         _remove_stale(paths.edit, set(entries))
-    write_json(paths.edit / "summary.json", {"mode": settings.mode, "images": summary})
+    write_edit_summary(settings, out, list(entries))
     return report

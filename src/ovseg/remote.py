@@ -14,8 +14,10 @@ leading characters: the hashed prefixes object stores partition on, with no extr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -77,17 +79,49 @@ def read_bytes(location: str) -> bytes:
     return fs.cat_file(path)
 
 
-class StageFolder:
+# The files whose key says a result folder is complete; written (and synced) after the rest.
+RESULT_RECORDS = ("selection.json", "edit.json")
+
+
+class Folder:
+    """A folder at a path or URL: the JSON files in it, read and written whole."""
+
+    def __init__(self, url: str) -> None:
+        self.url = str(url).rstrip("/")
+        self.local = not is_url(self.url)
+        if self.local:
+            self.path = Path(self.url)
+        else:
+            self.fs, root = _fs(self.url)
+            self.path = root.rstrip("/")
+
+    def join(self, relative: str) -> str:
+        """The path or URL of ``relative`` inside this folder (how results name their files)."""
+        return str(self.path / relative) if self.local else f"{self.url}/{relative}"
+
+    def read_json(self, name: str = MANIFEST) -> dict[str, Any] | None:
+        """A JSON file of the folder (the manifest), or None when there is none yet."""
+        if self.local:
+            path = self.path / name
+            return json.loads(path.read_text()) if path.is_file() else None
+        try:
+            return json.loads(self.fs.cat_file(f"{self.path}/{name}"))
+        except FileNotFoundError:
+            return None
+
+    def write_json(self, data: dict[str, Any], name: str = MANIFEST) -> None:
+        """Write a JSON file whole (locally renamed into place; on a bucket one PUT)."""
+        if self.local:
+            write_json(self.path / name, data)
+        else:
+            self.fs.pipe_file(f"{self.path}/{name}", _json_bytes(data))
+
+
+class StageFolder(Folder):
     """One stage's folder of the cache (``<cache>/masks``), wherever the cache lives."""
 
     def __init__(self, cache: str, stage: str) -> None:
-        self.url = f"{str(cache).rstrip('/')}/{stage}"
-        self.local = not is_url(cache)
-        if self.local:
-            self.path = Path(cache) / stage
-        else:
-            self.fs, root = _fs(str(cache))
-            self.path = f"{root.rstrip('/')}/{stage}"
+        super().__init__(f"{str(cache).rstrip('/')}/{stage}")
 
     def done_keys(self) -> set[str]:
         """Every key whose store is complete: one listing of the folder, not one request per image."""
@@ -137,23 +171,90 @@ class StageFolder:
             self.fs.get_file(name, str(target / relative))
         return target
 
-    def read_json(self, name: str = MANIFEST) -> dict[str, Any] | None:
-        """A JSON file of the folder (the manifest), or None when there is none yet."""
-        if self.local:
-            path = self.path / name
-            return json.loads(path.read_text()) if path.is_file() else None
-        try:
-            return json.loads(self.fs.cat_file(f"{self.path}/{name}"))
-        except FileNotFoundError:
-            return None
 
-    def write_json(self, data: dict[str, Any], name: str = MANIFEST) -> None:
-        """Write a JSON file whole (locally renamed into place; on a bucket one PUT)."""
+class OutputFolder(Folder):
+    """A results folder (``<output>/segment``): one subfolder per photo, which appears whole.
+
+    Locally a finished temp folder is renamed into place. A bucket has no rename, so the
+    subfolder's files are uploaded first, objects an earlier result left there and this one
+    does not have are deleted, and the file that names the result's key (``selection.json``,
+    ``edit.json``: what a rerun reads to decide whether to redo it) goes last. A reader that
+    sees the new key therefore sees every file of the new result.
+    """
+
+    @contextlib.contextmanager
+    def write(self, name: str, last: str) -> Iterator[Path]:
+        """Yield a new local folder to fill; on success it becomes ``<this folder>/<name>``."""
         if self.local:
-            write_json(self.path / name, data)
-        else:
-            self.fs.pipe_file(f"{self.path}/{name}", _json_bytes(data))
+            with atomic_path(self.path / name) as tmp:
+                tmp.mkdir(parents=True)
+                yield tmp
+            return
+        with tempfile.TemporaryDirectory(prefix="ovseg-output-") as scratch:
+            folder = Path(scratch) / name
+            folder.mkdir()
+            yield folder
+            files = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
+            if last not in files:
+                raise OvsegError(f"{name}: the result has no {last}")
+            prefix = f"{self.path}/{name}"
+            for relative, file in files.items():
+                if relative != last:
+                    self.fs.put_file(str(file), f"{prefix}/{relative}")
+            self.fs.invalidate_cache(prefix)
+            stale = [
+                n
+                for n in self.fs.find(prefix)
+                if n.startswith(f"{prefix}/") and n.removeprefix(f"{prefix}/") not in files
+            ]
+            if stale:
+                self.fs.rm(stale)
+            self.fs.put_file(str(files[last]), f"{prefix}/{last}")
+
+
+def sync_folder(source: str, target: str) -> tuple[int, int]:
+    """Copy every file under ``source`` to ``target`` (paths or URLs) whose size differs or is missing there.
+
+    For taking a bucket cache or a cluster run's results to a laptop (and back) without
+    another tool: stores are content-keyed, so a file of the same name and size is the same
+    file. Returns (files copied, files already there).
+    """
+    import fsspec
+
+    src_fs, src_root = _fs(source) if is_url(source) else (fsspec.filesystem("file"), str(Path(source).resolve()))
+    dst_fs, dst_root = _fs(target) if is_url(target) else (fsspec.filesystem("file"), str(Path(target).resolve()))
+    src_root, dst_root = src_root.rstrip("/"), dst_root.rstrip("/")
+    if not src_fs.isdir(src_root):
+        raise OvsegError(f"nothing to sync: {source} is not a folder")
+    there = {n: info.get("size") for n, info in _find(dst_fs, dst_root).items()}
+    copied = kept = 0
+    from tqdm import tqdm
+
+    files = sorted(_find(src_fs, src_root).items(), key=lambda item: _sync_order(item[0]))
+    for name, info in tqdm(files, desc=f"sync {source}", unit="file", disable=len(files) < 50):
+        if there.get(name) == info.get("size"):
+            kept += 1
+            continue
+        dst_fs.makedirs(str(PurePosixPath(f"{dst_root}/{name}").parent), exist_ok=True)
+        dst_fs.pipe_file(f"{dst_root}/{name}", src_fs.cat_file(f"{src_root}/{name}"))
+        copied += 1
+    return copied, kept
+
+
+def _sync_order(name: str) -> tuple[int, str]:
+    """Data first, then the files that say a result is complete, so a cut-off sync never claims too much."""
+    base = PurePosixPath(name).name
+    return (2 if base.endswith(DONE_SUFFIX) else 1 if base in RESULT_RECORDS else 0, name)
+
+
+def _find(fs, root: str) -> dict[str, dict[str, Any]]:
+    """Relative name -> info of every file under ``root`` (none when it does not exist)."""
+    try:
+        found = fs.find(root, detail=True)
+    except FileNotFoundError:
+        return {}
+    return {PurePosixPath(n).relative_to(PurePosixPath(root)).as_posix(): i for n, i in found.items()}
 
 
 def _json_bytes(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, indent=2).encode()
+    return (json.dumps(data, indent=2) + "\n").encode()  # as fileio.write_json writes it locally

@@ -10,10 +10,10 @@ from ovseg.fileio import is_url
 from ovseg.pipeline import Paths, StageReport, images_for, run_edit, run_embed, run_masks, run_score, run_select
 
 
-def run_local(settings: Settings, cache: str, output: Path, visualize: bool) -> list[StageReport]:
-    if is_url(cache) or is_url(settings.images):
+def run_local(settings: Settings, cache: str, output: str, visualize: bool) -> list[StageReport]:
+    if is_url(cache) or is_url(settings.images) or is_url(output):
         raise OvsegError("buckets (s3://, gs://) need the Ray engine: add --engine ray (README 'Many machines')")
-    paths = Paths(cache=Path(cache), output=output)
+    paths = Paths(cache=Path(cache), output=Path(output))
     return [
         run_masks(settings, images_for(settings), paths),
         run_embed(settings, paths),

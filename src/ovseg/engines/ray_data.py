@@ -1,4 +1,4 @@
-"""The Ray engine: the model stages as Ray Data jobs, for folders and buckets too big for one machine.
+"""The Ray engine: every stage as a Ray Data job, for folders and buckets too big for one machine.
 
 Each model stage is one job: list (and hash) the inputs, drop the rows whose store is already
 complete (one listing of the stage folder), then ``map_batches`` with a callable class that
@@ -10,14 +10,20 @@ exactly-once although execution is at-least-once. An image that cannot be read b
 error row (listed under ``skipped`` in the manifest, as with the local engine), never a
 failed job. Stages run one after the other, so one model kind holds the GPUs at a time.
 
-Scoring, selection and editing then run on the driver with the local stage functions when
-the cache is a local (or shared) folder; with a bucket cache the run stops after the model
-stages, whose stores are the expensive, reusable part (sync the cache down to go on).
+Score and select are jobs of plain Ray tasks (no model: the prompt's text vectors are
+encoded once, here, and shipped with the tasks); edit is again an actor pool (the painting
+model, once per actor). Their per-image functions are the local engine's too
+(:func:`ovseg.pipeline.score_photo`, :func:`~ovseg.pipeline.select_photo`,
+:func:`~ovseg.pipeline.edit_photo`), reading the cache and writing the results wherever
+they live: folders, shared folders or buckets. A result folder is complete when its
+``selection.json``/``edit.json`` names the current key (written last), so a rerun redoes
+exactly the photos whose key changed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 import tempfile
@@ -27,20 +33,26 @@ from typing import Any
 
 from ovseg.config import EngineSettings, Settings
 from ovseg.errors import OvsegError
-from ovseg.fileio import decode_image, is_url, png_bytes, write_json
+from ovseg.fileio import decode_image, is_url, png_bytes
 from ovseg.pipeline import (
-    Paths,
     StageReport,
+    edit_key,
+    edit_photo,
     embed_image,
     embed_key,
     masks_key,
     model_fingerprint,
+    previous_record,
+    prompt_texts,
     propose_image,
-    run_edit,
-    run_score,
-    run_select,
+    score_key,
+    score_photo,
+    select_photo,
+    text_embeddings,
+    write_edit_summary,
+    write_select_summary,
 )
-from ovseg.remote import StageFolder, image_name, image_stem, list_image_urls, read_bytes
+from ovseg.remote import Folder, OutputFolder, StageFolder, image_name, image_stem, list_image_urls, read_bytes
 from ovseg.store import MaskProposals
 from ovseg.weights import CLIP, resolve_device
 
@@ -49,45 +61,39 @@ FORWARDED_ENV = ("OVSEG_", "FSSPEC_", "AWS_", "GOOGLE_", "HF_", "HUGGINGFACE_")
 RESULT_COLUMNS = ("stem", "key", "status", "error", "seconds", "sizes")
 
 
-def run_ray(settings: Settings, cache: str, output: Path, visualize: bool) -> list[StageReport]:
-    """Masks and embed as Ray Data jobs, then (local cache) score, select and edit here.
+def run_ray(settings: Settings, cache: str, output: str, visualize: bool) -> list[StageReport]:
+    """Every stage as a Ray Data job, one after the other; cache and output may be buckets.
 
     Local paths are made absolute: actors run in their own working folders (and, on a
-    cluster, on other machines, where the cache must be a shared folder or a bucket).
+    cluster, on other machines, where cache and output must be shared folders or buckets).
     """
     connect(settings.engine)
-    if not is_url(cache):
-        cache = str(Path(cache).resolve())
-    if not is_url(settings.images):
-        settings = dataclasses.replace(settings, images=str(Path(settings.images).resolve()))
-    reports = [ray_masks(settings, cache), ray_embed(settings, cache)]
-    record_locally(cache, output)
-    if is_url(cache):
-        print(
-            f"ovseg: masks and CLIP features are in {cache}; score/select/edit read a local cache: "
-            f"sync it down (e.g. `aws s3 sync {cache} cache`) and run `ovseg run` there",
-            file=sys.stderr,
-        )
-        return reports
-    paths = Paths(cache=Path(cache), output=output)
-    return [
-        *reports,
-        run_score(settings, paths),
-        run_select(settings, paths, visualize=visualize, prune=False),
-        run_edit(settings, paths, prune=False),
-    ]
+    cache, output = _absolute(cache), _absolute(output)
+    settings = dataclasses.replace(settings, images=_absolute(settings.images))
+    reports = [ray_masks(settings, cache), ray_embed(settings, cache), ray_score(settings, cache)]
+    select, records = ray_select(settings, cache, output, visualize)
+    reports += [select, ray_edit(settings, cache, output, records)]
+    record_run(cache, output, reports)
+    return reports
 
 
-def record_locally(cache: str, output: Path) -> None:
-    """Copy the model stages' manifests (keys per image, errors, the run's summary) to ``<output>/ray/``.
+def _absolute(location: str) -> str:
+    return location if is_url(location) else str(Path(location).resolve())
 
-    With a bucket cache these small files are what a DVC stage that submits the cluster run
-    can track as its outputs: they change exactly when some image's content key changes.
+
+def record_run(cache: str, output: str, reports: list[StageReport]) -> None:
+    """The run's records in ``<output>/ray/``: each cache stage's manifest, and ``run.json`` (every stage's numbers).
+
+    They are small and change exactly when some photo's content key or result changes: what
+    a DVC stage that submits the cluster run tracks (``ovseg sync <output>/ray data/output/ray``
+    brings them next to the DVC project when the output is a bucket).
     """
-    for stage in ("masks", "embeddings"):
+    records = Folder(f"{output}/ray")
+    for stage in ("masks", "embeddings", "scores"):
         manifest = StageFolder(cache, stage).read_json()
         if manifest is not None:
-            write_json(Path(output) / "ray" / f"{stage}.json", manifest)
+            records.write_json(manifest, f"{stage}.json")
+    records.write_json({report.stage: report.record("ray") for report in reports}, "run.json")
 
 
 def connect(engine: EngineSettings) -> None:
@@ -252,7 +258,7 @@ def ray_masks(settings: Settings, cache: str) -> StageReport:
         else:
             queued.add(row["key"])
             todo.append({k: row[k] for k in ("image", "stem", "sha256", "key")})
-    _run_actors(MasksWorker, todo, settings, cache, (entries, errors, report))
+    _run_actors(MasksWorker, todo, settings, {"cache": cache}, (entries, errors, report))
     if errors and settings.strict:  # photos that could not be decoded are only known once actors read them
         raise OvsegError(next(iter(errors.values())))
     report.skipped = sorted(errors)
@@ -261,22 +267,23 @@ def ray_masks(settings: Settings, cache: str) -> StageReport:
         raise OvsegError(f"none of the {len(images)} images could be read (first: {first})")
     report.seconds = time.perf_counter() - started
     failed = {keys[name]: reason for name, reason in errors.items() if name in keys}
-    run = _run_record(report, len(images))
+    run = report.record("ray")
     folder.write_json({"skipped": errors, "failed": failed, "images": entries, "run": run})
     return report
 
 
-def _run_actors(worker: type, todo: list[dict], settings: Settings, cache: str, into: tuple) -> None:
-    """One Ray Data job: ``todo`` rows through an actor pool of ``worker``; results collected ``into``."""
+def _run_actors(worker: type, todo: list[dict], settings: Settings, location: dict[str, str], into: tuple) -> None:
+    """One Ray Data job: ``todo`` rows through an actor pool of ``worker``; results collected ``into``.
+
+    ``location`` is where the worker reads and writes (``{"cache": ...}`` or ``{"output": ...}``).
+    """
     import ray
 
     if not todo:
         return
     results = (
         ray.data.from_items(todo)
-        .map_batches(
-            worker, fn_constructor_kwargs={"settings": settings, "cache": cache}, **_actor_args(settings.engine)
-        )
+        .map_batches(worker, fn_constructor_kwargs={"settings": settings, **location}, **_actor_args(settings.engine))
         .take_all()
     )
     for result in results:
@@ -295,20 +302,6 @@ def _collect(result: dict[str, Any], entries: dict, errors: dict, report: StageR
     sizes = [int(v) for v in result["sizes"]]
     if any(sizes):
         entries[stem]["original_size"], entries[stem]["working_size"] = sizes[:2], sizes[2:]
-
-
-def _run_record(report: StageReport, images: int) -> dict[str, Any]:
-    """The stage's summary line as data: images, computed, reused, errors, images/s."""
-    seconds = report.seconds or 0.0
-    return {
-        "engine": "ray",
-        "images": images,
-        "computed": len(report.computed),
-        "reused": len(report.reused),
-        "errors": len(report.skipped),
-        "seconds": round(seconds, 3),
-        "images_per_s": round(len(report.computed) / seconds, 4) if seconds and report.computed else None,
-    }
 
 
 # --- embed ----------------------------------------------------------------------------------
@@ -355,8 +348,171 @@ def ray_embed(settings: Settings, cache: str) -> StageReport:
         else:
             queued.add(entry["embeddings"])
             todo.append({"image": entry["image"], "stem": stem, "masks": entry["masks"], "key": entry["embeddings"]})
-    _run_actors(EmbedWorker, todo, settings, cache, (entries, errors, report))
+    _run_actors(EmbedWorker, todo, settings, {"cache": cache}, (entries, errors, report))
     report.seconds = time.perf_counter() - started
     report.skipped = sorted(set(errors) - set(masks.get("skipped", {})))
-    folder.write_json({"images": entries, "run": _run_record(report, len(entries))})
+    folder.write_json({"images": entries, "run": report.record("ray")})
     return report
+
+
+# --- score and select: plain tasks, no model ------------------------------------------------
+
+
+def _tasks(rows: list[dict], fn, **kwargs) -> list[dict[str, Any]]:
+    """One Ray Data job of plain tasks (no actor, no model): ``fn`` over ``rows`` in small batches."""
+    import ray
+
+    if not rows:
+        return []
+    return (
+        ray.data.from_items(rows)
+        .map_batches(fn, fn_kwargs=kwargs, batch_size=8, runtime_env={"env_vars": forwarded_env()})
+        .take_all()
+    )
+
+
+def _manifest(cache: str, stage: str, before: str) -> dict[str, Any]:
+    manifest = StageFolder(cache, stage).read_json()
+    if manifest is None:
+        raise OvsegError(f"{cache}/{stage}/manifest.json not found: run the {before} stage first")
+    return manifest
+
+
+def ray_score(settings: Settings, cache: str) -> StageReport:
+    """The score stage as one Ray Data job: texts encoded once here, each photo scored by a task."""
+    started = time.perf_counter()
+    report = StageReport("score")
+    entries = _manifest(cache, "embeddings", "embed")["images"]
+    folder = StageFolder(cache, "scores")
+    done, queued, todo = folder.done_keys(), set(), []
+    for stem, entry in entries.items():
+        entry["scores"], entry["prompt"] = (
+            score_key(settings, entry["embeddings"], settings.prompt),
+            settings.prompt.strip(),
+        )
+        if entry["scores"] in done or entry["scores"] in queued:
+            report.reused.append(stem)
+        else:
+            queued.add(entry["scores"])
+            todo.append({"stem": stem, "embeddings": entry["embeddings"], "key": entry["scores"]})
+    if todo:
+        texts = sorted(set(prompt_texts(settings, settings.prompt)))
+        vectors, temperature = text_embeddings(settings, cache, settings.embed.model, texts)
+        kwargs = {"settings": settings, "cache": cache, "vectors": vectors, "temperature": temperature}
+        report.computed = [row["stem"] for row in _tasks(todo, _score_batch, **kwargs)]
+    report.seconds = time.perf_counter() - started
+    folder.write_json({"prompt": settings.prompt, "images": entries, "run": report.record("ray")})
+    return report
+
+
+def _score_batch(batch: dict[str, Any], settings: Settings, cache: str, vectors: dict, temperature: float) -> dict:
+    folders = (StageFolder(cache, "embeddings"), StageFolder(cache, "scores"))
+    for embeddings, key in zip(batch["embeddings"], batch["key"], strict=True):
+        score_photo(settings, settings.prompt, folders, str(embeddings), str(key), vectors, temperature)
+    return {"stem": [str(stem) for stem in batch["stem"]]}
+
+
+def ray_select(
+    settings: Settings, cache: str, output: str, visualize: bool
+) -> tuple[StageReport, dict[str, dict[str, Any]]]:
+    """The select stage as one Ray Data job: each task writes a photo's selection folder (or finds it done).
+
+    Returns the report and every photo's selection record, from which ``summary.json`` and
+    the COCO ``annotations.json`` are written here (and the edit stage takes its masks).
+    """
+    started = time.perf_counter()
+    report = StageReport("select")
+    entries = _manifest(cache, "scores", "score")["images"]
+    rows = [{"stem": stem, "entry": json.dumps(entry)} for stem, entry in entries.items()]
+    kwargs = {"settings": settings, "cache": cache, "output": output, "visualize": visualize}
+    results = {row["stem"]: row for row in _tasks(rows, _select_batch, **kwargs)}
+    records = {}
+    for stem in entries:  # the manifest's order, as the local engine writes them
+        records[stem] = json.loads(results[stem]["record"])
+        (report.computed if results[stem]["computed"] else report.reused).append(stem)
+    skipped = (StageFolder(cache, "masks").read_json() or {}).get("skipped", {})
+    write_select_summary(settings, OutputFolder(f"{output}/segment"), records, skipped)
+    report.seconds = time.perf_counter() - started
+    return report, records
+
+
+def _select_batch(batch: dict[str, Any], settings: Settings, cache: str, output: str, visualize: bool) -> dict:
+    folders = (StageFolder(cache, "masks"), StageFolder(cache, "scores"))
+    out = OutputFolder(f"{output}/segment")
+    result: dict[str, list] = {"stem": [], "record": [], "computed": []}
+    for stem, entry in zip(batch["stem"], batch["entry"], strict=True):
+        record, computed = select_photo(settings, folders, out, str(stem), json.loads(str(entry)), visualize)
+        for name, value in (("stem", str(stem)), ("record", json.dumps(record)), ("computed", computed)):
+            result[name].append(value)
+    return result
+
+
+# --- edit: an actor pool around the painting model ------------------------------------------
+
+
+def ray_edit(settings: Settings, cache: str, output: str, records: dict[str, dict[str, Any]]) -> StageReport:
+    """The edit stage as one Ray Data job: photos whose edit is not done go to painting-model actors.
+
+    Which edits are done is read first by plain tasks (each photo's ``edit.json`` key), so a
+    rerun with nothing to do starts no actor and loads no model.
+    """
+    from ovseg.editing import painter_fingerprint, request_for
+
+    started = time.perf_counter()
+    report = StageReport("edit")
+    out = OutputFolder(f"{output}/edit")
+    entries = _manifest(cache, "scores", "score")["images"]
+    if settings.mode == "segment":
+        write_edit_summary(settings, out, [])
+        return report
+    request, fingerprint = request_for(settings), painter_fingerprint(settings.edit)
+    rows = []
+    for stem, entry in entries.items():
+        selection = {"key": records[stem]["key"], "merged": records[stem]["merged"]}
+        key = edit_key(settings, request, fingerprint, entry["sha256"], selection["key"])
+        rows.append({"image": entry["image"], "stem": stem, "key": key, "entry": json.dumps(entry)})
+        rows[-1]["selection"] = json.dumps(selection)
+    done = {row["stem"] for row in _tasks(rows, _edits_done, output=output) if row["done"]}
+    report.reused = [row["stem"] for row in rows if row["stem"] in done]
+    errors: dict[str, str] = {}
+    _run_actors(
+        EditWorker, [r for r in rows if r["stem"] not in done], settings, {"output": output}, (entries, errors, report)
+    )
+    report.skipped = sorted(errors)
+    write_edit_summary(settings, out, [stem for stem in entries if image_name(entries[stem]["image"]) not in errors])
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _edits_done(batch: dict[str, Any], output: str) -> dict[str, list]:
+    out = OutputFolder(f"{output}/edit")
+    done = []
+    for stem, key in zip(batch["stem"], batch["key"], strict=True):
+        previous = previous_record(out, f"{stem}/edit.json")
+        done.append(previous is not None and previous.get("key") == str(key))
+    return {"stem": [str(stem) for stem in batch["stem"]], "done": done}
+
+
+class EditWorker(_StageWorker):
+    """The edit stage's actor: loads the painting model once (SD on a GPU, or OpenCV), then edits each photo."""
+
+    def __init__(self, settings: Settings, output: str) -> None:
+        from ovseg.editing import load_painting_model, painter_for, request_for
+
+        _share_cpus(settings)
+        self.settings = settings
+        self.request = request_for(settings)
+        model = load_painting_model(settings.edit, resolve_device(settings.device))
+        self.painter = painter_for(model, settings.edit, self.request)
+        self.out = OutputFolder(f"{output}/edit")
+
+    def process(self, row: dict[str, str], photo) -> tuple[float, list[int] | None]:
+        started = time.perf_counter()
+        entry, selection = json.loads(row["entry"]), json.loads(row["selection"])
+        edit_photo(
+            self.settings, self.request, self.out, row["stem"], entry, selection, row["key"], photo, self._painter
+        )
+        return time.perf_counter() - started, None
+
+    def _painter(self):
+        return self.painter
