@@ -306,3 +306,16 @@ def test_ovseg_run_engine_ray_runs_every_stage_with_a_local_cache(photos, cluste
     assert recorded["run"]["computed"] == 4 and "corrupt.jpg" in recorded["skipped"]
     run = read_json(tmp_path / "data/output/ray/run.json")
     assert list(run) == ["masks", "embed", "score", "select", "edit"] and run["select"]["computed"] == 4
+
+
+def test_the_engine_benchmark_times_every_stage_and_the_engines_agree(photos, cluster):
+    """`ovseg benchmark-engines --all-stages`: a row per engine, each stage's seconds, one digest for all."""
+    from ovseg.benchmark_engines import run_engine_benchmark
+
+    settings = _settings(str(photos), mode="remove")
+    images = [photos / "chelsea.png", photos / "shapes.png"]
+    report = run_engine_benchmark(settings, images, workers=[1], cpus=2, log=lambda line: None, all_stages=True)
+    assert report["stages"] == "all" and report["same_stores"] is True
+    assert [row["variant"] for row in report["variants"]] == ["local", "ray x1"]
+    assert list(report["variants"][1]["stage_seconds"]) == ["masks", "embed", "score", "select", "edit"]
+    assert all(row["images_per_s"] > 0 for row in report["variants"])

@@ -1,9 +1,10 @@
-"""Masks-stage throughput per engine: the local engine and Ray Data with 1..N actors, side by side.
+"""Throughput per engine: the local engine and Ray Data with 1..N actors, side by side.
 
 Same photos, same settings, one run, each variant into a fresh cache (so every image is
-computed), model loading included: what a user sees from `ovseg run` with each engine. The
-stores the variants write are compared byte for byte, so the report also says whether the
-engines agree.
+computed), model loading included: what a user sees from `ovseg run` with each engine. By
+default the masks stage alone (the expensive one); with ``all_stages`` the whole run, masks
+to edit. What the variants write is compared byte for byte, so the report also says whether
+the engines agree.
 """
 
 from __future__ import annotations
@@ -20,24 +21,34 @@ from typing import Any
 from ovseg.config import Settings
 from ovseg.pipeline import Paths, run_masks
 
+# Files that name the run's folders or times, not its results: left out of the digest.
+NOT_RESULTS = {"manifest.json", "summary.json", "edit.json"}
 
-def _digest(folder: Path) -> str:
-    """One hash over every store file (not markers, not the manifest) of a masks folder."""
+
+def _digest(*folders: Path) -> str:
+    """One hash over every store and result file (not markers, manifests, timings) under ``folders``."""
     digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix != ".done" and path.name != "manifest.json":
-            digest.update(str(path.relative_to(folder)).encode())
-            digest.update(path.read_bytes())
+    for folder in folders:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.suffix != ".done" and path.name not in NOT_RESULTS:
+                digest.update(str(path.relative_to(folder)).encode())
+                digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
 def run_engine_benchmark(
-    settings: Settings, images: list[Path], workers: list[int], cpus: int, log: Callable[[str], None] = print
+    settings: Settings,
+    images: list[Path],
+    workers: list[int],
+    cpus: int,
+    log: Callable[[str], None] = print,
+    all_stages: bool = False,
 ) -> dict[str, Any]:
-    """Images/s of the masks stage for the local engine and for Ray with each actor count in ``workers``."""
+    """Images/s of the masks stage (or of every stage) for the local engine and Ray with each count in ``workers``."""
     import ray
 
-    from ovseg.engines.ray_data import ray_masks
+    from ovseg.engines.local import run_local
+    from ovseg.engines.ray_data import ray_masks, run_ray
 
     folder = Path(tempfile.mkdtemp(prefix="ovseg-engines-"))
     for image in images:  # one folder of the chosen photos, as a user would point --images at
@@ -45,38 +56,51 @@ def run_engine_benchmark(
     settings = replace(settings, images=str(folder))
     rows = []
 
-    def record(label: str, engine: str, actors: int, seconds: float, cache: Path) -> None:
+    def record(label: str, engine: str, actors: int, seconds: float, root: Path, reports) -> None:
         row = {
             "variant": label,
             "engine": engine,
             "actors": actors,
             "seconds": round(seconds, 2),
             "images_per_s": round(len(images) / seconds, 4),
-            "stores_digest": _digest(cache / "masks"),
+            "stores_digest": _digest(root / "cache" / "masks", *(root / "output" / stage for stage in results)),
+            "stage_seconds": {r.stage: round(r.seconds, 2) for r in reports if r.seconds is not None},
         }
         rows.append(row)
         log(f"{label}: {seconds:.1f} s, {row['images_per_s']:.3f} images/s")
 
-    cache = Path(tempfile.mkdtemp(prefix="ovseg-local-"))
-    started = time.perf_counter()
-    run_masks(settings, sorted(folder.iterdir()), Paths(cache=cache))
-    record("local", "local", 1, time.perf_counter() - started, cache)
+    results = ("segment", "edit") if all_stages else ()
 
-    ray.init(num_cpus=cpus, num_gpus=0, include_dashboard=False, logging_level="warning")
+    def run(label: str, engine: str, actors: int, settings: Settings) -> None:
+        root = Path(tempfile.mkdtemp(prefix=f"ovseg-{label.replace(' ', '')}-"))
+        cache, output = str(root / "cache"), str(root / "output")
+        started = time.perf_counter()
+        if all_stages:
+            reports = (run_local if engine == "local" else run_ray)(settings, cache, output, True)
+        elif engine == "local":
+            reports = [run_masks(settings, sorted(folder.iterdir()), Paths(cache=Path(cache)))]
+        else:
+            reports = [ray_masks(settings, cache)]
+        record(label, engine, actors, time.perf_counter() - started, root, reports)
+
+    run("local", "local", 1, settings)
+
+    started_here = not ray.is_initialized()  # a cluster already joined (a test's) is used as it is
+    if started_here:
+        ray.init(num_cpus=cpus, num_gpus=0, include_dashboard=False, logging_level="warning")
     try:
         for count in workers:
             engine = replace(settings.engine, kind="ray", concurrency=count, num_cpus=cpus / count, batch_size=1)
-            cache = Path(tempfile.mkdtemp(prefix=f"ovseg-ray{count}-"))
-            started = time.perf_counter()
-            ray_masks(replace(settings, engine=engine), str(cache))
-            record(f"ray x{count}", "ray", count, time.perf_counter() - started, cache)
+            run(f"ray x{count}", "ray", count, replace(settings, engine=engine))
     finally:
-        ray.shutdown()
+        if started_here:
+            ray.shutdown()
     local = rows[0]["images_per_s"]
     for row in rows:
         row["throughput_vs_local"] = round(row["images_per_s"] / local, 3)
     return {
         "images": len(images),
+        "stages": "all" if all_stages else "masks",
         "model": settings.masks.model,
         "sampling": settings.masks.sampling,
         "max_prompts": settings.masks.max_prompts,

@@ -557,27 +557,32 @@ def benchmark_engines(
     cpus: int = typer.Option(2, "--cpus", help="CPUs of the local Ray cluster (shared by its actors)."),
     config: str = typer.Option("cpu", "--config", "-c", help="Preset whose masks settings are used."),
     sets: list[str] = typer.Option([], "--set", help="Override a setting, e.g. --set masks.max_prompts=16."),
+    all_stages: bool = typer.Option(
+        False, "--all-stages", help="Time the whole run (masks to edit; --set mode=remove), not the masks stage."
+    ),
     out: Path = typer.Option(Path("benchmarks/engines.json"), "--out"),
 ) -> None:
-    """Masks-stage images/s: the local engine and Ray Data with 1, 2, ... actors, side by side in one run."""
+    """Images/s of the masks stage (or every stage): local engine and Ray Data with 1, 2, ... actors, side by side."""
     from ovseg.benchmark_engines import run_engine_benchmark
     from ovseg.config import apply_overrides, settings_from_params
     from ovseg.fileio import list_images, write_json
 
     try:
-        settings = settings_from_params(apply_overrides({"preset": config, "prompt": "-", "device": "cpu"}, sets))
+        base = {"preset": config, "prompt": "the road" if all_stages else "-", "device": "cpu"}
+        settings = settings_from_params(apply_overrides(base, sets))
         folder = dataset / "JPEGImages" if (dataset / "JPEGImages").is_dir() else dataset
         images = list_images(folder)[:limit]
         if limit < 1 or not workers or min(workers) < 1:
             raise OvsegError("--limit and every --workers must be at least 1")
-        report = run_engine_benchmark(settings, images, workers, cpus, log=console.print)
+        report = run_engine_benchmark(settings, images, workers, cpus, log=console.print, all_stages=all_stages)
     except OvsegError as exc:
         _fail(exc)
     except ImportError as exc:
         _fail(OvsegError(f'the engine benchmark needs the ray extra ({exc.name} is missing): pip install -e ".[ray]"'))
     write_json(out, report)
+    what = "every stage" if all_stages else "masks stage"
     table = Table(
-        title=f"masks stage, {report['images']} photos, {report['model']} ({report['sampling']}), {report['cpus']} CPUs"
+        title=f"{what}, {report['images']} photos, {report['model']} ({report['sampling']}), {report['cpus']} CPUs"
     )
     for column in ("engine", "seconds", "images/s", "throughput vs local"):
         table.add_column(column, justify="left" if column == "engine" else "right")
