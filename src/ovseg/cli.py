@@ -198,7 +198,8 @@ def _run_dvc(params: Path, changes: dict[str, Any]) -> None:
 
 def _run_in_process(settings, cache: str, output: str, visualize: bool) -> None:
     from ovseg.engines import run_pipeline
-    from ovseg.remote import OutputFolder, StageFolder, image_name, image_stem, list_image_urls
+    from ovseg.pipeline import skipped_images
+    from ovseg.remote import OutputFolder, image_name, image_stem, list_image_urls
 
     reports = run_pipeline(settings, cache, output, visualize)
     for report in reports:
@@ -212,7 +213,7 @@ def _run_in_process(settings, cache: str, output: str, visualize: bool) -> None:
     table.add_column("selected", justify="right")
     table.add_column("top score", justify="right")
     table.add_column("result")
-    skipped = (StageFolder(cache, "masks").read_json() or {}).get("skipped", {})
+    skipped = skipped_images(cache)
     summary = (segment.read_json("summary.json") or {}).get("images", {})
     images = list_image_urls(settings.images)
     for image in images:

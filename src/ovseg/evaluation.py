@@ -299,7 +299,7 @@ def evaluate(
     paths = Paths(cache=cache, output=cache / "output")
     run_masks(settings, [s.image for s in samples], paths)
     proposal_metrics, regions = evaluate_proposals(samples, paths)
-    skipped = skipped_images(paths)
+    skipped = skipped_images(paths.cache)
     if proposals_only:
         return {"proposals": proposal_metrics, "images": len(samples) - len(skipped), "skipped": skipped}, [], regions
     run_embed(settings, paths)

@@ -35,7 +35,6 @@ from ovseg.fileio import (
     list_images,
     load_image,
     mask_image,
-    read_json,
     save_png,
     sha256_file,
     working_image,
@@ -44,7 +43,6 @@ from ovseg.fileio import (
 from ovseg.remote import OutputFolder, StageFolder
 from ovseg.selection import Selection, select_masks
 from ovseg.store import (
-    MANIFEST,
     MaskProposals,
     is_complete,
     load_manifest,
@@ -523,7 +521,7 @@ def run_select(settings: Settings, paths: Paths, visualize: bool = True, prune: 
         (report.computed if computed else report.reused).append(stem)
     if prune:
         _remove_stale(paths.segment, set(entries))
-    write_select_summary(settings, out, records, skipped_images(paths))
+    write_select_summary(settings, out, records, skipped_images(paths.cache))
     return report
 
 
@@ -568,10 +566,9 @@ def write_select_summary(
     out.write_json(annotations, "annotations.json")
 
 
-def skipped_images(paths: Paths) -> dict[str, str]:
-    """File name -> reason, for the files the masks stage could not read in its latest run."""
-    manifest = paths.masks / MANIFEST
-    return read_json(manifest).get("skipped", {}) if manifest.is_file() else {}
+def skipped_images(cache: str | Path) -> dict[str, str]:
+    """File name -> reason, for the files the masks stage could not read in its latest run (cache: folder or URL)."""
+    return (StageFolder(str(cache), "masks").read_json() or {}).get("skipped", {})
 
 
 def write_selection(

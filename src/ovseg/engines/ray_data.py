@@ -48,6 +48,7 @@ from ovseg.pipeline import (
     score_key,
     score_photo,
     select_photo,
+    skipped_images,
     text_embeddings,
     write_edit_summary,
     write_select_summary,
@@ -386,10 +387,8 @@ def ray_score(settings: Settings, cache: str) -> StageReport:
     folder = StageFolder(cache, "scores")
     done, queued, todo = folder.done_keys(), set(), []
     for stem, entry in entries.items():
-        entry["scores"], entry["prompt"] = (
-            score_key(settings, entry["embeddings"], settings.prompt),
-            settings.prompt.strip(),
-        )
+        entry["scores"] = score_key(settings, entry["embeddings"], settings.prompt)
+        entry["prompt"] = settings.prompt.strip()
         if entry["scores"] in done or entry["scores"] in queued:
             report.reused.append(stem)
         else:
@@ -430,8 +429,7 @@ def ray_select(
     for stem in entries:  # the manifest's order, as the local engine writes them
         records[stem] = json.loads(results[stem]["record"])
         (report.computed if results[stem]["computed"] else report.reused).append(stem)
-    skipped = (StageFolder(cache, "masks").read_json() or {}).get("skipped", {})
-    write_select_summary(settings, OutputFolder(f"{output}/segment"), records, skipped)
+    write_select_summary(settings, OutputFolder(f"{output}/segment"), records, skipped_images(cache))
     report.seconds = time.perf_counter() - started
     return report, records
 
@@ -479,7 +477,7 @@ def ray_edit(settings: Settings, cache: str, output: str, records: dict[str, dic
         EditWorker, [r for r in rows if r["stem"] not in done], settings, {"output": output}, (entries, errors, report)
     )
     report.skipped = sorted(errors)
-    write_edit_summary(settings, out, [stem for stem in entries if image_name(entries[stem]["image"]) not in errors])
+    write_edit_summary(settings, out, list(entries))  # a photo that failed here left ``entries``
     report.seconds = time.perf_counter() - started
     return report
 
