@@ -127,3 +127,29 @@ def test_a_folder_with_bad_files_completes_and_strict_stops(workspace: Path) -> 
         "run", "--images", "data/images", "--prompt", "the cat", "--config", "tiny", "--strict", cwd=workspace
     )
     assert strict.returncode == 2 and "Traceback" not in strict.stderr and "cannot read image" in strict.stderr
+
+
+def test_sync_copies_what_is_missing_or_changed_and_markers_last(tmp_path: Path) -> None:
+    """`ovseg sync`: stores by name and size, results by content (a new prompt can keep a file's size)."""
+    from ovseg.remote import _sync_order, sync_folder
+
+    source, target = tmp_path / "run", tmp_path / "copy"
+    key = "7e07fc1432cf3b307aca161c"
+    files = {
+        f"cache/masks/{key}.zarr/zarr.json": b"{}",
+        f"cache/masks/{key}.done": b'{"key": "k"}',
+        "out/segment/cat/mask.png": b"png1",
+        "out/segment/cat/selection.json": b'{"key": "aaaa", "prompt": "cat"}',
+    }
+    for name, data in files.items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes(data)
+    ordered = sorted(files, key=_sync_order)
+    assert ordered[-1].endswith(".done") and ordered[-2].endswith("selection.json")  # data first, markers last
+    result = ovseg("sync", str(source), str(target), cwd=tmp_path)
+    assert result.returncode == 0 and "copied 4 files, 0 already there" in result.stdout, result.stderr
+    assert all((target / name).read_bytes() == data for name, data in files.items())
+    # The same prompt's length, another prompt: same sizes, new bytes; the result is copied, the store is not read.
+    (source / "out/segment/cat/selection.json").write_bytes(b'{"key": "bbbb", "prompt": "dog"}')
+    assert sync_folder(str(source), str(target)) == (1, 3)
+    assert read_json(target / "out/segment/cat/selection.json")["prompt"] == "dog"

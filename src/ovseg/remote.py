@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -213,11 +214,13 @@ class OutputFolder(Folder):
 
 
 def sync_folder(source: str, target: str) -> tuple[int, int]:
-    """Copy every file under ``source`` to ``target`` (paths or URLs) whose size differs or is missing there.
+    """Copy every file under ``source`` to ``target`` (paths or URLs) that is missing or different there.
 
     For taking a bucket cache or a cluster run's results to a laptop (and back) without
-    another tool: stores are content-keyed, so a file of the same name and size is the same
-    file. Returns (files copied, files already there).
+    another tool. A file of a content-keyed store (``<key>.zarr/...``, ``<key>.done``,
+    ``<key>.candidates.png``) with the same name and size is the same file, so a synced cache
+    costs one listing per side; any other file (results, manifests: same name, new content
+    after a new prompt) is the same only when its bytes are. Returns (copied, already there).
     """
     import fsspec
 
@@ -232,13 +235,28 @@ def sync_folder(source: str, target: str) -> tuple[int, int]:
 
     files = sorted(_find(src_fs, src_root).items(), key=lambda item: _sync_order(item[0]))
     for name, info in tqdm(files, desc=f"sync {source}", unit="file", disable=len(files) < 50):
+        data = None
         if there.get(name) == info.get("size"):
-            kept += 1
-            continue
+            if _content_keyed(name):
+                kept += 1
+                continue
+            data = src_fs.cat_file(f"{src_root}/{name}")
+            if dst_fs.cat_file(f"{dst_root}/{name}") == data:
+                kept += 1
+                continue
         dst_fs.makedirs(str(PurePosixPath(f"{dst_root}/{name}").parent), exist_ok=True)
-        dst_fs.pipe_file(f"{dst_root}/{name}", src_fs.cat_file(f"{src_root}/{name}"))
+        dst_fs.pipe_file(f"{dst_root}/{name}", data if data is not None else src_fs.cat_file(f"{src_root}/{name}"))
         copied += 1
     return copied, kept
+
+
+# A cache store's name: a hex content key, then what part of the store it is.
+_KEYED = re.compile(r"^[0-9a-f]{16,}(\.zarr|\.candidates\.png|" + re.escape(DONE_SUFFIX) + ")$")
+
+
+def _content_keyed(name: str) -> bool:
+    """Whether ``name`` lies in a content-keyed store, whose bytes its name fixes."""
+    return any(_KEYED.match(part) for part in PurePosixPath(name).parts)
 
 
 def _sync_order(name: str) -> tuple[int, str]:
