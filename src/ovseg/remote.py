@@ -222,10 +222,7 @@ def sync_folder(source: str, target: str) -> tuple[int, int]:
     costs one listing per side; any other file (results, manifests: same name, new content
     after a new prompt) is the same only when its bytes are. Returns (copied, already there).
     """
-    import fsspec
-
-    src_fs, src_root = _fs(source) if is_url(source) else (fsspec.filesystem("file"), str(Path(source).resolve()))
-    dst_fs, dst_root = _fs(target) if is_url(target) else (fsspec.filesystem("file"), str(Path(target).resolve()))
+    (src_fs, src_root), (dst_fs, dst_root) = _fs(source), _fs(target)  # local paths: absolute
     src_root, dst_root = src_root.rstrip("/"), dst_root.rstrip("/")
     if not src_fs.isdir(src_root):
         raise OvsegError(f"nothing to sync: {source} is not a folder")
