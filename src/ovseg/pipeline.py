@@ -479,9 +479,20 @@ def run_score(settings: Settings, paths: Paths) -> StageReport:
 
 def select_for(settings: Settings, paths: Paths, entry: dict[str, Any]) -> tuple[Selection, MaskProposals, np.ndarray]:
     """Selection for one image entry; also returns the candidates and all scores."""
-    proposals, _ = MaskProposals.load(_store(paths.masks, entry["masks"]))
-    scores = read_arrays(_store(paths.scores, entry["scores"]), ["score"])[0]["score"]
+    folders = (StageFolder(str(paths.cache), "masks"), StageFolder(str(paths.cache), "scores"))
+    proposals, scores = scored_candidates(folders, entry)
     return select_masks(scores, proposals.masks, settings.select), proposals, scores
+
+
+def scored_candidates(
+    folders: tuple[StageFolder, StageFolder], entry: dict[str, Any]
+) -> tuple[MaskProposals, np.ndarray]:
+    """One photo's mask candidates and their scores, from the cache's masks and scores folders (path or URL)."""
+    masks, scores = folders
+    with tempfile.TemporaryDirectory(prefix="ovseg-select-") as scratch:
+        proposals, _ = MaskProposals.load(masks.fetch_store(entry["masks"], Path(scratch)))
+        score = read_arrays(scores.fetch_store(entry["scores"], Path(scratch)), ["score"])[0]["score"]
+    return proposals, score
 
 
 def box_xywh(mask: np.ndarray) -> list[int]:
@@ -542,10 +553,7 @@ def select_photo(
     previous = previous_record(out, f"{stem}/selection.json")
     if previous is not None and previous.get("key") == key:
         return previous, False
-    masks, scores = folders
-    with tempfile.TemporaryDirectory(prefix="ovseg-select-") as scratch:
-        proposals, _ = MaskProposals.load(masks.fetch_store(entry["masks"], Path(scratch)))
-        score = read_arrays(scores.fetch_store(entry["scores"], Path(scratch)), ["score"])[0]["score"]
+    proposals, score = scored_candidates(folders, entry)
     return write_selection(settings, out, stem, entry, key, visualize, proposals, score), True
 
 
