@@ -13,24 +13,24 @@ from pathlib import Path
 
 import _ovseg_env  # noqa: F401  (must come first: a clear error outside the venv)
 
-from ovseg.evaluation import describe_proposals, evaluate, read_dataset, write_reports
-from ovseg.pipeline import StageReport
-from ovseg.stage_runner import run_stage
+from ovseg.datasets import read_dataset
+from ovseg.evaluation import describe_proposals, evaluate, write_reports
+from ovseg.stage_runner import run_job
 
 
-def main(settings, paths) -> StageReport:
-    dataset = Path(settings.raw.get("eval_dataset") or "data/eval")
-    only = bool(settings.raw.get("eval_proposals_only"))
-    metrics, pairs, regions = evaluate(settings, read_dataset(dataset), paths.cache / "eval", proposals_only=only)
+def main(settings, params: dict) -> str:
+    dataset = Path(params.get("eval_dataset") or "data/eval")
+    only = bool(params.get("eval_proposals_only"))
+    metrics, pairs, regions = evaluate(settings, read_dataset(dataset), Path("cache/eval"), proposals_only=only)
     write_reports(metrics, pairs, regions, Path("metrics"), f"{dataset} — preset {settings.preset}")
-    print(describe_proposals(metrics["proposals"]))
+    lines = [describe_proposals(metrics["proposals"])]
     if pairs:
-        print(
+        lines.append(
             f"evaluate: mIoU {metrics['miou']:.4f}, top-1 precision {metrics['top1_precision']:.4f}, "
             f"recall {metrics['top1_recall']:.4f} over {metrics['pairs']} pairs"
         )
-    return StageReport("evaluate", computed=[f"{p.image}:{p.prompt}" for p in pairs] or [r.image for r in regions])
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    run_stage("evaluate", main)
+    run_job("evaluate", main)

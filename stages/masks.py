@@ -7,8 +7,7 @@ manifest.json.
 
 import _ovseg_env  # noqa: F401  (must come first: a clear error outside the venv)
 
-from ovseg.pipeline import images_for, run_masks
 from ovseg.stage_runner import run_stage
 
 if __name__ == "__main__":
-    run_stage("masks", lambda settings, paths: run_masks(settings, images_for(settings), paths))
+    run_stage("masks")

@@ -1,4 +1,5 @@
-"""DVC stage `select`: top-K candidates merged into one region per image.
+"""DVC stage `select` (named topk.py: a stages/select.py would hide Python's own `select` module from the
+script): top-K candidates merged into one region per image.
 
 Reads: cache/scores, cache/masks, params preset + select. Writes per image under
 data/output/segment/<name>/: mask.png, overlay.png, selection.json (COCO RLE, scores,
@@ -7,8 +8,7 @@ boxes), selection.zarr; and summary.json.
 
 import _ovseg_env  # noqa: F401  (must come first: a clear error outside the venv)
 
-from ovseg.pipeline import run_select
 from ovseg.stage_runner import run_stage
 
 if __name__ == "__main__":
-    run_stage("select", run_select)
+    run_stage("select")

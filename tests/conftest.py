@@ -7,10 +7,13 @@ loads them through the same functions users run (``build_sam2``,
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,16 +55,74 @@ def synthetic_photo(width: int = 160, height: int = 120, seed: int = 1) -> Image
     return Image.fromarray(np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8))
 
 
-def segment_all(settings, paths, prune: bool = True) -> list:
-    """The DAG up to the selection, as `dvc repro select` runs it; returns each stage's report."""
-    from ovseg.pipeline import images_for, run_embed, run_masks, run_score, run_select
+@dataclass(frozen=True)
+class Layout:
+    """Where a run's artifacts are (the cache's stage folders, the result folders), for tests to look at."""
 
-    return [
-        run_masks(settings, images_for(settings), paths),
-        run_embed(settings, paths),
-        run_score(settings, paths),
-        run_select(settings, paths, prune=prune),
-    ]
+    cache: Path = Path("cache")
+    output: Path = Path("data/output")
+
+    def __getattr__(self, name: str) -> Path:
+        stages = {"masks": "masks", "embeddings": "embeddings", "scores": "scores", "text": "text"}
+        if name in stages:
+            return self.cache / stages[name]
+        if name in ("segment", "edit"):
+            return self.output / name
+        raise AttributeError(name)
+
+
+def load_run(
+    params: str | Path = "params.yaml",
+    *,
+    cache: Path | str = "cache",
+    output: Path | str = "data/output",
+    prune: bool = True,
+    **request: object,
+):
+    """The run params.yaml describes (a DVC stage's), with request fields changed (``prompt=...``)."""
+    from ovseg.config import load_params, settings_from_params
+    from ovseg.pipeline import new_run
+    from ovseg.request import request_from_params
+
+    values = load_params(params)
+    base = request_from_params(values)
+    return new_run(
+        settings_from_params(values), dataclasses.replace(base, **request), cache=str(cache), output=str(output),
+        prune=prune,
+    )  # fmt: skip
+
+
+def with_request(run, **changes):
+    """The same run asking something else (another prompt, mode, photo)."""
+    return dataclasses.replace(run, request=dataclasses.replace(run.request, **changes))
+
+
+def with_settings(run, section: str, **changes):
+    """The same run with some settings of one section changed."""
+    settings = run.settings
+    return dataclasses.replace(
+        run,
+        settings=dataclasses.replace(settings, **{section: dataclasses.replace(getattr(settings, section), **changes)}),
+    )
+
+
+def stages(run, *names: str) -> list:
+    """Stages of the DAG by name on the local engine, as `dvc repro` runs them; each stage's report."""
+    from ovseg.engines.local import LocalEngine
+    from ovseg.pipeline import stage_named
+    from ovseg.pipeline.common import run_stages
+
+    return run_stages(run, LocalEngine(), [stage_named(name) for name in names])
+
+
+def segment_all(run) -> list:
+    """The DAG up to the selection, as `dvc repro select` runs it; returns each stage's report."""
+    return stages(run, "masks", "embed", "score", "select")
+
+
+def manifest(folder: Path) -> dict:
+    """A stage folder's manifest entries (photo stem -> keys)."""
+    return json.loads((Path(folder) / "manifest.json").read_text())["images"]
 
 
 def write_params(folder: Path, **changes: object) -> Path:

@@ -9,13 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import segment_all
+from conftest import Layout, load_run, manifest, segment_all, with_request
 
 from ovseg.cache_gc import TEMP_GRACE_SECONDS, collect_garbage
-from ovseg.config import load_settings
-from ovseg.fileio import read_json
-from ovseg.pipeline import Paths
-from ovseg.store import load_manifest
+from ovseg.locations import read_json
 
 
 def _stores(folder: Path) -> set[str]:
@@ -23,18 +20,18 @@ def _stores(folder: Path) -> set[str]:
 
 
 def test_gc_keeps_what_results_use_and_drops_the_rest(workspace: Path) -> None:
-    settings, paths = load_settings(), Paths()
-    segment_all(settings, paths)
-    old_scores = {e["scores"] for e in load_manifest(paths.scores).values()}
-    red = dataclasses.replace(settings, prompt="a red disc")
-    segment_all(red, paths)
-    red_chelsea = load_manifest(paths.scores)["chelsea"]
+    run, paths = load_run(), Layout()
+    segment_all(run)
+    old_scores = {e["scores"] for e in manifest(paths.scores).values()}
+    red = with_request(run, prompt="a red disc")
+    segment_all(red)
+    red_chelsea = manifest(paths.scores)["chelsea"]
     # Like `ovseg run --image shapes.png`: the manifests now name one photo only, chelsea's
     # selection (made with "a red disc") stays on disk and must keep its inputs alive.
-    alone = dataclasses.replace(settings, images="data/images/shapes.png", prompt="a blue box")
-    segment_all(alone, paths, prune=False)
-    assert set(load_manifest(paths.masks)) == {"shapes"}
-    blue = load_manifest(paths.scores)["shapes"]["scores"]
+    alone = dataclasses.replace(with_request(run, images="data/images/shapes.png", prompt="a blue box"), prune=False)
+    segment_all(alone)
+    assert set(manifest(paths.masks)) == {"shapes"}
+    blue = manifest(paths.scores)["shapes"]["scores"]
     assert read_json(paths.segment / "chelsea/selection.json")["artifacts"]["scores"] == red_chelsea["scores"]
 
     old_temp = paths.masks / ".abc.zarr.x1.tmp"
@@ -59,7 +56,7 @@ def test_gc_keeps_what_results_use_and_drops_the_rest(workspace: Path) -> None:
     assert (paths.masks / f"{red_chelsea['masks']}.candidates.png").is_file()
 
     # Nothing in use was lost: the whole batch again reuses every mask and feature.
-    again = segment_all(red, paths)
+    again = segment_all(red)
     assert again[0].computed == [] and again[1].computed == [] and again[2].computed == ["shapes"]
     # ... and the "a blue box" scores of shapes are what is unused now.
     # (its completion marker goes first, so a gc that stops half-way never leaves a marker without a store)
@@ -68,9 +65,9 @@ def test_gc_keeps_what_results_use_and_drops_the_rest(workspace: Path) -> None:
 
 
 def test_gc_command(workspace: Path) -> None:
-    settings, paths = load_settings(), Paths()
-    segment_all(settings, paths)
-    segment_all(dataclasses.replace(settings, prompt="a red disc"), paths)
+    run, paths = load_run(), Layout()
+    segment_all(run)
+    segment_all(with_request(run, prompt="a red disc"))
     result = subprocess.run(
         [sys.executable, "-m", "ovseg.cli", "cache", "gc"], cwd=workspace, capture_output=True, text=True
     )

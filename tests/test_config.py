@@ -10,15 +10,15 @@ from ovseg.errors import OvsegError
 
 def test_presets_resolve_and_differ() -> None:
     assert {"fast", "balanced", "quality", "tiny"} <= set(preset_names())
-    fast = settings_from_params({"preset": "fast", "prompt": "a cat"})
-    quality = settings_from_params({"preset": "quality", "prompt": "a cat"})
+    fast = settings_from_params({"preset": "fast"})
+    quality = settings_from_params({"preset": "quality"})
     assert fast.masks.model == "sam2.1-hiera-tiny" and quality.masks.model == "sam2.1-hiera-large"
     assert fast.masks.points_per_side < quality.masks.points_per_side
     assert len(quality.embed.crop_scales) > 1 and quality.embed.strategy == "ensemble"
 
 
 def test_overrides_win_over_preset_and_ints_become_floats() -> None:
-    settings = settings_from_params({"preset": "balanced", "prompt": "x", "select": {"top_k": 1, "threshold": 0}})
+    settings = settings_from_params({"preset": "balanced", "select": {"top_k": 1, "threshold": 0}})
     assert settings.select.top_k == 1
     assert isinstance(settings.select.threshold, float)
     assert settings.masks.model == "sam2.1-hiera-small"  # untouched sections keep the preset
@@ -44,8 +44,13 @@ def test_deep_merge_keeps_base_for_none() -> None:
     ],
 )
 def test_bad_params_give_clear_errors(params: dict, message: str) -> None:
+    """Model settings, the request, and what the edit backend accepts: each wrong one is one line, before any work."""
+    from ovseg.pipeline import new_run
+    from ovseg.request import request_from_params
+
+    values = {"prompt": "x", "mode": "remove", **params}
     with pytest.raises(OvsegError, match=message):
-        settings_from_params({"prompt": "x", **params})
+        new_run(settings_from_params(values), request_from_params(values))
 
 
 def test_load_params_rejects_broken_yaml(tmp_path) -> None:

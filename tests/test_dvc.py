@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -13,7 +14,7 @@ import pytest
 import yaml
 from conftest import REPO, synthetic_photo, write_params
 
-from ovseg.fileio import read_json
+from ovseg.locations import read_json
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +37,19 @@ def _ran(output: str) -> set[str]:
 
 def _skipped(output: str) -> set[str]:
     return set(re.findall(r"Stage '([^']+)' didn't change, skipping", output))
+
+
+def _stale_after_touching(repo: Path, source: str) -> set[str]:
+    """The stages `dvc status` calls changed after one byte is added to ``source`` (put back afterwards)."""
+    path = repo / source
+    original = path.read_bytes()
+    path.write_bytes(original + b"\n")
+    try:
+        status = json.loads(_sh([sys.executable, "-m", "dvc", "status", "--json"], repo).strip().splitlines()[-1])
+    finally:
+        path.write_bytes(original)
+    assert json.loads(_sh([sys.executable, "-m", "dvc", "status", "--json"], repo).strip().splitlines()[-1]) == {}
+    return set(status)
 
 
 @pytest.fixture
@@ -75,6 +89,13 @@ def test_prompt_change_reruns_only_score_and_select(dvc_repo: Path) -> None:
 
     third = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
     assert _ran(third) == set()
+
+    # DVC sees code: one byte more in a stage's module makes that stage and every later one
+    # stale (they import its record), and none before it.
+    later = {"masks", "embed", "score", "select", "edit", "evaluate"}
+    assert _stale_after_touching(dvc_repo, "src/ovseg/pipeline/masks.py") == later
+    assert _stale_after_touching(dvc_repo, "src/ovseg/pipeline/select.py") == {"select", "edit"}
+    assert _stale_after_touching(dvc_repo, "src/ovseg/editing/opencv.py") == {"edit"}
 
     # `ovseg cache gc` drops the old prompt's scores only; DVC then reruns from score, reusing the rest.
     collected = _sh([sys.executable, "-m", "ovseg.cli", "cache", "gc"], dvc_repo)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synthetic_photo
+from conftest import Layout, load_run, stages, synthetic_photo, with_request, with_settings
 from PIL import Image
 
-from ovseg.config import load_settings, settings_from_params
+from ovseg.config import settings_from_params
 from ovseg.editing import (
     SCHEDULERS,
     crop_box,
@@ -24,12 +24,11 @@ from ovseg.editing import (
     set_scheduler,
 )
 from ovseg.errors import OvsegError
-from ovseg.fileio import read_json
-from ovseg.pipeline import Paths, images_for, run_edit, run_embed, run_masks, run_score, run_select
+from ovseg.locations import read_json
 
 
 def _edit_settings(**changes):
-    return dataclasses.replace(settings_from_params({"preset": "tiny", "prompt": "x"}).edit, **changes)
+    return dataclasses.replace(settings_from_params({"preset": "tiny"}).edit, **changes)
 
 
 def _solid_painter(colour=(0, 255, 0)):
@@ -97,11 +96,7 @@ def test_empty_mask_returns_an_unchanged_copy() -> None:
 def test_tiny_sd_pipeline_is_deterministic_and_local(tiny_checkpoints) -> None:
     pipe = load_inpaint_pipeline("tiny-random-sd", "cpu")
     settings = _edit_settings(resolution=64, steps=2, seed=3)
-    request = request_for(
-        dataclasses.replace(
-            settings_from_params({"preset": "tiny", "prompt": "x"}), mode="replace", edit_prompt="a green ball"
-        )
-    )
+    request = request_for("replace", "a green ball", settings)
     image = synthetic_photo(90, 70)
     mask = np.zeros((70, 90), bool)
     mask[20:50, 10:40] = True
@@ -119,45 +114,35 @@ def test_tiny_sd_pipeline_is_deterministic_and_local(tiny_checkpoints) -> None:
 
 
 def test_modes_pick_prompts_and_strength() -> None:
-    base = settings_from_params({"preset": "tiny", "prompt": "x"})
-    remove = request_for(dataclasses.replace(base, mode="remove"))
-    assert remove.prompt == base.edit.remove_prompt and "object" in remove.negative_prompt
-    style = request_for(dataclasses.replace(base, mode="style", edit_prompt="like Monet"))
-    assert style.prompt == "like Monet" and style.strength == base.edit.style_strength < 1
+    edit = settings_from_params({"preset": "tiny"}).edit
+    remove = request_for("remove", "", edit)
+    assert remove.prompt == edit.remove_prompt and "object" in remove.negative_prompt
+    style = request_for("style", "like Monet", edit)
+    assert style.prompt == "like Monet" and style.strength == edit.style_strength < 1
     with pytest.raises(OvsegError, match="needs an edit prompt"):
-        request_for(dataclasses.replace(base, mode="replace", edit_prompt=""))
-
-
-def _segment(settings, paths):
-    run_masks(settings, images_for(settings), paths)
-    run_embed(settings, paths)
-    run_score(settings, paths)
-    run_select(settings, paths)
+        request_for("replace", "", edit)
 
 
 def test_edit_stage_outputs_and_caching(workspace: Path) -> None:
-    settings = dataclasses.replace(load_settings(), mode="replace", edit_prompt="a dog")
-    paths = Paths()
-    _segment(settings, paths)
-    report = run_edit(settings, paths)
+    run = load_run(mode="replace", edit_prompt="a dog")
+    paths = Layout()
+    report = stages(run, "masks", "embed", "score", "select", "edit")[-1]
     assert sorted(report.computed) == ["chelsea", "shapes"]
     out = paths.edit / "chelsea"
     assert Image.open(out / "edited.png").size == (451, 300)
     assert Image.open(out / "before_after.png").width > 2 * 451
     record = read_json(out / "edit.json")
     assert record["mode"] == "replace" and record["edit_prompt"] == "a dog"
-    assert run_edit(settings, paths).reused == ["chelsea", "shapes"]
-    assert sorted(run_edit(dataclasses.replace(settings, edit_prompt="a fox"), paths).computed) == ["chelsea", "shapes"]
-    run_edit(dataclasses.replace(settings, mode="segment"), paths)
+    assert stages(run, "edit")[0].reused == ["chelsea", "shapes"]
+    assert sorted(stages(with_request(run, edit_prompt="a fox"), "edit")[0].computed) == ["chelsea", "shapes"]
+    stages(with_request(run, mode="segment"), "edit")
     assert not out.exists()  # segment mode leaves no stale edits behind
 
 
 def test_no_selected_mask_copies_the_image_with_a_note(workspace: Path) -> None:
-    base = load_settings()
-    settings = dataclasses.replace(base, mode="remove", select=dataclasses.replace(base.select, threshold=2.0))
-    paths = Paths()
-    _segment(settings, paths)
-    report = run_edit(settings, paths)
+    run = with_settings(load_run(mode="remove"), "select", threshold=2.0)
+    paths = Layout()
+    report = stages(run, "masks", "embed", "score", "select", "edit")[-1]
     assert sorted(report.computed) == ["chelsea", "shapes"]
     record = read_json(paths.edit / "chelsea" / "edit.json")
     assert "no mask selected" in record["note"]

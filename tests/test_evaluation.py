@@ -10,19 +10,10 @@ from PIL import Image
 
 from ovseg.cache_gc import collect_garbage
 from ovseg.config import settings_from_params
+from ovseg.datasets import make_synthetic_dataset, read_dataset
 from ovseg.errors import OvsegError
-from ovseg.evaluation import (
-    PairResult,
-    evaluate,
-    iou,
-    make_synthetic_dataset,
-    overlap,
-    precision_recall,
-    read_dataset,
-    summarize,
-    write_reports,
-)
-from ovseg.fileio import read_json
+from ovseg.evaluation import PairResult, evaluate, iou, overlap, precision_recall, summarize, write_reports
+from ovseg.locations import read_json
 
 
 def test_iou_hand_computed() -> None:
@@ -134,10 +125,11 @@ def test_evaluate_end_to_end_and_reports(tiny_checkpoints: Path, tmp_path: Path)
 def test_benchmark_report_schema(tiny_checkpoints: Path) -> None:
     from conftest import EXAMPLE
 
-    from ovseg.benchmark import run_benchmark
+    from ovseg.benchmarks.stages import run_benchmark
+    from ovseg.request import RunRequest
 
-    settings = settings_from_params({"preset": "tiny", "prompt": "the cat", "mode": "remove", "device": "cpu"})
-    report = run_benchmark(settings, EXAMPLE, runs=1, min_candidates=20)
+    settings = settings_from_params({"preset": "tiny", "device": "cpu"})
+    report = run_benchmark(settings, RunRequest(str(EXAMPLE), "the cat", "remove"), EXAMPLE, runs=1, min_candidates=20)
     assert report["device"] == "cpu" and report["image_size"] == [451, 300]
     assert report["candidates_timed"].startswith("synthetic (20")  # tiny SAM 2 proposes fewer
     assert [row["stage"] for row in report["stages"]] == [
@@ -154,7 +146,7 @@ def test_benchmark_report_schema(tiny_checkpoints: Path) -> None:
 
 
 def test_synthetic_candidates_have_consistent_boxes() -> None:
-    from ovseg.benchmark import synthetic_candidates
+    from ovseg.benchmarks.kit import synthetic_candidates
 
     proposals = synthetic_candidates(64, 48, 12, seed=3)
     assert proposals.masks.shape == (12, 48, 64) and proposals.masks.any(axis=(1, 2)).all()

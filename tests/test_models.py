@@ -26,7 +26,7 @@ from ovseg.scoring import encode_texts
 
 
 def _tiny():
-    return settings_from_params({"preset": "tiny", "prompt": "x"})
+    return settings_from_params({"preset": "tiny"})
 
 
 def test_sam2_loads_via_build_sam2_and_proposes_masks(tiny_checkpoints) -> None:

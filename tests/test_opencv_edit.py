@@ -14,12 +14,13 @@ from conftest import EXAMPLE
 from ovseg.config import settings_from_params
 from ovseg.editing import dilate, edit_image, load_painter, request_for
 from ovseg.errors import OvsegError
-from ovseg.fileio import load_image, read_json
+from ovseg.fileio import load_image
+from ovseg.locations import read_json
 from ovseg.masks import MaskEngine, load_prompt_model
 
 
 def _settings(**edit):
-    settings = settings_from_params({"preset": "cpu", "mode": "remove", "prompt": "-"})
+    settings = settings_from_params({"preset": "cpu"})
     return dataclasses.replace(settings, edit=dataclasses.replace(settings.edit, **edit))
 
 
@@ -31,9 +32,9 @@ def test_opencv_removes_the_cats_eye_and_leaves_the_rest_untouched() -> None:
     assert 0.005 < eye.mean() < 0.03
     for method in ("telea", "ns"):
         edit = dataclasses.replace(settings.edit, opencv_method=method)
-        edited = np.asarray(edit_image(image, eye, edit, load_painter(edit, request_for(settings), "cpu"))).astype(
-            float
-        )
+        edited = np.asarray(
+            edit_image(image, eye, edit, load_painter(edit, request_for("remove", "", edit), "cpu"))
+        ).astype(float)
         original = np.asarray(image).astype(float)
         outside = ~dilate(eye, edit.dilate_px)
         np.testing.assert_array_equal(edited[outside], original[outside])  # byte for byte
@@ -45,9 +46,12 @@ def test_opencv_removes_the_cats_eye_and_leaves_the_rest_untouched() -> None:
 
 
 def test_opencv_cannot_replace_or_style() -> None:
+    from ovseg.pipeline import new_run
+    from ovseg.request import RunRequest
+
     for mode in ("replace", "style"):
         try:
-            settings_from_params({"preset": "cpu", "mode": mode, "prompt": "x", "edit_prompt": "a dog"})
+            new_run(settings_from_params({"preset": "cpu"}), RunRequest(prompt="x", mode=mode, edit_prompt="a dog"))
         except OvsegError as exc:
             assert "needs edit.backend: diffusion" in str(exc)
         else:

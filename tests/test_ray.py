@@ -20,13 +20,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE, synthetic_photo
+from conftest import EXAMPLE, Layout, stages, synthetic_photo
 
 from ovseg.config import settings_from_params
-from ovseg.engines.local import run_local
+from ovseg.engines import run_pipeline
 from ovseg.errors import OvsegError
-from ovseg.fileio import read_json
-from ovseg.pipeline import Paths, images_for, run_masks
+from ovseg.locations import read_json
+from ovseg.pipeline import Run, stage_named
+from ovseg.pipeline.common import run_stages
+from ovseg.request import RunRequest
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
@@ -36,10 +38,33 @@ CAMVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid-val" 
 SETS = {"masks": {"max_prompts": 16}, "embed": {"model": "tiny-random-clip"}}
 
 
-def _settings(images: str, mode: str = "segment", **engine) -> object:
-    params = {"preset": "cpu", "device": "cpu", "prompt": "the cat", "images": images, "mode": mode, **SETS}
-    params["engine"] = {"kind": "ray", "batch_size": 1, **engine}
-    return settings_from_params(params)
+def _run(images, cache, output=None, mode: str = "segment", kind: str = "ray", **engine) -> Run:
+    engine = {"kind": kind, "batch_size": 1, **engine}
+    settings = settings_from_params({"preset": "cpu", "device": "cpu", **SETS, "engine": engine})
+    return Run(settings, RunRequest(str(images), "the cat", mode), str(cache), str(output or f"{cache}/output"))
+
+
+def _ray_stages(run: Run, *names: str) -> list:
+    """Some stages on the Ray engine, as `ovseg run --engine ray` schedules them."""
+    from ovseg.engines.ray_data import RayEngine
+
+    engine = RayEngine()
+    return run_stages(engine.prepare(run), engine, [stage_named(name) for name in names])
+
+
+def _count_actor_rows(monkeypatch) -> list:
+    """Every item the Ray engine sends to a stage's workers, from now on."""
+    from ovseg.engines.ray_data import RayEngine
+
+    sent: list = []
+    real = RayEngine.compute
+
+    def counting(self, stage, run, plan):
+        sent.extend(plan.items)
+        return real(self, stage, run, plan)
+
+    monkeypatch.setattr(RayEngine, "compute", counting)
+    return sent
 
 
 @pytest.fixture(scope="module")
@@ -73,13 +98,11 @@ def _files(root: Path, stage: str) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def local_run(photos, cluster, tmp_path_factory) -> Paths:
+def local_run(photos, cluster, tmp_path_factory) -> Layout:
     """The photos through the local engine, every stage (remove "the cat"): the bytes every Ray run must give."""
     root = tmp_path_factory.mktemp("local")
-    settings = _settings(str(photos), mode="remove")
-    paths = Paths(cache=root / "cache", output=root / "output")
-    run_local(settings, str(paths.cache), str(paths.output), visualize=True)
-    return paths
+    run_pipeline(_run(photos, root / "cache", root / "output", mode="remove", kind="local"))
+    return Layout(cache=root / "cache", output=root / "output")
 
 
 @pytest.fixture(scope="module")
@@ -107,12 +130,8 @@ def _results(output: Path) -> dict[str, object]:
 def test_ray_writes_the_local_engines_bytes_and_a_second_run_computes_nothing(
     photos, local_cache, tmp_path, monkeypatch
 ):
-    from ovseg.engines import ray_data
-    from ovseg.engines.ray_data import ray_embed, ray_masks
-
-    settings = _settings(str(photos))
-    masks = ray_masks(settings, str(tmp_path))
-    embed = ray_embed(settings, str(tmp_path))
+    run = _run(photos, tmp_path)
+    masks, embed = _ray_stages(run, "masks", "embed")
     assert sorted(masks.computed) == ["0016E5_07959", "0016E5_07961", "chelsea", "shapes"]
     assert masks.skipped == ["corrupt.jpg"] and sorted(embed.computed) == sorted(masks.computed)
     manifest = read_json(tmp_path / "masks" / "manifest.json")
@@ -123,33 +142,26 @@ def test_ray_writes_the_local_engines_bytes_and_a_second_run_computes_nothing(
     # strict: the corrupt photo (the only one left to do) stops the stage; the manifest is not rewritten.
     stamp = (tmp_path / "masks" / "manifest.json").stat().st_mtime_ns
     with pytest.raises(OvsegError, match="corrupt.jpg"):
-        ray_masks(dataclasses.replace(settings, strict=True), str(tmp_path))
+        _ray_stages(dataclasses.replace(run, settings=dataclasses.replace(run.settings, strict=True)), "masks")
     assert (tmp_path / "masks" / "manifest.json").stat().st_mtime_ns == stamp
-    # Again: every key is done and the corrupt bytes are remembered as failed, so no row goes to
+    # Again: every key is done and the corrupt bytes fail while planning, so no row goes to
     # an actor: no actor starts, no model loads, no model call.
-    sent = []
-    real = ray_data._run_actors
-    monkeypatch.setattr(ray_data, "_run_actors", lambda worker, todo, *a: (sent.extend(todo), real(worker, todo, *a)))
-    again_masks, again_embed = ray_masks(settings, str(tmp_path)), ray_embed(settings, str(tmp_path))
+    sent = _count_actor_rows(monkeypatch)
+    again_masks, again_embed = _ray_stages(run, "masks", "embed")
     assert sent == []
     assert again_masks.computed == [] and again_embed.computed == [] and len(again_masks.reused) == 4
     assert again_masks.skipped == ["corrupt.jpg"]
     # The local engine reuses the cluster's cache as well.
-    settings_local = dataclasses.replace(settings, engine=dataclasses.replace(settings.engine, kind="local"))
-    assert run_masks(settings_local, images_for(settings_local), Paths(cache=tmp_path)).computed == []
+    assert stages(_run(photos, tmp_path, kind="local"), "masks")[0].computed == []
 
 
 def test_one_or_two_actors_give_the_same_bytes(photos, local_cache, tmp_path):
-    from ovseg.engines.ray_data import ray_masks
-
-    two = ray_masks(_settings(str(photos), concurrency=2), str(tmp_path))
+    (two,) = _ray_stages(_run(photos, tmp_path, concurrency=2), "masks")
     assert len(two.computed) == 4
     assert _files(tmp_path, "masks") == _files(local_cache, "masks")
 
 
 def test_a_killed_run_rerun_ends_byte_identical_with_each_key_written_once(photos, local_cache, cluster, tmp_path):
-    from ovseg.engines.ray_data import ray_masks
-
     cache = tmp_path / "cache"
     command = [sys.executable, "-m", "ovseg.cli", "run", "--images", str(photos), "--prompt", "the cat"]
     command += ["--config", "cpu", "--device", "cpu", "--engine", "ray", "--cache", str(cache), "--params", "none"]
@@ -173,7 +185,7 @@ def test_a_killed_run_rerun_ends_byte_identical_with_each_key_written_once(photo
     before = {p.name: p.stat().st_mtime_ns for p in (cache / "masks").glob("*.done")}
     assert 1 <= len(before) < 4 and not (cache / "masks" / "manifest.json").exists()
 
-    rerun = ray_masks(_settings(str(photos)), str(cache))
+    (rerun,) = _ray_stages(_run(photos, cache), "masks")
     assert len(rerun.reused) == len(before) and len(rerun.computed) == 4 - len(before)
     after = {p.name: p.stat().st_mtime_ns for p in (cache / "masks").glob("*.done")}
     assert all(after[name] == stamp for name, stamp in before.items())  # not written again
@@ -213,16 +225,14 @@ def test_a_bucket_through_an_s3_server_on_localhost(photos, local_run, s3_server
     """Photos, cache and results in a bucket, every stage on the cluster: the local engine's bytes, synced down."""
     import fsspec
 
-    from ovseg.engines import ray_data
-    from ovseg.engines.ray_data import run_ray
-    from ovseg.remote import sync_folder
+    from ovseg.folders import sync_folder
 
     fs = fsspec.filesystem("s3", skip_instance_cache=True)
     fs.mkdir("photos")
     for photo in sorted(photos.iterdir()):
         fs.put_file(str(photo), f"photos/in/{photo.name}")
-    settings = _settings("s3://photos/in", mode="remove")
-    reports = {r.stage: r for r in run_ray(settings, "s3://photos/cache", "s3://photos/out", visualize=True)}
+    run = _run("s3://photos/in", "s3://photos/cache", "s3://photos/out", mode="remove")
+    reports = {r.stage: r for r in run_pipeline(run)}
     assert len(reports["masks"].computed) == 4 and reports["masks"].skipped == ["corrupt.jpg"]
     assert all(len(reports[stage].computed) == 4 for stage in ("embed", "score", "select", "edit"))
     # Synced down, the bucket's cache is the local engine's, byte for byte (images read from the bucket) ...
@@ -240,23 +250,34 @@ def test_a_bucket_through_an_s3_server_on_localhost(photos, local_run, s3_server
     summary = read_json(tmp_path / "out" / "segment" / "summary.json")
     assert summary["images"]["chelsea"]["mask"] == "s3://photos/out/segment/chelsea/mask.png"
     assert "corrupt.jpg" in summary["skipped"]
-    run = read_json(tmp_path / "out" / "ray" / "run.json")
-    assert run["edit"]["computed"] == 4 and run["masks"]["errors"] == 1
+    recorded = read_json(tmp_path / "out" / "ray" / "run.json")
+    assert recorded["edit"]["computed"] == 4 and recorded["masks"]["errors"] == 1
     # A second sync copies nothing; a second run computes nothing and sends no row to any actor.
     assert sync_folder("s3://photos/cache", str(tmp_path / "cache"))[0] == 0
-    sent = []
-    real = ray_data._run_actors
-    monkeypatch.setattr(ray_data, "_run_actors", lambda worker, todo, *a: (sent.extend(todo), real(worker, todo, *a)))
-    again = run_ray(settings, "s3://photos/cache", "s3://photos/out", visualize=True)
+    sent = _count_actor_rows(monkeypatch)
+    again = run_pipeline(run)
     assert sent == [] and all(report.computed == [] for report in again)
     assert [len(report.reused) for report in again] == [4, 4, 4, 4, 4]
+    # The local engine works on buckets too (one storage API): it reuses the cluster's bucket cache
+    # and writes the same results into another bucket folder.
+    local = dataclasses.replace(
+        run,
+        settings=dataclasses.replace(run.settings, engine=dataclasses.replace(run.settings.engine, kind="local")),
+        output="s3://photos/out-local",
+    )
+    reports = {r.stage: r for r in run_pipeline(local)}
+    assert all(reports[stage].computed == [] for stage in ("masks", "embed", "score"))
+    assert len(reports["select"].computed) == 4 and len(reports["edit"].computed) == 4
+    fs.invalidate_cache()
+    sync_folder("s3://photos/out-local", str(tmp_path / "out-local"))
+    assert _results(tmp_path / "out-local") == _results(local_run.output)
 
 
 def test_a_result_folder_in_a_bucket_is_replaced_whole_with_its_record_last(s3_server):
     """What a rerun that selects fewer masks leaves: the new files, none of the old ones, and the key file last."""
     import fsspec
 
-    from ovseg.remote import OutputFolder
+    from ovseg.folders import OutputFolder
 
     fs = fsspec.filesystem("s3", skip_instance_cache=True)
     fs.mkdir("results")
@@ -310,12 +331,51 @@ def test_ovseg_run_engine_ray_runs_every_stage_with_a_local_cache(photos, cluste
 
 def test_the_engine_benchmark_times_every_stage_and_the_engines_agree(photos, cluster):
     """`ovseg benchmark-engines --all-stages`: a row per engine, each stage's seconds, one digest for all."""
-    from ovseg.benchmark_engines import run_engine_benchmark
+    from ovseg.benchmarks.engines import run_engine_benchmark
 
-    settings = _settings(str(photos), mode="remove")
+    run = _run(photos, "unused", mode="remove", kind="local")
     images = [photos / "chelsea.png", photos / "shapes.png"]
-    report = run_engine_benchmark(settings, images, workers=[1], cpus=2, log=lambda line: None, all_stages=True)
+    report = run_engine_benchmark(
+        run.settings, run.request, images, workers=[1], cpus=2, log=lambda line: None, all_stages=True
+    )
     assert report["stages"] == "all" and report["same_stores"] is True
     assert [row["variant"] for row in report["variants"]] == ["local", "ray x1"]
     assert list(report["variants"][1]["stage_seconds"]) == ["masks", "embed", "score", "select", "edit"]
     assert all(row["images_per_s"] > 0 for row in report["variants"])
+
+
+@pytest.fixture(scope="module")
+def golden_photos(tmp_path_factory) -> Path:
+    """The golden run's photos: the cat and four CamVid frames."""
+    from golden import FRAMES
+
+    folder = tmp_path_factory.mktemp("golden")
+    shutil.copy(EXAMPLE, folder / "chelsea.png")
+    for frame in FRAMES:
+        shutil.copy(CAMVID / f"{frame}.png", folder / f"{frame}.png")
+    return folder
+
+
+def test_the_golden_run_is_byte_identical_on_both_engines(golden_photos, cluster, tmp_path):
+    """The cpu preset with the tiny CLIP, remove: one digest over every store and result, the same on both
+    engines and, on the machine it was recorded on (tests/golden.json), the same as before the stage refactor."""
+    import golden
+
+    settings = settings_from_params({"preset": "cpu", "device": "cpu", "embed": {"model": "tiny-random-clip"}})
+    digests = {}
+    for kind in ("local", "ray"):
+        engine = dataclasses.replace(settings.engine, kind=kind)
+        run = Run(
+            dataclasses.replace(settings, engine=engine),
+            RunRequest(str(golden_photos), "the cat", "remove"),
+            str(tmp_path / kind / "cache"),
+            str(tmp_path / kind / "output"),
+        )
+        run_pipeline(run)
+        digests[kind] = golden.digest(tmp_path / kind / "cache", tmp_path / kind / "output")
+    assert digests["local"] == digests["ray"]
+    recorded = read_json(golden.RECORDED)
+    if recorded["machine"] == golden.machine():
+        assert digests["local"] == recorded["digest"]
+    else:  # another CPU or library version may round differently; the engines must still agree
+        print(f"golden digest not compared: recorded on {recorded['machine']}, this is {golden.machine()}")

@@ -7,7 +7,8 @@ import pytest
 
 from ovseg import rle
 from ovseg.errors import OvsegError
-from ovseg.fileio import atomic_path, list_images, load_image
+from ovseg.fileio import load_image
+from ovseg.locations import atomic_path, list_images
 from ovseg.store import MaskProposals, read_arrays, write_arrays
 
 

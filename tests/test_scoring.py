@@ -48,13 +48,8 @@ def test_scores_are_probabilities(temperature: float) -> None:
 
 def test_each_text_is_encoded_once_per_run_for_many_images(workspace, monkeypatch) -> None:
     """30 photos, one prompt and two negatives: one encoder pass for the three texts, then none."""
-    import dataclasses
-
     import open_clip
-    from conftest import segment_all, synthetic_photo
-
-    from ovseg.config import load_settings
-    from ovseg.pipeline import Paths, run_score
+    from conftest import load_run, segment_all, stages, synthetic_photo, with_request
 
     images = workspace / "data" / "images"
     for i in range(28):
@@ -67,16 +62,16 @@ def test_each_text_is_encoded_once_per_run_for_many_images(workspace, monkeypatc
         return original(self, text, *args, **kwargs)
 
     monkeypatch.setattr(open_clip.CLIP, "encode_text", counting)
-    settings = load_settings()
-    reports = segment_all(settings, Paths())
+    run = load_run()
+    reports = segment_all(run)
     assert len(reports[2].computed) == 30
-    texts = 1 + len(settings.score.negatives)
+    texts = 1 + len(run.settings.score.negatives)
     assert sentences == [texts * len(TEMPLATES)]  # one batched pass: each text once, all 30 images
     sentences.clear()
-    assert len(run_score(dataclasses.replace(settings, prompt="a red disc"), Paths()).computed) == 30
+    assert len(stages(with_request(run, prompt="a red disc"), "score")[0].computed) == 30
     assert sentences == [len(TEMPLATES)]  # only the new prompt; the negatives come from cache/text
     sentences.clear()
     import shutil
 
     shutil.rmtree("cache/scores")
-    assert len(run_score(settings, Paths()).computed) == 30 and sentences == []  # every text cached
+    assert len(stages(run, "score")[0].computed) == 30 and sentences == []  # every text cached

@@ -8,24 +8,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import segment_all, synthetic_photo
+from conftest import Layout, load_run, manifest, segment_all, stages, synthetic_photo, with_request, with_settings
 from PIL import Image
 
 from ovseg import rle
-from ovseg.config import load_settings
 from ovseg.errors import OvsegError
-from ovseg.fileio import read_json
-from ovseg.pipeline import Paths, images_for, run_embed, run_masks, run_score
-from ovseg.store import load_manifest, read_arrays
+from ovseg.locations import read_json
+from ovseg.store import read_arrays
 
 
 def test_artifact_formats(workspace: Path) -> None:
-    settings = load_settings()
-    paths = Paths()
-    reports = segment_all(settings, paths)
+    run = load_run()
+    paths = Layout()
+    reports = segment_all(run)
     assert [r.computed for r in reports[:3]] == [["chelsea", "shapes"]] * 3
 
-    masks_manifest = load_manifest(paths.masks)
+    masks_manifest = manifest(paths.masks)
     entry = masks_manifest["chelsea"]
     arrays, attrs = read_arrays(paths.masks / f"{entry['masks']}.zarr")
     n = arrays["masks"].shape[0]
@@ -36,19 +34,19 @@ def test_artifact_formats(workspace: Path) -> None:
     assert {"predicted_iou", "stability_score"} <= set(arrays)
     assert (paths.masks / f"{entry['masks']}.candidates.png").is_file()
 
-    emb_entry = load_manifest(paths.embeddings)["chelsea"]
+    emb_entry = manifest(paths.embeddings)["chelsea"]
     emb, emb_attrs = read_arrays(paths.embeddings / f"{emb_entry['embeddings']}.zarr")
     assert emb["embeddings"].dtype == np.float16 and emb["embeddings"].shape == (n, 32)
     assert emb_attrs["model"] == "tiny-random-clip" and emb_attrs["settings"]["strategy"] == "dense"
 
-    score_entry = load_manifest(paths.scores)["chelsea"]
+    score_entry = manifest(paths.scores)["chelsea"]
     scores, score_attrs = read_arrays(paths.scores / f"{score_entry['scores']}.zarr")
     assert scores["score"].shape == (n,) and score_attrs["prompt"] == "the cat"
 
     out = paths.segment / "chelsea"
     selection = read_json(out / "selection.json")
     assert selection["prompt"] == "the cat" and selection["image_size"] == [451, 300]
-    assert 1 <= len(selection["selected"]) <= settings.select.top_k
+    assert 1 <= len(selection["selected"]) <= run.settings.select.top_k
     mask_png = np.asarray(Image.open(out / "mask.png")) > 0
     assert mask_png.shape == (300, 451)
     np.testing.assert_array_equal(rle.decode(selection["merged"]["rle"]), mask_png)
@@ -63,33 +61,33 @@ def test_artifact_formats(workspace: Path) -> None:
 
 
 def test_new_prompt_reuses_masks_and_embeddings(workspace: Path) -> None:
-    settings = load_settings()
-    paths = Paths()
-    segment_all(settings, paths)
-    again = segment_all(dataclasses.replace(settings, prompt="a red disc"), paths)
+    run = load_run()
+    paths = Layout()
+    segment_all(run)
+    again = segment_all(with_request(run, prompt="a red disc"))
     assert [r.computed for r in again[:2]] == [[], []]
     assert again[2].computed and again[3].computed
     assert read_json(paths.segment / "shapes" / "selection.json")["prompt"] == "a red disc"
 
 
 def test_added_image_computes_only_that_image(workspace: Path) -> None:
-    settings = load_settings()
-    paths = Paths()
-    segment_all(settings, paths)
+    run = load_run()
+    paths = Layout()
+    segment_all(run)
     synthetic_photo(100, 90, seed=5).save(workspace / "data" / "images" / "new.png")
-    reports = segment_all(settings, paths)
+    reports = segment_all(run)
     assert [r.computed for r in reports] == [["new"]] * 4
     assert sorted(reports[0].reused) == ["chelsea", "shapes"]
     (workspace / "data" / "images" / "new.png").unlink()
-    segment_all(settings, paths)
+    segment_all(run)
     assert not (paths.segment / "new").exists()  # removed images leave no stale outputs
 
 
 def test_bad_image_fails_before_any_work_when_strict(workspace: Path) -> None:
     (workspace / "data" / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    settings = dataclasses.replace(load_settings(), strict=True)
+    run = dataclasses.replace(load_run(), settings=dataclasses.replace(load_run().settings, strict=True))
     with pytest.raises(OvsegError, match="cannot read image .*broken.jpg"):
-        run_masks(settings, images_for(settings), Paths())
+        stages(run, "masks")
     assert not Path("cache/masks").exists()
 
 
@@ -101,8 +99,8 @@ def test_bad_images_are_skipped_and_reported(workspace: Path) -> None:
     PILImage.open(images / "shapes.png").convert("RGB").save(images / "truncated.jpg", quality=90)
     data = (images / "truncated.jpg").read_bytes()
     (images / "truncated.jpg").write_bytes(data[: len(data) // 2])
-    settings = load_settings()
-    reports = segment_all(settings, Paths())
+    run = load_run()
+    reports = segment_all(run)
     assert sorted(reports[0].skipped) == ["empty.png", "truncated.jpg"]
     assert sorted(reports[0].computed) == ["chelsea", "shapes"]
     summary = read_json(Path("data/output/segment/summary.json"))
@@ -113,31 +111,27 @@ def test_bad_images_are_skipped_and_reported(workspace: Path) -> None:
     (images / "chelsea.png").write_bytes(b"")
     (images / "shapes.png").write_bytes(b"")
     with pytest.raises(OvsegError, match="none of the 2 images could be read"):
-        run_masks(settings, images_for(settings), Paths())
+        stages(run, "masks")
 
 
 def test_empty_prompt_is_refused(workspace: Path) -> None:
-    settings = load_settings()
-    paths = Paths()
-    run_masks(settings, images_for(settings), paths)
-    run_embed(settings, paths)
+    run = load_run()
+    stages(run, "masks", "embed")
     with pytest.raises(OvsegError, match="prompt is empty"):
-        run_score(dataclasses.replace(settings, prompt=""), paths)
-    assert not paths.scores.exists()
+        stages(with_request(run, prompt=""), "score")
+    assert not Layout().scores.exists()
 
 
 def test_later_stage_without_earlier_one_says_what_to_run(workspace: Path) -> None:
     shutil.rmtree("cache", ignore_errors=True)
-    with pytest.raises(OvsegError, match="run the earlier stages"):
-        run_embed(load_settings(), Paths())
+    with pytest.raises(OvsegError, match="run the masks stage first"):
+        stages(load_run(), "embed")
 
 
 def test_run_writes_one_coco_file_that_pycocotools_reads_back(workspace: Path) -> None:
     from pycocotools.coco import COCO
 
-    settings = load_settings()
-    settings = dataclasses.replace(settings, select=dataclasses.replace(settings.select, mask_pngs=True))
-    segment_all(settings, Paths())
+    segment_all(with_settings(load_run(), "select", mask_pngs=True))
     coco = COCO(str(Path("data/output/segment/annotations.json")))
     assert {img["file_name"] for img in coco.dataset["images"]} == {"chelsea.png", "shapes.png"}
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["the cat"]

@@ -10,18 +10,10 @@ from pathlib import Path
 import pytest
 
 from ovseg.config import settings_from_params
+from ovseg.downloads import download, record_download, verify
 from ovseg.errors import OvsegError, WeightsMissingError
-from ovseg.fileio import read_json
-from ovseg.weights import (
-    DOWNLOAD_RECORD,
-    INPAINT,
-    REGISTRY,
-    REMOVED_REPOS,
-    download,
-    record_download,
-    resolve_model_dir,
-    verify,
-)
+from ovseg.locations import read_json
+from ovseg.weights import DOWNLOAD_RECORD, INPAINT, REGISTRY, REMOVED_REPOS, resolve_model_dir
 
 
 def test_no_registry_entry_points_at_a_removed_repository() -> None:

@@ -1,10 +1,11 @@
 """ovseg from Python, as short as LangSAM's: ``Segmenter(...).segment(photo, "the red car")``.
 
-A face like the CLI: it calls the same stage functions (``run_masks``, ``run_embed``,
-``score_prompts``, ``select_for``) on the same content-addressed cache, so a photo
-segmented here is not recomputed by ``ovseg run`` and the other way round. What it adds
-is keeping models loaded between calls (a :class:`~ovseg.pipeline.ModelPool`), clicks and
-boxes, and results as arrays and pictures instead of files.
+A face like the CLI: it runs the same stage contracts (:mod:`ovseg.pipeline`) on the same
+content-addressed cache, so a photo segmented here is not recomputed by ``ovseg run`` and
+the other way round. What it adds is keeping models loaded between calls (a
+:class:`~ovseg.pipeline.ModelPool`), clicks and boxes, and results as arrays and pictures
+instead of files (which :meth:`SegmentResult.save` and :meth:`Segmenter.save_edit` write
+through the stages' own writers).
 
     from ovseg import Segmenter
     seg = Segmenter(preset="cpu")
@@ -18,6 +19,7 @@ boxes, and results as arrays and pictures instead of files.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 from dataclasses import dataclass, field
@@ -27,24 +29,20 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ovseg import rle
 from ovseg.coco import coco_annotations
-from ovseg.config import apply_overrides, settings_from_params
+from ovseg.config import Settings, apply_overrides, settings_from_params
+from ovseg.editing import check_backend, load_painting_model, painter_for, request_for
+from ovseg.engines.local import LocalEngine
 from ovseg.errors import OvsegError
-from ovseg.fileio import atomic_path, load_image, mask_image, working_image, write_json
-from ovseg.pipeline import (
-    ModelPool,
-    Paths,
-    box_xywh,
-    pooled_mask_engine,
-    run_embed,
-    run_masks,
-    score_prompts,
-    select_for,
-)
+from ovseg.fileio import load_image, working_image
+from ovseg.folders import OutputFolder
+from ovseg.locations import atomic_path
+from ovseg.pipeline import ModelPool, Run, edit, embed, masks, new_run, score, select
+from ovseg.pipeline.common import run_stages
+from ovseg.request import RunRequest
+from ovseg.rle import box_xywh
 from ovseg.selection import refine_with_clicks
 from ovseg.viz import overlay, resize_mask
-from ovseg.weights import resolve_device
 
 ImageLike = str | Path | Image.Image | np.ndarray
 
@@ -70,48 +68,45 @@ class SegmentResult:
         labels = [f"#{i + 1} {s:.2f}" for i, s in enumerate(self.scores)]
         return overlay(self.image, list(self.masks), labels, title=self.prompt or "clicks")
 
+    def record(self) -> select.SelectionRecord:
+        """This result as ``selection.json`` describes a selection (:class:`~ovseg.pipeline.select.SelectionRecord`)."""
+        clicks = self.details.get("clicks") or {}
+        any_clicks = bool(clicks.get("points")) or clicks.get("box") is not None
+        return select.SelectionRecord.of_masks(
+            self.details.get("image", "image.png"),
+            self.prompt,
+            list(self.masks),
+            [float(s) for s in self.scores],
+            list(self.details.get("indices") or [None] * len(self.masks)),
+            list(self.details.get("predicted_iou") or [None] * len(self.masks)),
+            self.merged,
+            key=None,
+            num_candidates=self.details.get("num_candidates"),
+            settings=self.details.get("select_settings"),
+            artifacts=self.details.get("artifacts"),
+            note=None if len(self.masks) else "nothing selected",
+            clicks=clicks if any_clicks else None,
+        )
+
     def to_coco(self) -> dict[str, Any]:
         """This result as a COCO dataset (one image, the prompt as category, RLE segmentations)."""
-        selected = [
-            {"score": float(s), "area": int(m.sum()), "bbox_xywh": [int(v) for v in b], "rle": rle.encode(m)}
-            for m, s, b in zip(self.masks, self.scores, self.boxes, strict=True)
-        ]
-        record = {
-            "image": self.details.get("image", "image.png"),
-            "image_size": list(self.image.size),
-            "selected": selected,
-        }
-        return coco_annotations([record], self.prompt or "clicks")
+        return coco_annotations([self.record().to_json()], self.prompt or "clicks")
 
     def save(self, folder: str | Path, visualize: bool = True) -> Path:
         """Write the result as the select stage does: ``mask.png``, ``masks/NN.png``, ``overlay.png``,
-        ``selection.json`` and ``annotations.json`` (COCO), all at once (a temp folder renamed)."""
+        ``selection.zarr``, ``selection.json`` and ``annotations.json`` (COCO), all at once."""
         folder = Path(folder)
-        selected = [
-            {"rank": rank, "score": round(float(s), 6), "bbox_xywh": [int(v) for v in b], "area": int(m.sum())}
-            for rank, (m, s, b) in enumerate(zip(self.masks, self.scores, self.boxes, strict=True), start=1)
-        ]
-        record = {
-            "image": self.details.get("image"),
-            "prompt": self.prompt,
-            "clicks": self.details.get("clicks"),
-            "image_size": list(self.image.size),
-            "selected": selected,
-            "merged": {
-                "area": int(self.merged.sum()),
-                "bbox_xywh": box_xywh(self.merged),
-                "rle": rle.encode(self.merged),
-            },
-        }
-        with atomic_path(folder) as tmp:
-            (tmp / "masks").mkdir(parents=True)
-            mask_image(self.merged).save(tmp / "mask.png")
-            for picked, mask in zip(selected, self.masks, strict=True):
-                mask_image(mask).save(tmp / "masks" / f"{picked['rank']:02d}.png")
-            if visualize:
-                self.overlay().save(tmp / "overlay.png")
-            write_json(tmp / "selection.json", record)
-            write_json(tmp / "annotations.json", self.to_coco())
+        select.write_selection(
+            OutputFolder(str(folder.parent)),
+            folder.name,
+            self.record(),
+            self.image,
+            list(self.masks),
+            [float(s) for s in self.scores],
+            visualize=visualize,
+            mask_pngs=True,
+            coco=True,
+        )
         return folder
 
 
@@ -124,9 +119,13 @@ class Segmenter:
         """``overrides``: any stage setting as ``section={key: value}`` or ``"section.key"``-style ``set=[...]``."""
         sets = overrides.pop("set", [])
         self.params = apply_overrides({"preset": preset, "device": device, **overrides}, list(sets))
-        settings_from_params({**self.params, "prompt": "-"})  # fail now on a bad preset or setting
+        self.settings = settings_from_params(self.params)  # fail now on a bad preset or setting
         self.cache = Path(cache)
         self.pool = ModelPool()
+
+    def _run(self, settings: Settings, path: Path, prompt: str = "") -> Run:
+        request = RunRequest(images=str(path), prompt=prompt)
+        return new_run(settings, request, cache=str(self.cache), output=str(self.cache / "api"), pool=self.pool)
 
     # --- segmentation -------------------------------------------------------------------
 
@@ -149,47 +148,68 @@ class Segmenter:
         re-prompted with the clicks so the mask follows them. ``candidates``: also return that
         many of the best-scoring candidates (the web page shows them).
         """
-        if not (prompt and prompt.strip()) and not points and box is None:
+        prompt = (prompt or "").strip()
+        if not prompt and not points and box is None:
             raise OvsegError("say what to find (a prompt) or click on it (points=[(x, y)], labels=[1])")
         path = self._as_file(image)
-        params = {**self.params, "prompt": (prompt or "-").strip(), "images": str(path)}
+        settings = self.settings
         if top_k is not None:
-            params["select"] = {**(params.get("select") or {}), "top_k": top_k}
-        settings = settings_from_params(params)
-        paths = Paths(cache=self.cache, output=self.cache / "api")
+            if top_k < 1:
+                raise OvsegError(f"top_k must be at least 1, got {top_k}")
+            settings = dataclasses.replace(settings, select=dataclasses.replace(settings.select, top_k=top_k))
+        run = self._run(settings, path, prompt)
         photo = load_image(path)
         work = working_image(photo, settings.masks.max_image_side)
         scale = work.width / photo.width
         clicks = np.asarray(points or [], np.float32).reshape(-1, 2) * scale
         click_labels = np.asarray(labels if labels is not None else [1] * len(clicks), np.int64)
         work_box = None if box is None else tuple(float(v) * scale for v in box)
-        if prompt and prompt.strip():
-            run_masks(settings, [path], paths, self.pool)
-            run_embed(settings, paths, self.pool)
-            per_prompt, _ = score_prompts(settings, paths, [settings.prompt], self.pool)
-            entry = per_prompt[settings.prompt][path.stem]
-            selection, proposals, scores = select_for(settings, paths, entry)
+        details: dict[str, Any] = {
+            "image": str(path),
+            "preset": settings.preset,
+            "clicks": {
+                "points": [list(map(float, p)) for p in points or []],
+                "labels": click_labels.tolist(),
+                "box": list(box) if box is not None else None,
+            },
+        }
+        if prompt:
+            engine = LocalEngine()
+            run_stages(run, engine, [masks.STAGE, embed.STAGE])
+            plan = score.plan_prompts(run, [prompt])
+            if plan.items:
+                engine.compute(score.STAGE, run, plan)
+            entry = plan.state["per_prompt"][prompt][path.stem]
+            selection, proposals, scores = select.select_for(run, entry)
             indices = refine_with_clicks(selection.indices, proposals.masks, scores, clicks, click_labels)
-            masks = proposals.masks[indices]
+            masks_found = proposals.masks[indices]
             chosen = scores[indices] if indices else np.zeros(0, np.float32)
-            merged = masks.any(0) if len(indices) else np.zeros(proposals.masks.shape[1:], bool)
+            merged = masks_found.any(0) if len(indices) else np.zeros(proposals.masks.shape[1:], bool)
+            details.update(
+                indices=list(indices),
+                predicted_iou=[float(proposals.predicted_iou[i]) for i in indices],
+                num_candidates=len(proposals),
+                select_settings=settings.section("select"),
+                artifacts={"masks": entry.masks, "embeddings": entry.embeddings, "scores": entry.scores},
+            )
             if (len(clicks) or work_box is not None) and merged.any():
-                redrawn = self._reprompt(settings, work, merged, clicks, click_labels, work_box)
+                redrawn = self._reprompt(run, work, merged, clicks, click_labels, work_box)
                 if not np.array_equal(redrawn, merged):  # one mask now: the region the clicks re-drew
-                    masks, chosen, merged = redrawn[None], np.asarray(chosen[:1], np.float32), redrawn
+                    masks_found, chosen, merged = redrawn[None], np.asarray(chosen[:1], np.float32), redrawn
+                    details.update(indices=[None], predicted_iou=[None])
             best = np.argsort(-scores, kind="stable")[:candidates]
             others = (proposals.masks[best], scores[best])
         else:
-            engine = pooled_mask_engine(settings, self.pool)
-            found = engine.segment_prompt(
+            found = masks.prompt_engine(run).segment_prompt(
                 work, points=clicks if len(clicks) else None, labels=click_labels, box=work_box
             )
-            masks, chosen, merged = found.mask[None], np.array([found.score], np.float32), found.mask
-            others = (masks[:0], chosen[:0])
-        full = np.array([resize_mask(m, photo.size) for m in masks], bool).reshape(-1, photo.height, photo.width)
+            masks_found, chosen, merged = found.mask[None], np.array([found.score], np.float32), found.mask
+            details.update(indices=[None], predicted_iou=[found.score])
+            others = (masks_found[:0], chosen[:0])
+        full = np.array([resize_mask(m, photo.size) for m in masks_found], bool).reshape(-1, photo.height, photo.width)
         return SegmentResult(
             image=photo,
-            prompt=settings.prompt if prompt else None,
+            prompt=prompt or None,
             masks=full,
             scores=np.asarray(chosen, np.float32),
             boxes=np.array([box_xywh(m) for m in full], np.float32).reshape(-1, 4),
@@ -198,25 +218,18 @@ class Segmenter:
                 -1, photo.height, photo.width
             ),
             candidate_scores=np.asarray(others[1], np.float32),
-            details={
-                "image": str(path),
-                "preset": settings.preset,
-                "clicks": {
-                    "points": [list(map(float, p)) for p in points or []],
-                    "labels": click_labels.tolist(),
-                    "box": list(box) if box is not None else None,
-                },
-            },
+            details=details,
         )
 
-    def _reprompt(self, settings, work, merged, clicks, click_labels, box) -> np.ndarray:
+    def _reprompt(self, run: Run, work, merged, clicks, click_labels, box) -> np.ndarray:
         """The selection re-drawn by the mask model from its box and the clicks, if that agrees with it."""
         ys, xs = np.nonzero(merged)
         region = box or (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
-        engine = pooled_mask_engine(settings, self.pool)
-        drawn = engine.segment_prompt(
-            work, points=clicks if len(clicks) else None, labels=click_labels, box=region
-        ).mask
+        drawn = (
+            masks.prompt_engine(run)
+            .segment_prompt(work, points=clicks if len(clicks) else None, labels=click_labels, box=region)
+            .mask
+        )
         overlap = (drawn & merged).sum() / max(1, (drawn | merged).sum())
         return drawn if overlap >= 0.5 else merged
 
@@ -236,22 +249,50 @@ class Segmenter:
 
     def edit(self, image: ImageLike, result: SegmentResult, mode: str, prompt: str = "") -> Image.Image:
         """``mode`` (remove | replace | style) applied to the result's region; what the three methods above call."""
-        from ovseg.editing import edit_image, load_painting_model, painter_for, request_for
+        return self._edit(image, result, mode, prompt)[1]
 
-        settings = settings_from_params({**self.params, "prompt": "-", "mode": mode, "edit_prompt": prompt})
-        photo = load_image(self._as_file(image))
+    def save_edit(
+        self, folder: str | Path, image: ImageLike, result: SegmentResult, mode: str, prompt: str = ""
+    ) -> Image.Image:
+        """Edit as :meth:`edit` does and write the folder the edit stage writes (``edited.png``,
+        ``before_after.png``, ``edit.json``), all at once; returns the edited photo."""
+        folder = Path(folder)
+        photo, edited, record = self._edit(image, result, mode, prompt)
+        edit.write_edit(OutputFolder(str(folder.parent)), folder.name, photo, edited, record)
+        return edited
+
+    def _edit(
+        self, image: ImageLike, result: SegmentResult, mode: str, prompt: str
+    ) -> tuple[Image.Image, Image.Image, edit.EditRecord]:
+        settings = self.settings
+        check_backend(settings.edit, mode)
+        request = request_for(mode, prompt.strip(), settings.edit)
+        path = self._as_file(image)
+        photo = load_image(path)
         if result.merged.shape != (photo.height, photo.width):
             raise OvsegError(f"the result is for a {result.merged.shape[::-1]} photo, this one is {photo.size}")
-        device = resolve_device(settings.device)
-        model = self.pool.get(
-            ModelPool.key("painter", settings.edit), lambda: load_painting_model(settings.edit, device)
+        run = self._run(settings, path)
+        key = ModelPool.key("painter", settings.edit)
+
+        def painter():
+            model = self.pool.get(key, lambda: load_painting_model(settings.edit, run.device))
+            return painter_for(model, settings.edit, request)
+
+        clicks = result.record().clicks
+        edited, record = edit.edit_photo(
+            settings,
+            mode,
+            prompt,
+            photo,
+            result.merged,
+            painter,
+            image=str(path),
+            segment_prompt=result.prompt,
+            clicks=clicks,
         )
-        edited = edit_image(
-            photo, result.merged, settings.edit, painter_for(model, settings.edit, request_for(settings))
-        )
-        if _small_gpu(device):
+        if _small_gpu(run.device):
             self.pool.drop("painter")  # a 6 GB card needs the room for SAM and CLIP again
-        return edited
+        return photo, edited, record
 
     # --- inputs ---------------------------------------------------------------------------
 

@@ -19,8 +19,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ovseg.fileio import read_json
-from ovseg.store import MANIFEST, load_manifest
+from ovseg.folders import SELECTION_RECORD, StageFolder
+from ovseg.locations import read_json
+from ovseg.store import key_of
 
 # Each kind of store lives in the cache folder of that name, and manifests and selections
 # name a store's key under the same word (``entry["masks"]`` is a key in ``cache/masks``).
@@ -40,7 +41,7 @@ class GcReport:
     @property
     def unused(self) -> int:
         """How many artifacts were unused: a store, its marker and its preview count once."""
-        return len({(path.parent, _key_of(path) or path.name) for path in self.removed})
+        return len({(path.parent, key_of(path.name) or path.name) for path in self.removed})
 
 
 def cache_roots(cache: Path) -> list[Path]:
@@ -54,21 +55,13 @@ def live_keys(cache: Path, outputs: list[Path]) -> set[str]:
     keys: set[str] = set()
     for root in cache_roots(cache):
         for kind in STORE_KINDS:
-            if (root / kind / MANIFEST).is_file():
-                for entry in load_manifest(root / kind).values():
-                    keys.update(str(entry[k]) for k in STORE_KINDS if k in entry)
+            manifest = StageFolder(str(root), kind).read_json() or {}
+            for entry in manifest.get("images", {}).values():
+                keys.update(str(entry[k]) for k in STORE_KINDS if k in entry)
     for output in outputs:
-        for selection in Path(output).glob("segment/*/selection.json"):
+        for selection in Path(output).glob(f"segment/*/{SELECTION_RECORD}"):
             keys.update(str(v) for v in read_json(selection).get("artifacts", {}).values())
     return keys
-
-
-def _key_of(path: Path) -> str | None:
-    """``<key>.zarr``, its marker ``<key>.done`` and ``<key>.candidates.png`` belong to ``key``."""
-    for suffix in (".candidates.png", ".zarr", ".done"):
-        if path.name.endswith(suffix):
-            return path.name[: -len(suffix)]
-    return None
 
 
 def _is_stale_temp(path: Path, now: float) -> bool:
@@ -93,7 +86,7 @@ def collect_garbage(cache: Path, outputs: list[Path], dry_run: bool = False) -> 
             if not folder.is_dir():
                 continue
             for path in sorted(folder.iterdir()):
-                key = _key_of(path)
+                key = key_of(path.name)
                 if key in keep:
                     report.kept += 1
                     continue

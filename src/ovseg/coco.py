@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ovseg.remote import image_name
+from ovseg.locations import image_name
 
 
 def coco_annotations(records: list[dict[str, Any]], prompt: str, description: str = "ovseg") -> dict[str, Any]:

@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import re
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -21,11 +21,8 @@ import yaml
 
 from ovseg.errors import OvsegError
 
-MODES = ("segment", "remove", "replace", "style")
 MASK_GENERATORS = ("ovseg", "sam2-amg")
 SAMPLINGS = ("grid", "adaptive")
-SCHEDULER_NAMES = ("default", "ddim", "dpm++", "euler", "euler-a", "pndm")
-OFFLOAD_MODES = ("auto", "none", "model", "sequential")
 PRESETS_FILE = "presets.yaml"
 
 
@@ -131,12 +128,11 @@ ENGINES = ("local", "ray")
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a run needs, resolved and validated."""
+    """How the models are set for a run, resolved and validated: the preset plus per-stage overrides.
 
-    images: str
-    prompt: str
-    mode: str
-    edit_prompt: str
+    What the user asks of a run (photos, prompt, mode) is a :class:`ovseg.request.RunRequest`.
+    """
+
     preset: str
     device: str
     strict: bool
@@ -146,7 +142,6 @@ class Settings:
     select: SelectSettings
     edit: EditSettings
     engine: EngineSettings
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def section(self, name: str) -> dict[str, Any]:
         """A stage's resolved settings as a plain dict (what goes into cache keys and JSON)."""
@@ -235,8 +230,6 @@ def _build_section(name: str, data: dict[str, Any]) -> Any:
 
 
 def _validate(settings: Settings) -> None:
-    if settings.mode not in MODES:
-        raise OvsegError(f"mode must be one of {', '.join(MODES)}, got {settings.mode!r}")
     if settings.embed.strategy not in ("crop", "dense", "ensemble"):
         raise OvsegError(f"embed.strategy must be crop, dense or ensemble, got {settings.embed.strategy!r}")
     if settings.embed.strategy in ("crop", "ensemble") and not settings.embed.crop_scales:
@@ -260,19 +253,6 @@ def _validate(settings: Settings) -> None:
         raise OvsegError("edit.strength and edit.style_strength must be in (0, 1]")
     if settings.edit.resolution % 8 or settings.edit.resolution < 64:
         raise OvsegError(f"edit.resolution must be a multiple of 8 and >= 64, got {settings.edit.resolution}")
-    if settings.edit.scheduler not in SCHEDULER_NAMES:
-        raise OvsegError(f"edit.scheduler must be one of {', '.join(SCHEDULER_NAMES)}, got {settings.edit.scheduler!r}")
-    if settings.edit.backend not in ("diffusion", "opencv"):
-        raise OvsegError(f"edit.backend must be diffusion or opencv, got {settings.edit.backend!r}")
-    if settings.edit.backend == "opencv" and settings.mode in ("replace", "style"):
-        raise OvsegError(
-            f"mode {settings.mode} paints new content and needs edit.backend: diffusion "
-            "(edit.backend opencv can only remove); e.g. --set edit.backend=diffusion"
-        )
-    if settings.edit.opencv_method not in ("telea", "ns") or settings.edit.opencv_radius < 1:
-        raise OvsegError("edit.opencv_method must be telea or ns, and edit.opencv_radius >= 1")
-    if settings.edit.offload not in OFFLOAD_MODES:
-        raise OvsegError(f"edit.offload must be one of {', '.join(OFFLOAD_MODES)}, got {settings.edit.offload!r}")
     _validate_masks(settings.masks)
     engine = settings.engine
     if engine.kind not in ENGINES:
@@ -299,7 +279,12 @@ def _validate_masks(masks: MasksSettings) -> None:
 
 
 def settings_from_params(params: dict[str, Any]) -> Settings:
-    """Resolve a params.yaml dict into :class:`Settings` (preset, then per-stage overrides)."""
+    """Resolve a params.yaml dict into :class:`Settings` (preset, then per-stage overrides).
+
+    Only the model settings: the request (photos, prompt, mode) is read by
+    :func:`ovseg.request.request_from_params`. Which edit backends exist, and what each can do,
+    the edit backends say themselves (:func:`ovseg.editing.check_backend`).
+    """
     presets = load_presets()
     preset = params.get("preset") or "balanced"
     if preset not in presets or preset == "defaults":
@@ -311,14 +296,9 @@ def settings_from_params(params: dict[str, Any]) -> Settings:
             raise OvsegError(f"parameter {name} must be a mapping of settings, got {override!r}")
         resolved[name] = deep_merge(resolved.get(name, {}), override)
     settings = Settings(
-        images=str(params.get("images") or "data/images"),
-        prompt=str(params.get("prompt") or "").strip(),
-        mode=str(params.get("mode") or "segment"),
-        edit_prompt=str(params.get("edit_prompt") or "").strip(),
         preset=preset,
         device=str(params.get("device") or "auto"),
         strict=_check_type("params", "strict", params.get("strict", False), bool),
-        raw=params,
         **{name: _build_section(name, resolved[name]) for name in SECTION_TYPES},
     )
     _validate(settings)

@@ -11,6 +11,10 @@ class OvsegError(Exception):
     """A user-facing error: bad input, missing weights, invalid parameters."""
 
 
+class UnreadableImageError(OvsegError):
+    """A photo that cannot be read or decoded: in a folder it is skipped, alone it stops the run."""
+
+
 class WeightsMissingError(OvsegError):
     """Weights for a model are not on disk; the message names the command that fetches them."""
 

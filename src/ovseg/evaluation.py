@@ -1,116 +1,26 @@
 """Evaluate segmentation quality against ground truth: IoU, mIoU, top-1 precision/recall.
 
-Two dataset layouts are read:
-
-* PASCAL VOC: ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png`` (label map, palette
-  or grayscale; 0 = background, 255 = ignore) and ``classes.txt`` (one class name per
-  line, line i = label i, line 0 = background). Every class present in an image becomes
-  one (image, prompt) pair, the class name being the prompt.
-* Binary masks per prompt: ``images/<id>.<ext>`` and ``masks/<id>/<prompt>.png``
-  (white = the object). The file name (underscores read as spaces) is the prompt.
-
-IoU conventions: pixels labelled 255 count neither as hits nor misses; when both the
-prediction and the ground truth are empty the IoU is 1 (nothing to find, nothing
-found). Per class, intersections and unions are summed over images (VOC style) and
-mIoU is the mean over classes.
+The labelled sets are read by :mod:`ovseg.datasets`. IoU conventions: pixels labelled
+255 count neither as hits nor misses; when both the prediction and the ground truth are
+empty the IoU is 1 (nothing to find, nothing found). Per class, intersections and unions
+are summed over images (VOC style) and mIoU is the mean over classes.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from ovseg.config import Settings
+from ovseg.datasets import Sample
 from ovseg.errors import OvsegError
-from ovseg.fileio import IMAGE_SUFFIXES, atomic_path, load_image, write_json
+from ovseg.fileio import load_image
+from ovseg.locations import atomic_path, write_json
 from ovseg.viz import resize_mask
-
-IGNORE_LABEL = 255
-
-
-@dataclass
-class Target:
-    """One thing to find in one image."""
-
-    prompt: str
-    mask: np.ndarray  # (H, W) bool, ground truth
-    ignore: np.ndarray  # (H, W) bool, pixels that do not count
-
-
-@dataclass
-class Sample:
-    name: str
-    image: Path
-    targets: list[Target] = field(default_factory=list)
-
-
-def _find_image(folder: Path, stem: str) -> Path:
-    for suffix in IMAGE_SUFFIXES:
-        for candidate in (folder / f"{stem}{suffix}", folder / f"{stem}{suffix.upper()}"):
-            if candidate.is_file():
-                return candidate
-    raise OvsegError(f"no image for {stem!r} in {folder}")
-
-
-def read_label_map(path: Path) -> np.ndarray:
-    """Label indices of a VOC mask: palette PNGs give indices directly, grayscale gives values."""
-    with Image.open(path) as img:
-        if img.mode not in ("P", "L", "I", "I;16"):
-            raise OvsegError(f"{path} must be a palette or grayscale label map, not {img.mode}")
-        return np.asarray(img).astype(np.int64)
-
-
-def read_dataset(root: Path) -> list[Sample]:
-    """Read a VOC-style or binary-mask dataset into samples (see the module docstring)."""
-    root = Path(root)
-    if (root / "SegmentationClass").is_dir():
-        return _read_voc(root)
-    if (root / "masks").is_dir():
-        return _read_binary(root)
-    raise OvsegError(
-        f"{root} is not a dataset: expected SegmentationClass/ + JPEGImages/ + classes.txt "
-        "(VOC) or masks/<id>/<prompt>.png + images/"
-    )
-
-
-def _read_voc(root: Path) -> list[Sample]:
-    classes_file = root / "classes.txt"
-    if not classes_file.is_file():
-        raise OvsegError(f"{classes_file} is missing: one class name per line, line 0 = background")
-    classes = [line.strip() for line in classes_file.read_text().splitlines() if line.strip()]
-    samples = []
-    for label_path in sorted((root / "SegmentationClass").glob("*.png")):
-        labels = read_label_map(label_path)
-        image_path = _find_image(root / "JPEGImages", label_path.stem)
-        ignore = labels == IGNORE_LABEL
-        sample = Sample(label_path.stem, image_path)
-        for value in sorted(set(np.unique(labels).tolist()) - {0, IGNORE_LABEL}):
-            if value >= len(classes):
-                raise OvsegError(f"{label_path} uses label {value} but classes.txt lists {len(classes)} classes")
-            sample.targets.append(Target(classes[value], labels == value, ignore))
-        samples.append(sample)
-    if not samples:
-        raise OvsegError(f"no label maps in {root / 'SegmentationClass'}")
-    return samples
-
-
-def _read_binary(root: Path) -> list[Sample]:
-    samples = []
-    for folder in sorted(p for p in (root / "masks").iterdir() if p.is_dir()):
-        image_path = _find_image(root / "images", folder.name)
-        sample = Sample(folder.name, image_path)
-        for mask_path in sorted(folder.glob("*.png")):
-            mask = np.asarray(Image.open(mask_path).convert("L")) > 127
-            sample.targets.append(Target(mask_path.stem.replace("_", " "), mask, np.zeros_like(mask)))
-        samples.append(sample)
-    if not samples:
-        raise OvsegError(f"no mask folders in {root / 'masks'}")
-    return samples
 
 
 def overlap(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> tuple[int, int, int, int]:
@@ -216,21 +126,22 @@ def describe_proposals(metrics: dict[str, Any]) -> str:
     )
 
 
-def evaluate_proposals(samples: list[Sample], paths) -> tuple[dict[str, Any], list[RegionQuality]]:
+def evaluate_proposals(samples: list[Sample], run) -> tuple[dict[str, Any], list[RegionQuality]]:
     """Proposal metrics from the masks stage's artifacts (run it first): independent of CLIP."""
-    from ovseg.store import MaskProposals, load_manifest, read_marker
+    from ovseg.pipeline import masks
 
-    entries = load_manifest(paths.masks)
+    folder = run.stage_folder(masks.FOLDER)
+    entries = (folder.read_json() or {}).get("images", {})
     regions, per_image = [], {}
     for sample in samples:
         entry = entries.get(sample.image.stem)
         if entry is None:  # unreadable: the masks stage skipped it and said why
             continue
-        proposals, attrs = MaskProposals.load(paths.masks / f"{entry['masks']}.zarr")
+        proposals, attrs = folder.proposals(entry["masks"])
         stats = attrs.get("stats", {})
         per_image[sample.name] = {
             "candidates": len(proposals),
-            "seconds": read_marker(paths.masks, entry["masks"]).get("seconds"),
+            "seconds": folder.marker(entry["masks"]).get("seconds"),
             "decoder_calls": stats.get("decoder_calls"),
         }
         candidates = proposals.masks
@@ -292,24 +203,41 @@ def evaluate(
     IoU, union oracle, recall, candidates and seconds per image), which needs no CLIP;
     ``proposals_only`` stops there. Masks and CLIP features come from (and go to) the
     content-addressed cache under ``cache``, so ablations of scoring or selection reuse them.
+    Each (photo, class) pair is selected as the select stage would (``selection.select_masks``
+    on the cached candidates and scores), without writing result folders.
     """
-    from ovseg.pipeline import Paths, run_embed, run_masks, score_prompts, select_for, skipped_images
-    from ovseg.store import save_manifest
+    import dataclasses
 
-    paths = Paths(cache=cache, output=cache / "output")
-    run_masks(settings, [s.image for s in samples], paths)
-    proposal_metrics, regions = evaluate_proposals(samples, paths)
-    skipped = skipped_images(paths.cache)
+    from ovseg.engines.local import LocalEngine
+    from ovseg.pipeline import embed, masks, score
+    from ovseg.pipeline.common import Run, run_stages
+    from ovseg.request import RunRequest
+    from ovseg.selection import select_masks
+
+    run = Run(
+        settings, RunRequest(images=tuple(str(s.image) for s in samples)), str(cache), str(Path(cache) / "output")
+    )
+    engine = LocalEngine()
+    run_stages(run, engine, [masks.STAGE])
+    proposal_metrics, regions = evaluate_proposals(samples, run)
+    skipped = masks.skipped_images(run.cache)
     if proposals_only:
         return {"proposals": proposal_metrics, "images": len(samples) - len(skipped), "skipped": skipped}, [], regions
-    run_embed(settings, paths)
+    run_stages(run, engine, [embed.STAGE])
     prompts = sorted({t.prompt for s in samples for t in s.targets})
     if not prompts:
         raise OvsegError("the dataset has no labelled objects to evaluate")
-    per_prompt, _ = score_prompts(settings, paths, prompts)
+    plan = score.plan_prompts(run, prompts)
+    if plan.items:
+        engine.compute(score.STAGE, run, plan)
+    per_prompt = plan.state["per_prompt"]
     # One manifest over all (image, prompt) pairs, so `ovseg cache gc` knows these scores are in use.
-    pairs_in_use = {f"{stem}:{prompt}": e for prompt, by_image in per_prompt.items() for stem, e in by_image.items()}
-    save_manifest(paths.scores, pairs_in_use)
+    pairs_in_use = {
+        f"{stem}:{prompt}": dataclasses.asdict(entry)
+        for prompt, by_image in per_prompt.items()
+        for stem, entry in by_image.items()
+    }
+    run.stage_folder(score.FOLDER).write_json({"images": pairs_in_use})
     pairs = []
     for sample in samples:
         if sample.image.stem not in per_prompt[prompts[0]]:
@@ -318,8 +246,8 @@ def evaluate(
         for target in sample.targets:
             if target.mask.shape != (size[1], size[0]):
                 raise OvsegError(f"ground truth for {sample.name} is {target.mask.shape[::-1]}, image is {size}")
-            entry = per_prompt[target.prompt][sample.image.stem]
-            selection, proposals, _ = select_for(settings, paths, entry)
+            proposals, scores = score.scored_candidates(run, per_prompt[target.prompt][sample.image.stem])
+            selection = select_masks(scores, proposals.masks, settings.select)
             merged = resize_mask(selection.merged, size)
             top1 = resize_mask(proposals.masks[selection.indices[0]], size) if selection.indices else merged
             inter, union, _, _ = overlap(merged, target.mask, target.ignore)
@@ -403,43 +331,3 @@ def _bar_chart(per_class: dict[str, float], mean: float, label: str, path: Path,
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
-
-
-def make_synthetic_dataset(root: Path, count: int = 6, seed: int = 0) -> Path:
-    """A small VOC-layout set of shapes (red disc, blue square, green triangle) with exact labels.
-
-    Useful to check the evaluation end to end and as a sanity test for real weights:
-    CLIP should tell "a red circle" from "a blue square".
-    """
-    rng = np.random.default_rng(seed)
-    classes = ["background", "a red circle", "a blue square", "a green triangle"]
-    colours = {1: (220, 40, 40), 2: (40, 70, 220), 3: (40, 190, 60)}
-    root = Path(root)
-    with atomic_path(root) as tmp:
-        (tmp / "JPEGImages").mkdir(parents=True)
-        (tmp / "SegmentationClass").mkdir()
-        (tmp / "classes.txt").write_text("\n".join(classes) + "\n")
-        for index in range(count):
-            height, width = 120, 160
-            yy, xx = np.mgrid[0:height, 0:width]
-            base = rng.integers(90, 200, 3)
-            image = np.clip(base + rng.normal(0, 6, (height, width, 3)), 0, 255).astype(np.uint8)
-            labels = np.zeros((height, width), np.uint8)
-            slots = rng.permutation(3)  # one column each, so shapes never overlap
-            for slot, label in zip(slots, rng.permutation([1, 2, 3])[: rng.integers(1, 4)], strict=False):
-                r = int(rng.integers(12, 22))
-                cx = int(width * (2 * slot + 1) / 6 + rng.integers(-4, 5))
-                cy = int(rng.integers(r + 4, height - r - 4))
-                if label == 1:
-                    shape = (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
-                elif label == 2:
-                    shape = (abs(xx - cx) <= r) & (abs(yy - cy) <= r)
-                else:
-                    shape = (yy - cy <= r) & (yy - cy >= -r) & (abs(xx - cx) <= (yy - cy + r) / 2)
-                image[shape] = colours[int(label)]
-                labels[shape] = label
-            edge = (labels != np.roll(labels, 1, axis=1)) | (labels != np.roll(labels, 1, axis=0))
-            labels[edge] = IGNORE_LABEL  # VOC marks object borders as "don't care"
-            Image.fromarray(image).save(tmp / "JPEGImages" / f"shapes_{index:03d}.png")
-            Image.fromarray(labels, mode="L").save(tmp / "SegmentationClass" / f"shapes_{index:03d}.png")
-    return root

@@ -1,61 +1,23 @@
-"""Atomic file writes, image reading and hashing.
+"""Photos in, pictures out: decoding images, writing PNGs, hashing content.
 
-Every artifact is written to a temporary sibling and renamed into place, so an
-interrupted run never leaves a half-written PNG, JSON or zarr store behind that a
-later run (or DVC) would mistake for a finished one.
+Every artifact is written to a temporary sibling and renamed into place
+(:func:`ovseg.locations.atomic_path`), so an interrupted run never leaves a half-written
+PNG behind that a later run (or DVC) would mistake for a finished one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ovseg.errors import OvsegError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-
-
-@contextlib.contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``final``; rename it onto ``final`` only on success.
-
-    Works for files and directories (zarr stores, output folders). The temporary
-    path lives in the same directory so the rename is atomic on one filesystem.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    target = tmp / final.name
-    try:
-        yield target
-        if final.is_dir() and not final.is_symlink():
-            shutil.rmtree(final)
-        elif final.exists():
-            final.unlink()
-        os.replace(target, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically, pretty-printed so people can read it."""
-    with atomic_path(Path(path)) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+from ovseg.errors import UnreadableImageError
+from ovseg.locations import atomic_path, is_url, read_bytes
 
 
 def mask_image(mask: np.ndarray) -> Image.Image:
@@ -78,27 +40,17 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def is_url(location: str | Path) -> bool:
-    """``s3://...``, ``gs://...`` (fsspec URLs) rather than a local path."""
-    return "://" in str(location) and not str(location).startswith("file://")
-
-
-def load_image(path: Path | str) -> Image.Image:
-    """Read an image as RGB, honouring EXIF orientation; a clear error if it is not an image.
-
-    ``path`` may be an fsspec URL (``s3://bucket/photo.jpg``): the Ray engine's images live there.
-    """
-    if is_url(path):
-        from ovseg.remote import read_bytes  # at call time: remote builds on this module
-
-        try:
-            return decode_image(read_bytes(str(path)), str(path))
-        except FileNotFoundError:
-            raise OvsegError(f"image not found: {path}") from None
-    path = Path(path)
-    if not path.is_file():
-        raise OvsegError(f"image not found: {path}")
-    return decode_image(path.read_bytes(), str(path))
+def load_image(location: Path | str) -> Image.Image:
+    """Read an image (path or fsspec URL) as RGB, honouring EXIF orientation; one line if it is not one."""
+    if not is_url(location) and not Path(location).is_file():
+        raise UnreadableImageError(f"image not found: {location}")
+    try:
+        data = read_bytes(location)
+    except FileNotFoundError:
+        raise UnreadableImageError(f"image not found: {location}") from None
+    except OSError as exc:
+        raise UnreadableImageError(f"cannot read {location}: {exc}") from None
+    return decode_image(data, str(location))
 
 
 def decode_image(data: bytes, name: str) -> Image.Image:
@@ -108,26 +60,13 @@ def decode_image(data: bytes, name: str) -> Image.Image:
             img = ImageOps.exif_transpose(img)
             return img.convert("RGB")
     except UnidentifiedImageError:
-        raise OvsegError(f"cannot read image {name}: not an image, or a format Pillow cannot read") from None
+        raise UnreadableImageError(f"cannot read image {name}: not an image, or a format Pillow cannot read") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise OvsegError(f"cannot read image {name}: {exc.__class__.__name__}: {exc}") from None
+        raise UnreadableImageError(f"cannot read image {name}: {exc.__class__.__name__}: {exc}") from None
 
 
-def list_images(folder: Path) -> list[Path]:
-    """All images directly inside ``folder``, sorted, so batch runs are reproducible."""
-    folder = Path(folder)
-    if folder.is_file():
-        return [folder]
-    if not folder.is_dir():
-        raise OvsegError(f"image folder not found: {folder}")
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not images:
-        raise OvsegError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    stems = [p.stem for p in images]
-    dupes = sorted({s for s in stems if stems.count(s) > 1})
-    if dupes:
-        raise OvsegError(f"two images share the name {dupes[0]!r} in {folder}; outputs are keyed by name")
-    return images
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -1,4 +1,4 @@
-"""COCO run-length encoding of masks (pycocotools), as JSON-friendly dicts."""
+"""Masks as COCO describes them: run-length encoding (pycocotools) and XYWH boxes, JSON-friendly."""
 
 from __future__ import annotations
 
@@ -17,3 +17,11 @@ def decode(rle: dict[str, object]) -> np.ndarray:
     counts = rle["counts"]
     coco = {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
     return mask_utils.decode(coco).astype(bool)
+
+
+def box_xywh(mask: np.ndarray) -> list[int]:
+    """XYWH box of a bool mask ([0, 0, 0, 0] when empty), as selection.json and COCO write it."""
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return [0, 0, 0, 0]
+    return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]

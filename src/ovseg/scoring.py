@@ -130,7 +130,7 @@ def score_synonyms(
 def score_for_prompt(bundle: ClipBundle, mask_embeddings: np.ndarray, prompt: str, settings: ScoreSettings) -> Scores:
     """Encode prompt and negatives, then score one image: for one-off use (the benchmark's "before").
 
-    The ``score`` stage encodes each text once per run instead (``pipeline.score_prompts``).
+    The ``score`` stage encodes each text once per run instead (:mod:`ovseg.pipeline.score`).
     """
     synonyms = encode_texts(bundle, prompt_synonyms(prompt), settings.templates, template_set=settings.template_set)
     negatives = negatives_for(prompt, settings.negatives)

@@ -1,8 +1,23 @@
-"""Reading and writing stage artifacts as zarr stores.
+"""The cache's layout and its stores: zarr arrays per photo and stage, named by a content key.
 
 One store per image and stage, named by a content key (hash of the inputs and the
 settings that matter), so a batch run only computes what is new and a prompt change
-never touches the masks or embeddings of any image.
+never touches the masks or embeddings of any image. This module is the one place that
+spells the layout of a stage folder:
+
+| name                      | what                                                        |
+| ------------------------- | ----------------------------------------------------------- |
+| ``<key>.zarr``            | the store: named arrays plus JSON attributes                |
+| ``<key>.done``            | the completion marker, written last (with run timings)     |
+| ``<key>.candidates.png``  | the masks stage's picture of every candidate                |
+| ``manifest.json``         | the stage's latest run: photo -> keys, skipped files, timings |
+
+A store is complete when its marker exists, written after every file of the store (and
+its preview). One rule for every engine and filesystem: a local run renames a finished
+temp folder into place, a bucket has no rename, so there the files go first and the
+marker last; one listing of a stage's folder tells which keys are done. The marker also
+holds what is not part of the result (seconds, engine), so stores are byte-identical
+whoever wrote them.
 """
 
 from __future__ import annotations
@@ -15,44 +30,37 @@ import numpy as np
 import zarr
 
 from ovseg.errors import OvsegError
-from ovseg.fileio import atomic_path, read_json, write_json
+from ovseg.locations import atomic_path
 
 MANIFEST = "manifest.json"
-# A store is complete when its marker ``<key>.done`` exists, written after every file of the
-# store (and its preview). One rule for every engine and filesystem: a local run renames a
-# finished temp folder into place, a bucket has no rename, so there the files go first and
-# the marker last; one listing of a stage's folder tells which keys are done. The marker
-# also holds what is not part of the result (seconds, engine), so stores are byte-identical
-# whoever wrote them.
+STORE_SUFFIX = ".zarr"
 DONE_SUFFIX = ".done"
+PREVIEW_SUFFIX = ".candidates.png"
+
+
+def store_name(key: str) -> str:
+    return f"{key}{STORE_SUFFIX}"
+
+
+def marker_name(key: str) -> str:
+    return f"{key}{DONE_SUFFIX}"
+
+
+def preview_name(key: str) -> str:
+    return f"{key}{PREVIEW_SUFFIX}"
+
+
+def key_of(name: str) -> str | None:
+    """The key a stage folder's entry belongs to (its store, marker or preview), or None (manifest, temp)."""
+    for suffix in (PREVIEW_SUFFIX, STORE_SUFFIX, DONE_SUFFIX):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return None
 
 
 def store_path(folder: Path, key: str) -> Path:
-    """Where the store for ``key`` lives in a stage folder."""
-    return Path(folder) / f"{key}.zarr"
-
-
-def is_complete(folder: Path, key: str) -> bool:
-    """Whether the store for ``key`` was written to the end (its marker exists)."""
-    return (Path(folder) / f"{key}{DONE_SUFFIX}").is_file()
-
-
-def mark_complete(folder: Path, key: str, record: dict[str, Any] | None = None) -> None:
-    """Write the marker, last: from now on the store counts as done."""
-    write_json(Path(folder) / f"{key}{DONE_SUFFIX}", {"key": key, **(record or {})})
-
-
-def write_complete(
-    folder: Path, key: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any], record: dict[str, Any] | None = None
-) -> None:
-    """A store in a local stage folder: renamed into place whole, then its marker."""
-    write_arrays(store_path(folder, key), arrays, attrs)
-    mark_complete(folder, key, record)
-
-
-def read_marker(folder: Path, key: str) -> dict[str, Any]:
-    path = Path(folder) / f"{key}{DONE_SUFFIX}"
-    return read_json(path) if path.is_file() else {}
+    """Where the store for ``key`` lives in a local stage folder."""
+    return Path(folder) / store_name(key)
 
 
 def write_arrays(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
@@ -120,15 +128,3 @@ class MaskProposals:
     def load(cls, path: Path) -> tuple[MaskProposals, dict[str, Any]]:
         arrays, attrs = read_arrays(path)
         return cls(**{k: arrays[k] for k in ("masks", "boxes", "areas", "predicted_iou", "stability_score")}), attrs
-
-
-def load_manifest(stage_dir: Path) -> dict[str, dict[str, Any]]:
-    """The per-image entries a stage wrote last time (image stem -> keys and paths)."""
-    path = Path(stage_dir) / MANIFEST
-    if not path.is_file():
-        raise OvsegError(f"{path} not found: run the earlier stages first (`dvc repro` or `ovseg run`)")
-    return read_json(path)["images"]
-
-
-def save_manifest(stage_dir: Path, entries: dict[str, dict[str, Any]], **extra: Any) -> None:
-    write_json(Path(stage_dir) / MANIFEST, {**extra, "images": entries})

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ovseg.fileio import atomic_path
+from ovseg.locations import atomic_path
 
 TINY_SAM2 = "tiny-random-sam2"
 TINY_CLIP = "tiny-random-clip"

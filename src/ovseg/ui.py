@@ -10,7 +10,6 @@ line in the page's status box; nothing is raised into Gradio, so no stack trace 
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,8 @@ from PIL import Image
 from ovseg.api import Segmenter, SegmentResult
 from ovseg.config import preset_names
 from ovseg.errors import OvsegError
-from ovseg.fileio import load_image, mask_image
+from ovseg.fileio import load_image
+from ovseg.pipeline.select import COCO_FILE
 from ovseg.viz import overlay, side_by_side
 
 CANDIDATES_SHOWN = 12
@@ -116,16 +116,16 @@ def candidate_gallery(result: SegmentResult) -> list[tuple[Image.Image, str]]:
 
 
 def downloads(result: SegmentResult, edited: Image.Image | None = None) -> list[str]:
-    """The mask PNG and COCO JSON (and the edited photo) as files the page offers for download."""
-    folder = Path(tempfile.mkdtemp(prefix="ovseg-ui-"))
-    mask = folder / "mask.png"
-    mask_image(result.merged).save(mask)
-    coco = folder / "annotations.json"
-    coco.write_text(json.dumps(result.to_coco(), indent=1))
-    files = [str(mask), str(coco)]
+    """The mask PNG and COCO JSON (and the edited photo) as files the page offers for download.
+
+    Written by the result's own :meth:`~ovseg.api.SegmentResult.save`, so the page's files are
+    the ones ``ovseg run`` writes.
+    """
+    folder = result.save(Path(tempfile.mkdtemp(prefix="ovseg-ui-")) / "selection", visualize=False)
+    files = [str(folder / "mask.png"), str(folder / COCO_FILE)]
     if edited is not None:
-        edited.save(folder / "edited.png")
-        files.append(str(folder / "edited.png"))
+        edited.save(folder.parent / "edited.png")
+        files.append(str(folder.parent / "edited.png"))
     return files
 
 

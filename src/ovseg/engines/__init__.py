@@ -1,34 +1,64 @@
-"""Engines: how a run's images are scheduled. Chosen here, once, from ``engine.kind``.
+"""Engines: how a run's stages are scheduled. Chosen here, once, from ``engine.kind``.
 
-``local`` runs the stage functions in this process, one after the other; ``ray`` runs each
-stage as a Ray Data job over a cluster, with cache and results in folders or buckets. Both
-call the same per-image stage code and write the same cache layout, so either can reuse what
-the other computed.
+``local`` runs every stage in this process, one after the other; ``ray`` runs each stage as
+a Ray Data job over a cluster, with cache and results in folders or buckets. Engines only
+schedule: each stage's plan, per-photo work and records are its contract's
+(:mod:`ovseg.pipeline`), so both engines compute the same photos and write the same bytes,
+and either reuses what the other computed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable
+from typing import Any, Protocol
 
-from ovseg.config import Settings
-from ovseg.pipeline import StageReport
-
-
-def _local(settings: Settings, cache: str, output: str, visualize: bool) -> list[StageReport]:
-    from ovseg.engines.local import run_local
-
-    return run_local(settings, cache, output, visualize)
+from ovseg.pipeline.common import Plan, Run, Stage, StageReport, run_stages
 
 
-def _ray(settings: Settings, cache: str, output: str, visualize: bool) -> list[StageReport]:
-    from ovseg.engines.ray_data import run_ray
+class Scheduler(Protocol):
+    """An engine: plain tasks for planning, and the stages' per-photo work with their models."""
 
-    return run_ray(settings, cache, output, visualize)
+    name: str
+
+    def prepare(self, run: Run) -> Run:
+        """The run as this engine needs it (connected to its cluster, paths made absolute)."""
+
+    def map(self, fn, items: list[dict[str, Any]], desc: str) -> list[dict[str, Any]]:
+        """``fn`` over ``items`` as plain tasks (hashing bytes, reading records)."""
+
+    def compute(self, stage: Stage, run: Run, plan: Plan) -> list[dict[str, Any]]:
+        """``stage.compute`` over the plan's items, the stage's model loaded once per worker."""
+
+    def after(self, run: Run, reports: list[StageReport]) -> None:
+        """Anything the engine records about a whole run."""
 
 
-ENGINES: dict[str, Callable[[Settings, str, str, bool], list[StageReport]]] = {"local": _local, "ray": _ray}
+def _local() -> Scheduler:
+    from ovseg.engines.local import LocalEngine
+
+    return LocalEngine()
 
 
-def run_pipeline(settings: Settings, cache: str, output: str, visualize: bool = True) -> list[StageReport]:
-    """Every stage for ``settings.images`` with the engine ``settings.engine.kind`` names."""
-    return ENGINES[settings.engine.kind](settings, cache, output, visualize)
+def _ray() -> Scheduler:
+    from ovseg.engines.ray_data import RayEngine
+
+    return RayEngine()
+
+
+ENGINES = {"local": _local, "ray": _ray}
+
+
+def engine_for(run: Run) -> Scheduler:
+    """The engine ``engine.kind`` names (the one place it is chosen)."""
+    return ENGINES[run.settings.engine.kind]()
+
+
+def run_pipeline(run: Run, stages: Iterable[Stage] | None = None) -> list[StageReport]:
+    """Every stage (or ``stages``) for the run's photos, with the engine its settings name."""
+    from ovseg.pipeline import STAGES
+
+    engine = engine_for(run)
+    run = engine.prepare(run)
+    reports = run_stages(run, engine, STAGES if stages is None else stages)
+    engine.after(run, reports)
+    return reports

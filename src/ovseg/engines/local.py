@@ -2,33 +2,51 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
-from ovseg.config import Settings
-from ovseg.errors import OvsegError
-from ovseg.fileio import is_url
-from ovseg.pipeline import Paths, StageReport, images_for, run_edit, run_embed, run_masks, run_score, run_select
+from tqdm import tqdm
 
+from ovseg.errors import UnreadableImageError
+from ovseg.pipeline.common import LazyModel, Plan, Run, Stage, StageReport
+from ovseg.weights import free_accelerator_memory
 
-def run_local(settings: Settings, cache: str, output: str, visualize: bool) -> list[StageReport]:
-    if is_url(cache) or is_url(settings.images) or is_url(output):
-        raise OvsegError("buckets (s3://, gs://) need the Ray engine: add --engine ray (README 'Many machines')")
-    paths = Paths(cache=Path(cache), output=Path(output))
-    stages: list[Callable[[], StageReport]] = [
-        lambda: run_masks(settings, images_for(settings), paths),
-        lambda: run_embed(settings, paths),
-        lambda: run_score(settings, paths),
-        lambda: run_select(settings, paths, visualize=visualize, prune=False),
-        lambda: run_edit(settings, paths, prune=False),
-    ]
-    return [_timed(stage) for stage in stages]
+# Fewer items than this are planned without a progress bar (reading a few records is instant).
+PROGRESS_FROM = 20
 
 
-def _timed(stage: Callable[[], StageReport]) -> StageReport:
-    """Run a stage and keep its wall time in the report (the summary line's images/s, the engine benchmark)."""
-    started = time.perf_counter()
-    report = stage()
-    report.seconds = time.perf_counter() - started
-    return report
+class LocalEngine:
+    """Plain loops with progress bars; a stage's model loads on its first photo and is freed after the stage
+    (or kept in the run's pool, for the Python API and the web page)."""
+
+    name = "local"
+
+    def prepare(self, run: Run) -> Run:
+        run.check_places()
+        return run
+
+    def map(self, fn, items: list[dict[str, Any]], desc: str) -> list[dict[str, Any]]:
+        return [fn(item) for item in tqdm(items, desc=desc, unit="image", disable=len(items) < PROGRESS_FROM)]
+
+    def compute(self, stage: Stage, run: Run, plan: Plan) -> list[dict[str, Any]]:
+        if stage.load is None:
+            model = LazyModel(None)
+        elif run.pool is not None:
+            pool, key = run.pool, stage.model_key(run)
+            model = LazyModel(lambda: pool.get(key, lambda: stage.load(run)))
+        else:
+            model = LazyModel(lambda: stage.load(run))
+        results = []
+        try:
+            for item in tqdm(plan.items, desc=stage.describe(run) if stage.describe else stage.name, unit="image"):
+                try:
+                    results.append(stage.compute(run, plan.shared, model, item))
+                except UnreadableImageError as exc:  # a photo that fails only now is skipped like any other
+                    results.append({"stem": item["stem"], "error": str(exc)})
+        finally:
+            if run.pool is None and model.loaded:
+                del model
+                free_accelerator_memory()
+        return results
+
+    def after(self, run: Run, reports: list[StageReport]) -> None:
+        return None

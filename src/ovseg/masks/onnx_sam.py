@@ -266,3 +266,27 @@ class OnnxSam:
         padded = np.full((logits.shape[0], *self._low_res_grid), -32.0, np.float32)
         padded[:, : logits.shape[1], : logits.shape[2]] = logits
         return upscale_padded(padded, self.side, self._resized, self._size)
+
+
+def quantize_onnx_pair(source: Path, target: Path) -> Path:
+    """int8 dynamic quantisation (onnxruntime) of an ONNX encoder/decoder pair, weights only.
+
+    The float model's smaller twin: activations stay float, so no calibration images are
+    needed; ``ovseg benchmark-masks`` compares the two on the same photos.
+    """
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from ovseg.weights import onnx_pair
+
+    target.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser logs a warning per tensor it leaves in float
+    try:
+        for path in onnx_pair(source):
+            quantize_dynamic(str(path), str(target / path.name), weight_type=QuantType.QUInt8)
+    finally:
+        root.setLevel(level)
+    return target

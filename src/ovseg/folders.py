@@ -1,12 +1,12 @@
-"""Stage folders and image folders at any fsspec URL: a local path, ``s3://``, ``gs://``.
+"""The one storage API: cache stage folders and result folders at any location (a path, ``s3://``, ``gs://``).
 
-The layout is the local cache's, object for object (``<stage>/<key>.zarr``, ``<key>.done``,
-``<key>.candidates.png``, ``manifest.json``), so a cache written by a cluster into a bucket
-and synced down is reused by a laptop, and the other way round. What differs is how a store
-becomes complete: locally a finished temp folder is renamed into place; a bucket has no
-rename, so the store's objects are uploaded first and the ``<key>.done`` marker last (a
-single PUT, atomic). A retried or duplicated task rewrites the same bytes under the same
-names: keys are content hashes and stores hold no timings (those go into the marker).
+The layout is the local cache's, object for object (:mod:`ovseg.store` names it), so a
+cache written by a cluster into a bucket and synced down is reused by a laptop, and the
+other way round. What differs is how a store becomes complete: locally a finished temp
+folder is renamed into place; a bucket has no rename, so the store's objects are uploaded
+first and the ``<key>.done`` marker last (a single PUT, atomic). A retried or duplicated
+task rewrites the same bytes under the same names: keys are content hashes and stores hold
+no timings (those go into the marker).
 
 Keys are hex digests, so object names under a stage folder are spread evenly over their
 leading characters: the hashed prefixes object stores partition on, with no extra level.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -25,63 +26,25 @@ from typing import Any
 import numpy as np
 
 from ovseg.errors import OvsegError
-from ovseg.fileio import IMAGE_SUFFIXES, atomic_path, is_url, list_images, write_json
-from ovseg.store import DONE_SUFFIX, MANIFEST, store_path, write_arrays, write_complete
+from ovseg.locations import atomic_path, filesystem, is_url, json_bytes, write_json
+from ovseg.store import (
+    DONE_SUFFIX,
+    MANIFEST,
+    STORE_SUFFIX,
+    MaskProposals,
+    marker_name,
+    preview_name,
+    read_arrays,
+    store_name,
+    write_arrays,
+)
 
-
-def _fs(url: str):
-    import fsspec
-
-    try:
-        return fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as exc:
-        scheme = url.split("://")[0]
-        extra = {"s3": "s3", "gs": "gcs", "gcs": "gcs"}.get(scheme, scheme)
-        raise OvsegError(f"cannot open {url}: {exc}; for {scheme}:// install ovseg[{extra}]") from None
-
-
-def list_image_urls(location: str) -> list[str]:
-    """The images directly inside a folder (or the one file) at ``location``, sorted, stems unique."""
-    if not is_url(location):
-        return [str(p) for p in list_images(Path(location))]
-    fs, path = _fs(location)
-    protocol = location.split("://")[0]
-    if fs.isfile(path):
-        return [location]
-    try:
-        names = sorted(fs.ls(path, detail=False))
-    except FileNotFoundError:
-        raise OvsegError(f"image folder not found: {location}") from None
-    images = [f"{protocol}://{n}" for n in names if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES]
-    if not images:
-        raise OvsegError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {location}")
-    stems = [image_stem(u) for u in images]
-    dupes = sorted({s for s in stems if stems.count(s) > 1})
-    if dupes:
-        raise OvsegError(f"two images share the name {dupes[0]!r} in {location}; outputs are keyed by name")
-    return images
-
-
-def image_stem(location: str) -> str:
-    """``photo`` for ``s3://bucket/in/photo.jpg`` or ``data/images/photo.jpg``: outputs are keyed by it."""
-    return PurePosixPath(str(location).split("://")[-1]).stem
-
-
-def image_name(location: str) -> str:
-    """``photo.jpg`` for a path or URL: how warnings and ``skipped`` lists name a file."""
-    return PurePosixPath(str(location).split("://")[-1]).name
-
-
-def read_bytes(location: str) -> bytes:
-    """A file's bytes from a path or URL (one GET)."""
-    if not is_url(location):
-        return Path(location).read_bytes()
-    fs, path = _fs(location)
-    return fs.cat_file(path)
-
-
-# The files whose key says a result folder is complete; written (and synced) after the rest.
-RESULT_RECORDS = ("selection.json", "edit.json")
+# The record of a photo's result folder: written last, it names the key the folder was made under, so
+# a rerun (or a sync) reads it to know whether the folder is complete and current. The select and
+# edit stages each own one (``ovseg.pipeline.select`` / ``.edit`` write them, nothing else does).
+SELECTION_RECORD = "selection.json"
+EDIT_RECORD = "edit.json"
+RESULT_RECORDS = (SELECTION_RECORD, EDIT_RECORD)
 
 
 class Folder:
@@ -93,7 +56,7 @@ class Folder:
         if self.local:
             self.path = Path(self.url)
         else:
-            self.fs, root = _fs(self.url)
+            self.fs, root = filesystem(self.url)
             self.path = root.rstrip("/")
 
     def join(self, relative: str) -> str:
@@ -115,7 +78,7 @@ class Folder:
         if self.local:
             write_json(self.path / name, data)
         else:
-            self.fs.pipe_file(f"{self.path}/{name}", _json_bytes(data))
+            self.fs.pipe_file(f"{self.path}/{name}", json_bytes(data))
 
 
 class StageFolder(Folder):
@@ -142,35 +105,55 @@ class StageFolder(Folder):
         arrays: dict[str, np.ndarray],
         attrs: dict[str, Any],
         record: dict[str, Any],
-        extras: dict[str, bytes] | None = None,
+        preview: bytes | None = None,
     ) -> None:
-        """Write the store for ``key`` (and extra files such as its preview), then its marker, last."""
+        """Write the store for ``key`` (and its preview picture), then its marker, last."""
+        marker = json_bytes({"key": key, **record})
         if self.local:
-            for name, data in (extras or {}).items():
-                with atomic_path(self.path / name) as tmp:
-                    tmp.write_bytes(data)
-            write_complete(self.path, key, arrays, attrs, record)
+            if preview is not None:
+                with atomic_path(self.path / preview_name(key)) as tmp:
+                    tmp.write_bytes(preview)
+            write_arrays(self.path / store_name(key), arrays, attrs)
+            with atomic_path(self.path / marker_name(key)) as tmp:
+                tmp.write_bytes(marker)
             return
         with tempfile.TemporaryDirectory(prefix="ovseg-publish-") as scratch:
-            local = store_path(Path(scratch), key)
+            local = Path(scratch) / store_name(key)
             write_arrays(local, arrays, attrs)
             for file in sorted(p for p in local.rglob("*") if p.is_file()):
-                self.fs.put_file(str(file), f"{self.path}/{key}.zarr/{file.relative_to(local).as_posix()}")
-        for name, data in (extras or {}).items():
-            self.fs.pipe_file(f"{self.path}/{name}", data)
-        self.fs.pipe_file(f"{self.path}/{key}{DONE_SUFFIX}", _json_bytes({"key": key, **record}))
+                self.fs.put_file(str(file), f"{self.path}/{store_name(key)}/{file.relative_to(local).as_posix()}")
+        if preview is not None:
+            self.fs.pipe_file(f"{self.path}/{preview_name(key)}", preview)
+        self.fs.pipe_file(f"{self.path}/{marker_name(key)}", marker)
 
-    def fetch_store(self, key: str, scratch: Path) -> Path:
-        """A local path to read the store for ``key`` from (remote: its objects downloaded to ``scratch``)."""
+    @contextlib.contextmanager
+    def store(self, key: str) -> Iterator[Path]:
+        """A local path to read the store for ``key`` from (remote: its objects fetched to a scratch folder)."""
         if self.local:
-            return store_path(self.path, key)
-        target = store_path(Path(scratch), key)
-        prefix = f"{self.path}/{key}.zarr"
-        for name in self.fs.find(prefix):
-            relative = PurePosixPath(name).relative_to(PurePosixPath(prefix))
-            (target / relative).parent.mkdir(parents=True, exist_ok=True)
-            self.fs.get_file(name, str(target / relative))
-        return target
+            yield self.path / store_name(key)
+            return
+        with tempfile.TemporaryDirectory(prefix="ovseg-fetch-") as scratch:
+            target = Path(scratch) / store_name(key)
+            prefix = f"{self.path}/{store_name(key)}"
+            for name in self.fs.find(prefix):
+                relative = PurePosixPath(name).relative_to(PurePosixPath(prefix))
+                (target / relative).parent.mkdir(parents=True, exist_ok=True)
+                self.fs.get_file(name, str(target / relative))
+            yield target
+
+    def read_store(self, key: str, names: list[str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The named arrays (all when None) and attributes of the store for ``key``."""
+        with self.store(key) as path:
+            return read_arrays(path, names)
+
+    def proposals(self, key: str) -> tuple[MaskProposals, dict[str, Any]]:
+        """The mask candidates in the masks store for ``key``, and its attributes."""
+        with self.store(key) as path:
+            return MaskProposals.load(path)
+
+    def marker(self, key: str) -> dict[str, Any]:
+        """What the run that completed ``key`` recorded (seconds, engine); empty when not done."""
+        return self.read_json(marker_name(key)) or {}
 
 
 class OutputFolder(Folder):
@@ -212,6 +195,31 @@ class OutputFolder(Folder):
                 self.fs.rm(stale)
             self.fs.put_file(str(files[last]), f"{prefix}/{last}")
 
+    def record(self, relative: str) -> dict[str, Any] | None:
+        """An earlier run's ``selection.json``/``edit.json``, or None (missing, or unreadable: then it is redone)."""
+        try:
+            return self.read_json(relative)
+        except (OSError, ValueError):
+            return None
+
+    def prune(self, keep: set[str]) -> None:
+        """Remove the result folders of photos no longer in the batch (the DVC stages mirror the image folder)."""
+        if self.local:
+            if self.path.is_dir():
+                for child in self.path.iterdir():
+                    if child.is_dir() and child.name not in keep and not child.name.startswith("."):
+                        shutil.rmtree(child)
+            return
+        self.fs.invalidate_cache(self.path)
+        try:
+            children = self.fs.ls(self.path, detail=True)
+        except FileNotFoundError:
+            return
+        for child in children:
+            name = PurePosixPath(child["name"]).name
+            if child["type"] == "directory" and name not in keep:
+                self.fs.rm(child["name"], recursive=True)
+
 
 def sync_folder(source: str, target: str) -> tuple[int, int]:
     """Copy every file under ``source`` to ``target`` (paths or URLs) that is missing or different there.
@@ -222,7 +230,7 @@ def sync_folder(source: str, target: str) -> tuple[int, int]:
     costs one listing per side; any other file (results, manifests: same name, new content
     after a new prompt) is the same only when its bytes are. Returns (copied, already there).
     """
-    (src_fs, src_root), (dst_fs, dst_root) = _fs(source), _fs(target)  # local paths: absolute
+    (src_fs, src_root), (dst_fs, dst_root) = filesystem(source), filesystem(target)  # local paths: absolute
     src_root, dst_root = src_root.rstrip("/"), dst_root.rstrip("/")
     if not src_fs.isdir(src_root):
         raise OvsegError(f"nothing to sync: {source} is not a folder")
@@ -248,7 +256,9 @@ def sync_folder(source: str, target: str) -> tuple[int, int]:
 
 
 # A cache store's name: a hex content key, then what part of the store it is.
-_KEYED = re.compile(r"^[0-9a-f]{16,}(\.zarr|\.candidates\.png|" + re.escape(DONE_SUFFIX) + ")$")
+_KEYED = re.compile(
+    r"^[0-9a-f]{16,}(" + "|".join(re.escape(s) for s in (STORE_SUFFIX, preview_name(""), DONE_SUFFIX)) + ")$"
+)
 
 
 def _content_keyed(name: str) -> bool:
@@ -269,7 +279,3 @@ def _find(fs, root: str) -> dict[str, dict[str, Any]]:
     except FileNotFoundError:
         return {}
     return {PurePosixPath(n).relative_to(PurePosixPath(root)).as_posix(): i for n, i in found.items()}
-
-
-def _json_bytes(data: dict[str, Any]) -> bytes:
-    return (json.dumps(data, indent=2) + "\n").encode()  # as fileio.write_json writes it locally

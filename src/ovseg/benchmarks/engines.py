@@ -19,13 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from ovseg.config import Settings
-from ovseg.pipeline import Paths, run_masks
+from ovseg.folders import EDIT_RECORD
+from ovseg.pipeline import Run, masks, select
+from ovseg.pipeline.common import run_stages
+from ovseg.request import RunRequest
+from ovseg.store import MANIFEST
 
 # Files that name the run's folders or times, not its results: left out of the digest.
-NOT_RESULTS = {"manifest.json", "summary.json", "edit.json"}
+NOT_RESULTS = {MANIFEST, select.SUMMARY_FILE, EDIT_RECORD}
 
 
-def _digest(*folders: Path) -> str:
+def digest(*folders: Path) -> str:
     """One hash over every store and result file (not markers, manifests, timings) under ``folders``."""
     digest = hashlib.sha256()
     for folder in folders:
@@ -38,6 +42,7 @@ def _digest(*folders: Path) -> str:
 
 def run_engine_benchmark(
     settings: Settings,
+    request: RunRequest,
     images: list[Path],
     workers: list[int],
     cpus: int,
@@ -47,13 +52,12 @@ def run_engine_benchmark(
     """Images/s of the masks stage (or of every stage) for the local engine and Ray with each count in ``workers``."""
     import ray
 
-    from ovseg.engines.local import run_local
-    from ovseg.engines.ray_data import ray_masks, run_ray
+    from ovseg.engines import engine_for, run_pipeline
 
     folder = Path(tempfile.mkdtemp(prefix="ovseg-engines-"))
     for image in images:  # one folder of the chosen photos, as a user would point --images at
         (folder / image.name).symlink_to(image.resolve())
-    settings = replace(settings, images=str(folder))
+    request = replace(request, images=str(folder))
     rows = []
 
     def record(label: str, engine: str, actors: int, seconds: float, root: Path, reports) -> None:
@@ -63,7 +67,7 @@ def run_engine_benchmark(
             "actors": actors,
             "seconds": round(seconds, 2),
             "images_per_s": round(len(images) / seconds, 4),
-            "stores_digest": _digest(root / "cache" / "masks", *(root / "output" / stage for stage in results)),
+            "stores_digest": digest(root / "cache" / "masks", *(root / "output" / stage for stage in results)),
             "stage_seconds": {r.stage: round(r.seconds, 2) for r in reports if r.seconds is not None},
         }
         rows.append(row)
@@ -75,12 +79,12 @@ def run_engine_benchmark(
         root = Path(tempfile.mkdtemp(prefix=f"ovseg-{label.replace(' ', '')}-"))
         cache, output = str(root / "cache"), str(root / "output")
         started = time.perf_counter()
+        run = Run(settings, request, cache, output)
         if all_stages:
-            reports = (run_local if engine == "local" else run_ray)(settings, cache, output, True)
-        elif engine == "local":
-            reports = [run_masks(settings, sorted(folder.iterdir()), Paths(cache=Path(cache)))]
+            reports = run_pipeline(run)
         else:
-            reports = [ray_masks(settings, cache)]
+            scheduler = engine_for(run)
+            reports = run_stages(scheduler.prepare(run), scheduler, [masks.STAGE])
         record(label, engine, actors, time.perf_counter() - started, root, reports)
 
     run("local", "local", 1, settings)

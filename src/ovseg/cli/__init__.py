@@ -1,0 +1,25 @@
+"""`ovseg` command line, one module per command group.
+
+| module        | commands                                                              |
+| ------------- | --------------------------------------------------------------------- |
+| :mod:`.run`       | ``run`` (words, clicks, boxes; ``--dvc``; ``--engine ray``)       |
+| :mod:`.inspect`   | ``inspect``                                                       |
+| :mod:`.weights`   | ``weights list / download / verify / make-tiny``                  |
+| :mod:`.cache`     | ``cache gc``, ``sync``                                            |
+| :mod:`.benchmark` | ``benchmark``, ``benchmark-masks / -engines / -embed / -score``   |
+| :mod:`.evaluate`  | ``evaluate``, ``make-eval-set``                                   |
+| :mod:`.ui`        | ``ui``                                                            |
+
+Commands parse options and print; what they run lives below the faces (pipeline, engines,
+benchmarks, evaluation), so the CLI builds no record of its own.
+"""
+
+from ovseg.cli import benchmark, cache, evaluate, inspect, run, ui, weights  # noqa: F401  (registers the commands)
+from ovseg.cli.common import app
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()
+
+
+__all__ = ["app", "main"]

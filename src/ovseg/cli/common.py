@@ -1,0 +1,43 @@
+"""What every ``ovseg`` command shares: the Typer app, the consoles, and the one way to fail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from ovseg.errors import OvsegError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="`ovseg` command line: run the pipeline, inspect artifacts, manage weights and cache, benchmark.",
+)
+weights_app = typer.Typer(no_args_is_help=True, help="List, download, verify or build model weights.")
+app.add_typer(weights_app, name="weights")
+cache_app = typer.Typer(no_args_is_help=True, help="Manage the content-addressed stage cache.")
+app.add_typer(cache_app, name="cache")
+console = Console()
+err_console = Console(stderr=True)
+
+PRESET_HELP = "Preset: cpu | fast | balanced | quality | tiny (README 'Presets')."
+
+
+def fail(exc: OvsegError) -> None:
+    """One line on stderr, exit code 2: how every user mistake ends."""
+    err_console.print(f"[bold red]ovseg: error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """The options the user gave (None: not given, the params file or preset decides)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def preset_models(preset: str) -> list[str]:
+    """The weights a preset needs: its mask model, its CLIP, its inpainting model."""
+    from ovseg.config import settings_from_params
+
+    settings = settings_from_params({"preset": preset})
+    return [settings.masks.model, settings.embed.model, settings.edit.model]

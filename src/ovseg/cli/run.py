@@ -1,0 +1,201 @@
+"""``ovseg run``: the whole pipeline on a photo or a folder, or clicks and boxes on one photo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from ovseg.cli.common import PRESET_HELP, app, console, fail, given
+from ovseg.errors import OvsegError
+
+
+@app.command()
+def run(
+    image: str | None = typer.Option(None, "--image", help="One photo to process."),
+    images: str | None = typer.Option(
+        None, "--images", help="A folder of photos to process (also s3://, gs://: README 'Many machines')."
+    ),
+    prompt: str | None = typer.Option(None, "--prompt", "-p", help='What to find, e.g. "the red car".'),
+    mode: str | None = typer.Option(None, "--mode", "-m", help="segment | remove | replace | style"),
+    edit: str | None = typer.Option(None, "--edit", "-e", help="replace/style: what to paint."),
+    top_k: int | None = typer.Option(None, "--top-k", "-k", help="How many candidates to merge."),
+    config: str | None = typer.Option(None, "--config", "-c", help=PRESET_HELP),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | mps"),
+    params: Path = typer.Option(Path("params.yaml"), "--params", help="Base parameters (used if it exists)."),
+    cache: str = typer.Option("cache", "--cache", help="Where stage artifacts are cached (a folder or s3://...)."),
+    output: str = typer.Option("data/output", "--output", "-o", help="Where results are written (or s3://...)."),
+    visualize: bool = typer.Option(True, "--visualize/--no-visualize", help="Write overlay pictures."),
+    engine: str | None = typer.Option(None, "--engine", help="local | ray (README 'Many machines')."),
+    strict: bool | None = typer.Option(
+        None, "--strict/--no-strict", help="Stop at an unreadable image (default: skip it with a warning)."
+    ),
+    sets: list[str] = typer.Option(
+        [], "--set", help="Override any stage setting, e.g. --set masks.sampling=grid (repeatable)."
+    ),
+    dvc: bool = typer.Option(False, "--dvc", help="Write the options into params.yaml and run `dvc repro`."),
+    points: list[str] = typer.Option(
+        [], "--point", help="A click X,Y[,LABEL] on --image (label 1 include, 0 exclude; repeatable)."
+    ),
+    box: str | None = typer.Option(None, "--box", help="A box X1,Y1,X2,Y2 around what to find on --image."),
+) -> None:
+    """Find PROMPT (or what --point / --box show) in the photos and (optionally) edit it: the whole pipeline."""
+    from ovseg.config import apply_overrides, load_params, parse_override, settings_from_params
+    from ovseg.request import request_from_params
+
+    try:
+        if image is not None and images is not None:
+            raise OvsegError("give --image or --images, not both")
+        base = load_params(params) if params.is_file() else {}
+        source = image or images
+        updates = given(
+            images=str(source) if source else None,
+            prompt=prompt,
+            mode=mode,
+            edit_prompt=edit,
+            preset=config,
+            device=device,
+            strict=strict,
+        )
+        if engine is not None:
+            sets = [*sets, f"engine.kind={engine}"]
+        merged = apply_overrides({**base, **updates}, sets)
+        if top_k is not None:
+            merged["select"] = {**(merged.get("select") or {}), "top_k": top_k}
+        settings = settings_from_params(merged)  # validate before touching anything
+        clicks, labels, region = parse_clicks(points, box)
+        if clicks or region is not None:
+            if image is None:
+                raise OvsegError("--point and --box are places on one photo: give them with --image, not --images")
+            if dvc:
+                raise OvsegError("--point and --box are not pipeline parameters: run them without --dvc")
+            # Only --prompt counts here: params.yaml's prompt belongs to the DAG.
+            request = request_from_params({**merged, "prompt": prompt or ""})
+            run_clicks(merged, request, clicks, labels, region, top_k, cache, output, visualize)
+            return
+        request = request_from_params(merged)
+        request.require_prompt()
+        if dvc:
+            changes = {
+                ("select.top_k" if k == "top_k" else k): v
+                for k, v in {**updates, "top_k": top_k}.items()
+                if v is not None
+            }
+            changes.update(dict(parse_override(item) for item in sets))
+            run_dvc(params, changes)
+            return
+        run_in_process(settings, request, cache, output, visualize)
+    except OvsegError as exc:
+        fail(exc)
+
+
+def parse_clicks(
+    points: list[str], box: str | None
+) -> tuple[list[tuple[float, float]], list[int], tuple[float, float, float, float] | None]:
+    """``--point X,Y[,LABEL]`` and ``--box X1,Y1,X2,Y2`` as numbers, or one line saying which is malformed."""
+    clicks, labels = [], []
+    for text in points:
+        parts = text.split(",")
+        try:
+            values = [float(v) for v in parts]
+        except ValueError:
+            values = []
+        if len(values) not in (2, 3) or (len(values) == 3 and values[2] not in (0, 1)):
+            raise OvsegError(f"--point {text!r}: expected X,Y or X,Y,LABEL with LABEL 1 (include) or 0 (exclude)")
+        clicks.append((values[0], values[1]))
+        labels.append(int(values[2]) if len(values) == 3 else 1)
+    region = None
+    if box is not None:
+        try:
+            x1, y1, x2, y2 = (float(v) for v in box.split(","))
+        except ValueError:
+            raise OvsegError(f"--box {box!r}: expected X1,Y1,X2,Y2 (pixels of the photo)") from None
+        if x2 <= x1 or y2 <= y1:
+            raise OvsegError(f"--box {box!r}: X2 must be right of X1 and Y2 below Y1")
+        region = (x1, y1, x2, y2)
+    return clicks, labels, region
+
+
+def run_clicks(params: dict[str, Any], request, clicks, labels, region, top_k, cache, output, visualize) -> None:
+    """Clicks and boxes, alone or correcting a prompt: the Python API's path, written where `run` writes."""
+    from ovseg.api import Segmenter
+    from ovseg.config import SECTION_TYPES
+    from ovseg.locations import image_stem
+    from ovseg.pipeline import edit, select
+
+    overrides = {k: v for k, v in params.items() if k in SECTION_TYPES or k == "strict"}
+    seg = Segmenter(
+        preset=params.get("preset") or "balanced", device=params.get("device") or "auto", cache=cache, **overrides
+    )
+    image, stem = request.images, image_stem(request.images)
+    result = seg.segment(
+        image, request.prompt or None, points=clicks or None, labels=labels or None, box=region, top_k=top_k
+    )
+    folder = result.save(Path(output) / select.RESULTS / stem, visualize=visualize)
+    console.print(f"segment: {len(result.masks)} mask(s), {int(result.merged.sum())} px -> {folder}")
+    if request.edits:
+        if not result.merged.any():
+            raise OvsegError("nothing was selected, so there is nothing to edit; click inside the object")
+        target = Path(output) / edit.RESULTS / stem
+        seg.save_edit(target, image, result, request.mode, request.edit_prompt)
+        console.print(f"{request.mode}: {target / 'before_after.png'}")
+
+
+def run_dvc(params: Path, changes: dict[str, Any]) -> None:
+    """Write the options into params.yaml (comments kept) and let DVC rerun what changed."""
+    from ovseg.config import update_params_text
+    from ovseg.locations import atomic_path
+
+    if not params.is_file():
+        raise OvsegError(f"--dvc needs the project's {params}; run it in the ovseg project folder")
+    text = update_params_text(params.read_text(), changes)
+    with atomic_path(params) as tmp:
+        tmp.write_text(text)
+    console.print(f"updated {params} ({', '.join(f'{k}={v!r}' for k, v in changes.items())}); running dvc repro")
+    code = subprocess.call([sys.executable, "-m", "dvc", "repro"])
+    if code:
+        raise typer.Exit(code)
+
+
+def run_in_process(settings, request, cache: str, output: str, visualize: bool) -> None:
+    """Every stage with the engine the settings name, then one table: per photo what was found and where."""
+    from ovseg.engines import run_pipeline
+    from ovseg.folders import OutputFolder
+    from ovseg.locations import image_name, image_stem, list_images
+    from ovseg.pipeline import edit, masks, new_run, select
+
+    reports = run_pipeline(new_run(settings, request, cache=cache, output=output, visualize=visualize))
+    for report in reports:
+        console.print(report.line(), highlight=False)
+    segment, edits = OutputFolder(f"{output}/{select.RESULTS}"), OutputFolder(f"{output}/{edit.RESULTS}")
+    title = f"{request.mode}: {request.prompt!r}"
+    if request.edit_prompt and request.edits:
+        title += f" -> {request.edit_prompt!r}"
+    table = Table(title=title)
+    table.add_column("image")
+    table.add_column("selected", justify="right")
+    table.add_column("top score", justify="right")
+    table.add_column("result")
+    skipped = masks.skipped_images(cache)
+    summary = (segment.read_json(select.SUMMARY_FILE) or {}).get("images", {})
+    photos = list_images(request.images)
+    for photo in photos:
+        name, stem = image_name(photo), image_stem(photo)
+        if name in skipped or stem not in summary:
+            table.add_row(name, "-", "-", f"[yellow]skipped: {skipped.get(name, 'not processed')}[/]")
+            continue
+        row = summary[stem]
+        result = (
+            edits.join(f"{stem}/before_after.png")
+            if request.edits
+            else segment.join(f"{stem}/{'overlay.png' if visualize else 'mask.png'}")
+        )
+        top = f"{row['top_score']:.3f}" if row["top_score"] is not None else "-"
+        table.add_row(name, str(row["selected"]), top, result)
+    console.print(table)
+    if skipped:
+        console.print(f"[yellow]{len(skipped)} of {len(photos)} files could not be read and were skipped[/]")

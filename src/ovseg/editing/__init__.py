@@ -1,0 +1,110 @@
+"""Editing the selected region: one path for every backend, one registry that chooses the backend.
+
+| ``edit.backend`` | module            | modes                   | weights                         |
+| ---------------- | ----------------- | ----------------------- | ------------------------------- |
+| ``diffusion``    | :mod:`.diffusion` | remove, replace, style  | SD 2 inpainting (diffusers)     |
+| ``opencv``       | :mod:`.opencv`    | remove                  | none                            |
+
+:data:`BACKENDS` is the one place a backend is chosen; everything else asks it through the
+functions below. Every backend paints through :func:`.geometry.edit_image` (dilate, crop,
+paint, paste feathered), so what an edit leaves untouched does not depend on the backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ovseg.config import EditSettings
+from ovseg.editing.backend import EditBackend, EditRequest, Painter
+from ovseg.editing.diffusion import (
+    SCHEDULERS,
+    DiffusionBackend,
+    diffusion_painter,
+    load_inpaint_pipeline,
+    set_scheduler,
+)
+from ovseg.editing.geometry import CropBox, crop_box, cut, dilate, edit_image, feather, paste
+from ovseg.editing.opencv import OpenCVBackend
+from ovseg.errors import OvsegError
+from ovseg.request import MODES
+
+BACKENDS: dict[str, EditBackend] = {backend.name: backend for backend in (DiffusionBackend(), OpenCVBackend())}
+
+__all__ = [
+    "BACKENDS",
+    "SCHEDULERS",
+    "CropBox",
+    "EditBackend",
+    "EditRequest",
+    "Painter",
+    "backend_for",
+    "check_backend",
+    "crop_box",
+    "cut",
+    "diffusion_painter",
+    "dilate",
+    "edit_image",
+    "feather",
+    "fingerprint",
+    "load_inpaint_pipeline",
+    "load_painter",
+    "load_painting_model",
+    "painter_for",
+    "paste",
+    "request_for",
+    "set_scheduler",
+]
+
+
+def backend_for(settings: EditSettings) -> EditBackend:
+    """The backend ``edit.backend`` names, or one line listing those that exist."""
+    backend = BACKENDS.get(settings.backend)
+    if backend is None:
+        raise OvsegError(f"edit.backend must be one of {', '.join(BACKENDS)}, got {settings.backend!r}")
+    return backend
+
+
+def check_backend(settings: EditSettings, mode: str) -> None:
+    """Fail before any work when the backend's settings are wrong or it cannot do ``mode``."""
+    backend = backend_for(settings)
+    backend.check(settings)
+    if mode not in MODES:
+        raise OvsegError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode != "segment" and mode not in backend.modes:
+        able = [name for name, other in BACKENDS.items() if mode in other.modes]
+        raise OvsegError(
+            f"mode {mode} paints new content and needs edit.backend: {' or '.join(able)} "
+            f"(edit.backend {backend.name} can only {', '.join(backend.modes)}); e.g. --set edit.backend={able[0]}"
+        )
+
+
+def request_for(mode: str, edit_prompt: str, settings: EditSettings) -> EditRequest:
+    """remove: a background fill; replace: the edit prompt; style: the edit prompt at strength < 1."""
+    if mode == "remove":
+        return EditRequest(settings.remove_prompt, settings.remove_negative, settings.strength)
+    if mode not in ("replace", "style"):
+        raise OvsegError(f"mode {mode} does not edit images")
+    if not edit_prompt:
+        raise OvsegError(f'mode {mode} needs an edit prompt: set edit_prompt (or --edit "...")')
+    strength = settings.strength if mode == "replace" else settings.style_strength
+    return EditRequest(edit_prompt, settings.negative_prompt, strength)
+
+
+def fingerprint(settings: EditSettings) -> str:
+    """What identifies the painting model in the edit's cache key."""
+    return backend_for(settings).fingerprint(settings)
+
+
+def load_painting_model(settings: EditSettings, device: str) -> Any:
+    """The heavy part of ``edit.backend`` (SD's pipeline; nothing for OpenCV), loaded once per run."""
+    return backend_for(settings).load(settings, device)
+
+
+def painter_for(model: Any, settings: EditSettings, request: EditRequest) -> Painter:
+    """A painter for one request (prompt, negative prompt, strength) from a loaded painting model."""
+    return backend_for(settings).painter(model, settings, request)
+
+
+def load_painter(settings: EditSettings, request: EditRequest, device: str) -> Painter:
+    """Load ``edit.backend``'s model and make its painter for ``request``, in one call."""
+    return painter_for(load_painting_model(settings, device), settings, request)

@@ -1,0 +1,40 @@
+"""The stages of a run, each one module that owns its whole contract.
+
+| stage    | module       | writes                                        | key depends on                         |
+| -------- | ------------ | --------------------------------------------- | -------------------------------------- |
+| masks    | :mod:`.masks`  | ``cache/masks/<key>.zarr`` + preview          | image bytes, masks settings, weights   |
+| embed    | :mod:`.embed`  | ``cache/embeddings/<key>.zarr``               | masks key, embed settings, CLIP        |
+| score    | :mod:`.score`  | ``cache/scores/<key>.zarr`` (+ ``cache/text``) | embeddings key, prompt, score settings |
+| select   | :mod:`.select` | ``<output>/segment/<photo>/``                 | scores and masks keys, select settings |
+| edit     | :mod:`.edit`   | ``<output>/edit/<photo>/``                    | photo, selection key, request, painter |
+
+Each module holds its version and key, its plan (what to compute, what to reuse), its
+per-photo function, the typed record it writes (a dataclass documenting the manifest entry
+or ``selection.json`` / ``edit.json``) and its ``STAGE`` contract (:class:`.common.Stage`).
+:data:`STAGES` is the registry the engines run, in order; adding a stage is one module and
+one entry here (and one ``dvc.yaml`` stanza).
+"""
+
+from __future__ import annotations
+
+from ovseg.config import Settings
+from ovseg.editing import check_backend
+from ovseg.pipeline import edit, embed, masks, score, select
+from ovseg.pipeline.common import ModelPool, Run, Stage, StageReport
+from ovseg.request import RunRequest
+
+STAGES: tuple[Stage, ...] = (masks.STAGE, embed.STAGE, score.STAGE, select.STAGE, edit.STAGE)
+
+__all__ = ["STAGES", "ModelPool", "Run", "Stage", "StageReport", "new_run", "stage_named"]
+
+
+def stage_named(name: str) -> Stage:
+    """The stage called ``name`` (what a DVC stage script runs)."""
+    return next(stage for stage in STAGES if stage.name == name)
+
+
+def new_run(settings: Settings, request: RunRequest, **where) -> Run:
+    """A run, checked before any work: a request the settings cannot do stops here with one line."""
+    if request.edits:
+        check_backend(settings.edit, request.mode)
+    return Run(settings, request, **where)

@@ -1,0 +1,267 @@
+"""What every stage contract shares: the run it belongs to, its plan, its report, and how models are held.
+
+A stage is a :class:`Stage`: four functions an engine calls in order.
+
+1. ``plan(run, engine)``: given the photos and the keys already done, which photos to compute
+   and which to reuse. It may ask the engine to ``map`` a light per-photo function (hash the
+   bytes, read a record) where the photos live.
+2. ``load(run)``: the stage's model, once per worker and only if some photo needs it (None:
+   a stage of plain tasks without a model).
+3. ``compute(run, shared, model, item)``: one photo; writes its store or result folder.
+4. ``finish(run, plan, results)``: the stage's manifest or summary, and its report.
+
+Engines (``ovseg.engines``) only schedule these: the local engine in this process, the Ray
+engine as Ray Data jobs. Neither plans anything of its own, so both compute exactly the same
+photos and write exactly the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+from ovseg.config import Settings
+from ovseg.errors import OvsegError
+from ovseg.fileio import content_key
+from ovseg.folders import OutputFolder, StageFolder
+from ovseg.locations import check_reachable, is_url
+from ovseg.request import RunRequest
+from ovseg.weights import free_accelerator_memory, resolve_device
+
+
+class ModelPool:
+    """Models kept loaded between calls, for faces that serve many requests (the Python API, the page).
+
+    Without a pool each stage loads its one model, uses it and frees it (the DAG's rule:
+    one heavy model in memory at a time); with one, a model loads on first use and stays
+    until :meth:`drop` (the API drops the diffusion model after an edit on a small GPU).
+    """
+
+    def __init__(self) -> None:
+        self._models: dict[str, Any] = {}
+
+    @staticmethod
+    def key(kind: str, settings: Any) -> str:
+        """The one naming of a pooled model: the stages and the API must find the same entry."""
+        return f"{kind}:{content_key(settings)}"
+
+    def get(self, key: str, load: Callable[[], Any]) -> Any:
+        if key not in self._models:
+            self._models[key] = load()
+        return self._models[key]
+
+    def drop(self, kind: str) -> None:
+        for key in [k for k in self._models if k.startswith(f"{kind}:")]:
+            del self._models[key]
+        free_accelerator_memory()
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run: the model settings, the user's request, and where the cache and results live.
+
+    ``cache`` and ``output`` are folders or bucket URLs. ``prune``: remove results of photos no
+    longer in the batch (the DVC stages mirror the image folder; ``ovseg run`` on one photo keeps
+    the others'). ``pool``: keep models loaded between runs (the Python API).
+    """
+
+    settings: Settings
+    request: RunRequest
+    cache: str = "cache"
+    output: str = "data/output"
+    visualize: bool = True
+    prune: bool = False
+    pool: ModelPool | None = field(default=None, compare=False, repr=False)
+
+    def stage_folder(self, name: str) -> StageFolder:
+        """A stage's folder of the cache (``<cache>/<name>``)."""
+        return StageFolder(self.cache, name)
+
+    def results(self, name: str) -> OutputFolder:
+        """A results folder (``<output>/<name>``): one subfolder per photo."""
+        return OutputFolder(f"{str(self.output).rstrip('/')}/{name}")
+
+    @property
+    def device(self) -> str:
+        return resolve_device(self.settings.device)
+
+    @property
+    def engine(self) -> str:
+        """Which engine runs it, as markers and manifests record it."""
+        return self.settings.engine.kind
+
+    def check_places(self) -> None:
+        """Buckets the run reads or writes answer, before any work (a folder is checked when it is written)."""
+        for location in (self.request.images, self.cache, self.output):
+            if isinstance(location, str) and is_url(location):
+                check_reachable(location)
+
+    def without_pool(self) -> Run:
+        """The same run, picklable: to send to another process (a Ray worker)."""
+        return dataclasses.replace(self, pool=None)
+
+
+@dataclass
+class StageReport:
+    """What a stage did, for logs and tests: which images it computed and which it reused."""
+
+    stage: str
+    computed: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float | None = None  # wall time from plan to finish (images/s in the summary)
+
+    def line(self) -> str:
+        line = f"{self.stage}: computed {len(self.computed)}, reused {len(self.reused)} from cache"
+        line += f", skipped {len(self.skipped)} unreadable" if self.skipped else ""
+        if self.seconds and self.computed:
+            line += f" ({self.seconds:.1f} s, {len(self.computed) / self.seconds:.2f} images/s computed)"
+        return line
+
+    def record(self, engine: str) -> dict[str, Any]:
+        """The summary line as data (images, computed, reused, errors, seconds, images/s) for manifests."""
+        seconds = self.seconds or 0.0
+        return {
+            "engine": engine,
+            "images": len(self.computed) + len(self.reused) + len(self.skipped),
+            "computed": len(self.computed),
+            "reused": len(self.reused),
+            "errors": len(self.skipped),
+            "seconds": round(seconds, 3),
+            "images_per_s": round(len(self.computed) / seconds, 4) if seconds and self.computed else None,
+        }
+
+
+@dataclass
+class Plan:
+    """What a stage will do in a run, decided before any model loads.
+
+    ``items``: one dict of plain values per photo to compute (what a worker needs, picklable).
+    ``reused``: photos whose result is already there. ``shared``: values every item needs
+    (the prompt's text vectors), sent to the workers once. ``state``: what ``finish`` needs
+    besides the results (the manifest entries being built); it stays where the run started.
+    """
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    shared: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    def report(self, stage: str, computed: list[str], skipped: list[str] | None = None) -> StageReport:
+        return StageReport(
+            stage, computed, list(self.reused), sorted(skipped or []), time.perf_counter() - self.started
+        )
+
+
+class LazyModel:
+    """A stage's model, loaded on first :meth:`get`: a batch that never needs it never loads it."""
+
+    def __init__(self, load: Callable[[], Any] | None) -> None:
+        self._load = load
+        self._model: Any = None
+        self.loaded = False
+
+    def get(self) -> Any:
+        if not self.loaded:
+            if self._load is None:
+                raise OvsegError("this stage has no model")
+            self._model, self.loaded = self._load(), True
+        return self._model
+
+
+class Engine(Protocol):
+    """What a stage asks of the engine that runs it (``ovseg.engines``)."""
+
+    name: str
+
+    def map(self, fn: Callable[[dict[str, Any]], dict[str, Any]], items: list[dict[str, Any]], desc: str) -> list:
+        """``fn`` over ``items`` as plain tasks (no model): hashing bytes, reading records."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage's contract: the functions an engine calls (module docstring), and its name."""
+
+    name: str
+    plan: Callable[[Run, Engine], Plan]
+    compute: Callable[[Run, dict[str, Any], LazyModel, dict[str, Any]], dict[str, Any]]
+    finish: Callable[[Run, Plan, list[dict[str, Any]]], StageReport]
+    load: Callable[[Run], Any] | None = None  # the stage's one heavy model; None: plain tasks
+    model_key: Callable[[Run], str] | None = None  # its name in a ModelPool
+    describe: Callable[[Run], str] | None = None  # the progress bar's label
+
+
+@contextlib.contextmanager
+def pooled(run: Run, key: str, load: Callable[[], Any]) -> Iterator[Any]:
+    """A model from the run's pool (kept loaded), or loaded here and freed afterwards."""
+    if run.pool is not None:
+        yield run.pool.get(key, load)
+        return
+    model = load()
+    try:
+        yield model
+    finally:
+        del model
+        free_accelerator_memory()
+
+
+def warn_skipped(name: str, reason: str) -> None:
+    """The one line a skipped photo gets on stderr."""
+    print(f"ovseg: warning: skipping {name}: {reason}", file=sys.stderr)
+
+
+def entries_of(manifest: dict[str, Any] | None, stage: str, before: str) -> dict[str, dict[str, Any]]:
+    """The per-photo entries of the previous stage's manifest, or one line naming the stage to run first."""
+    if manifest is None:
+        raise OvsegError(f"{stage}/manifest.json not found: run the {before} stage first (`dvc repro` or `ovseg run`)")
+    return manifest["images"]
+
+
+def unique_items(entries: dict[str, Any], key_field: str, done: set[str], item: Callable[[str, Any], dict]) -> Plan:
+    """A plan over ``entries``: each entry's key (attribute ``key_field``) reused when done, else computed once.
+
+    Two photos with the same content share a key: the first computes it, the second reuses it.
+    """
+    plan, queued = Plan(), set()
+    for stem, entry in entries.items():
+        key = getattr(entry, key_field)
+        if key in done or key in queued:
+            plan.reused.append(stem)
+        else:
+            queued.add(key)
+            plan.items.append(item(stem, entry))
+    return plan
+
+
+def record_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``data`` that are fields of dataclass ``cls`` (a manifest may carry more)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def read_record(item: dict[str, Any], folder: str, name: str) -> dict[str, Any]:
+    """A plain task: one photo's record (``selection.json``, ``edit.json``) in a results folder, or None."""
+    return {"stem": item["stem"], "record": OutputFolder(folder).record(f"{item['stem']}/{name}")}
+
+
+def read_records(engine: Engine, out: OutputFolder, name: str, stems: list[str]) -> dict[str, dict[str, Any] | None]:
+    """Each photo's record ``name`` in ``out`` (None where there is none), read by the engine where they live."""
+    rows = engine.map(partial(read_record, folder=out.url, name=name), [{"stem": s} for s in stems], f"read {name}")
+    return {row["stem"]: row["record"] for row in rows}
+
+
+def run_stages(run: Run, engine: Any, stages: Iterable[Stage]) -> list[StageReport]:
+    """Each stage in turn with ``engine`` (``ovseg.engines``): plan, compute what the plan says, finish."""
+    reports = []
+    for stage in stages:
+        plan = stage.plan(run, engine)
+        results = engine.compute(stage, run, plan) if plan.items else []
+        reports.append(stage.finish(run, plan, results))
+    return reports

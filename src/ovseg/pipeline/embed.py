@@ -1,0 +1,144 @@
+"""Stage 2, ``embed``: CLIP features for every mask candidate, ``cache/embeddings/<key>.zarr`` (float16).
+
+Independent of the prompt: the key is ``hash(version, masks key, embed settings, CLIP
+weights)``, so every new prompt reuses them and only scores anew.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ovseg.config import Settings
+from ovseg.errors import OvsegError
+from ovseg.fileio import content_key, load_image, working_image
+from ovseg.locations import image_name
+from ovseg.pipeline import masks
+from ovseg.pipeline.common import (
+    Engine,
+    LazyModel,
+    ModelPool,
+    Plan,
+    Run,
+    Stage,
+    StageReport,
+    entries_of,
+    record_fields,
+    unique_items,
+    warn_skipped,
+)
+from ovseg.store import MaskProposals
+from ovseg.weights import CLIP, model_fingerprint
+
+VERSION = "embed-v1"
+FOLDER = "embeddings"
+
+
+@dataclass
+class EmbedEntry(masks.MasksEntry):
+    """One photo's entry in ``cache/embeddings/manifest.json``: its masks entry plus
+
+    ``embeddings``: the key of its features store, ``cache/embeddings/<embeddings>.zarr``
+    (``embeddings``: N x D float16, unit norm, one row per mask candidate). ``clip_model``:
+    the CLIP that computed them.
+    """
+
+    embeddings: str = ""
+    clip_model: str = ""
+
+
+def embed_key(settings: Settings, masks_key: str, fingerprint: str) -> str:
+    """The embeddings store's key: the masks key, embed settings, CLIP weights."""
+    return content_key(VERSION, masks_key, settings.section("embed"), fingerprint)
+
+
+def plan(run: Run, engine: Engine) -> Plan:
+    settings = run.settings
+    fingerprint = model_fingerprint(settings.embed.model, CLIP)
+    source = entries_of(run.stage_folder(masks.FOLDER).read_json(), masks.FOLDER, "masks")
+    entries = {}
+    for stem, data in source.items():
+        entry = EmbedEntry(**record_fields(masks.MasksEntry, data))
+        entry.embeddings = embed_key(settings, entry.masks, fingerprint)
+        entry.clip_model = settings.embed.model
+        entries[stem] = entry
+    done = run.stage_folder(FOLDER).done_keys()
+    plan = unique_items(
+        entries,
+        "embeddings",
+        done,
+        lambda stem, e: {"image": e.image, "stem": stem, "masks": e.masks, "key": e.embeddings},
+    )
+    plan.state = {"entries": entries}
+    return plan
+
+
+def embed_image(
+    settings: Settings, bundle, image: Image.Image, proposals: MaskProposals, mask_attrs: dict, masks_key: str
+) -> tuple[dict[str, np.ndarray], dict, dict]:
+    """One photo's CLIP features per candidate: the store's arrays, its attributes and the run record."""
+    from ovseg.clip_features import mask_embeddings
+
+    started = time.perf_counter()
+    work = working_image(image, settings.masks.max_image_side)
+    if list(work.size) != mask_attrs["working_size"]:
+        work = work.resize(tuple(mask_attrs["working_size"]), Image.Resampling.LANCZOS)
+    features = mask_embeddings(bundle, work, proposals.masks, proposals.boxes, settings.embed)
+    attrs = {"model": settings.embed.model, "masks": masks_key, "settings": settings.section("embed")}
+    return {"embeddings": features.astype(np.float16)}, attrs, {"seconds": round(time.perf_counter() - started, 4)}
+
+
+def load(run: Run):
+    from ovseg.clip_features import load_clip
+
+    return load_clip(run.settings.embed.model, run.device)
+
+
+def model_key(run: Run) -> str:
+    return ModelPool.key("clip", run.settings.embed.model)
+
+
+def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
+    proposals, mask_attrs = run.stage_folder(masks.FOLDER).proposals(item["masks"])
+    photo = load_image(item["image"])
+    arrays, attrs, record = embed_image(run.settings, model.get(), photo, proposals, mask_attrs, item["masks"])
+    run.stage_folder(FOLDER).publish(item["key"], arrays, attrs, {**record, "engine": run.engine})
+    return {"stem": item["stem"]}
+
+
+def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
+    entries: dict[str, EmbedEntry] = plan.state["entries"]
+    errors, computed = {}, []
+    for result in results:
+        if result.get("error"):
+            if run.settings.strict:
+                raise OvsegError(result["error"])
+            entry = entries.pop(result["stem"])
+            errors[image_name(entry.image)] = result["error"]
+            warn_skipped(entry.image, result["error"])
+        else:
+            computed.append(result["stem"])
+    report = plan.report("embed", computed, list(errors))
+    images = {stem: dataclasses.asdict(entry) for stem, entry in entries.items()}
+    run.stage_folder(FOLDER).write_json({"images": images, "skipped": errors, "run": report.record(run.engine)})
+    return report
+
+
+def describe(run: Run) -> str:
+    return f"embed (CLIP, {run.settings.embed.strategy})"
+
+
+STAGE = Stage(
+    name="embed",
+    plan=plan,
+    load=load,
+    model_key=model_key,
+    compute=compute,
+    finish=finish,
+    describe=describe,
+)

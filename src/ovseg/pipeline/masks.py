@@ -1,0 +1,240 @@
+"""Stage 1, ``masks``: mask candidates for every photo, stored as ``cache/masks/<key>.zarr`` (+ a preview).
+
+The key is ``hash(version, image bytes, masks settings, mask weights)``, so a new prompt, a
+new CLIP or a new edit never recomputes masks, and a photo seen before under another name
+is not computed twice.
+
+A file that cannot be read is skipped with a warning naming it and the reason, and is
+listed under ``skipped`` in the manifest (and from there in ``summary.json``), so one
+truncated JPEG does not stop a folder of photos, as with SAM's ``amg.py``. With
+``strict: true`` (or a single photo) the first unreadable file stops the stage before any
+work; when no file can be read at all, the stage fails either way. Photos are decoded while
+planning, so a file that cannot be decoded never reaches a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from PIL import Image
+
+from ovseg.config import Settings
+from ovseg.errors import OvsegError
+from ovseg.fileio import content_key, decode_image, load_image, png_bytes, sha256_bytes, working_image
+from ovseg.folders import StageFolder
+from ovseg.locations import image_name, image_stem, list_images, read_bytes
+from ovseg.pipeline.common import (
+    Engine,
+    LazyModel,
+    ModelPool,
+    Plan,
+    Run,
+    Stage,
+    StageReport,
+    unique_items,
+    warn_skipped,
+)
+from ovseg.store import MaskProposals
+from ovseg.viz import candidates_preview
+from ovseg.weights import model_fingerprint
+
+# Bump when the algorithm changes so old cached artifacts are not reused.
+VERSION = "masks-v2"
+FOLDER = "masks"
+
+
+@dataclass
+class MasksEntry:
+    """One photo's entry in ``cache/masks/manifest.json`` (under ``images``, by file stem).
+
+    ``image``: where the photo was read (path or URL). ``sha256``: of its bytes. ``masks``:
+    the key of its masks store, ``cache/masks/<masks>.zarr``. ``original_size``: the photo's
+    (width, height). ``working_size``: the (width, height) masks are stored at (the photo
+    resized so its longer side is at most ``masks.max_image_side``).
+
+    The manifest also holds ``skipped`` (file name -> why it could not be read) and ``run``
+    (what the run computed, reused and skipped, its seconds and engine).
+    """
+
+    image: str
+    sha256: str
+    masks: str
+    original_size: list[int] | None = None
+    working_size: list[int] | None = None
+
+
+def masks_key(settings: Settings, sha256: str, fingerprint: str) -> str:
+    """The masks store's key: image bytes, mask settings, mask weights (every engine names it so)."""
+    return content_key(VERSION, sha256, settings.section("masks"), fingerprint)
+
+
+def check_photo(item: dict[str, Any], settings: Settings, fingerprint: str, done: frozenset[str]) -> dict[str, Any]:
+    """Hash one photo where it lives and, unless its store is done, make sure it decodes (a plain task)."""
+    try:
+        data = read_bytes(item["image"])
+    except OSError as exc:
+        return {**item, "error": f"cannot read {item['image']}: {exc}"}
+    sha = sha256_bytes(data)
+    key = masks_key(settings, sha, fingerprint)
+    if key not in done:
+        try:
+            decode_image(data, item["image"])
+        except OvsegError as exc:
+            return {**item, "error": str(exc)}
+    return {**item, "sha256": sha, "key": key, "error": ""}
+
+
+def plan(run: Run, engine: Engine) -> Plan:
+    started = time.perf_counter()
+    settings = run.settings
+    images = list_images(run.request.images)
+    folder = run.stage_folder(FOLDER)
+    done = folder.done_keys()
+    check = partial(
+        check_photo, settings=settings, fingerprint=model_fingerprint(settings.masks.model, None), done=frozenset(done)
+    )
+    rows = {
+        row["stem"]: row for row in engine.map(check, [{"image": i, "stem": image_stem(i)} for i in images], "read")
+    }
+    errors: dict[str, str] = {}
+    for image in images:
+        row = rows[image_stem(image)]
+        if row["error"]:
+            if settings.strict or len(images) == 1:
+                raise OvsegError(row["error"])
+            errors[image_name(image)] = row["error"]
+            warn_skipped(image, row["error"])
+    if len(errors) == len(images):
+        raise OvsegError(f"none of the {len(images)} images could be read (first: {next(iter(errors.values()))})")
+    previous = (folder.read_json() or {}).get("images", {})
+    entries: dict[str, MasksEntry] = {}
+    for image in images:
+        row = rows[image_stem(image)]
+        if not row["error"]:
+            entry = MasksEntry(row["image"], row["sha256"], row["key"])
+            old = previous.get(row["stem"], {})
+            if old.get("masks") == row["key"]:
+                entry.original_size, entry.working_size = old.get("original_size"), old.get("working_size")
+            entries[row["stem"]] = entry
+    plan = unique_items(
+        entries, "masks", done, lambda stem, e: {"image": e.image, "stem": stem, "sha256": e.sha256, "key": e.masks}
+    )
+    plan.state, plan.started = {"entries": entries, "errors": errors}, started
+    return plan
+
+
+def propose_image(settings: Settings, image: Image.Image, generator) -> tuple[MaskProposals, dict, Image.Image, dict]:
+    """One photo's mask candidates: the store's arrays, its attributes, the preview picture and the run record.
+
+    The attributes say what the result depends on (sizes, model, settings, decoder calls);
+    the run record (seconds) goes into the completion marker, so the store itself is the
+    same bytes on every run and engine.
+    """
+    started = time.perf_counter()
+    work = working_image(image, settings.masks.max_image_side)
+    proposals, stats = generator.generate(work)
+    stats = dict(stats)
+    seconds = stats.pop("seconds", None)
+    timings = {name: stats.pop(name) for name in [k for k in stats if k.endswith("_s")]}
+    attrs = {
+        "original_size": list(image.size),
+        "working_size": list(work.size),
+        "model": settings.masks.model,
+        "settings": settings.section("masks"),
+        "stats": stats,
+    }
+    record = {"seconds": round(seconds if seconds is not None else time.perf_counter() - started, 4), **timings}
+    return proposals, attrs, candidates_preview(work, proposals.masks), record
+
+
+def load(run: Run):
+    from ovseg.masks import load_mask_generator
+
+    return load_mask_generator(run.settings.masks, run.device)
+
+
+def model_key(run: Run) -> str:
+    return ModelPool.key("masks", run.settings.section("masks"))
+
+
+def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
+    photo = load_image(item["image"])
+    proposals, attrs, preview, record = propose_image(run.settings, photo, model.get())
+    run.stage_folder(FOLDER).publish(
+        item["key"],
+        proposals.arrays(),
+        {"sha256": item["sha256"], **attrs},
+        {**record, "engine": run.engine},
+        png_bytes(preview),
+    )
+    return {"stem": item["stem"], "original_size": attrs["original_size"], "working_size": attrs["working_size"]}
+
+
+def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
+    entries: dict[str, MasksEntry] = plan.state["entries"]
+    errors: dict[str, str] = dict(plan.state["errors"])
+    computed = []
+    for result in results:
+        entry = entries[result["stem"]]
+        if result.get("error"):  # read fine while planning, failed in the worker: skipped the same way
+            if run.settings.strict:
+                raise OvsegError(result["error"])
+            errors[image_name(entry.image)] = result["error"]
+            warn_skipped(entry.image, result["error"])
+            del entries[result["stem"]]
+            continue
+        entry.original_size, entry.working_size = result["original_size"], result["working_size"]
+        computed.append(result["stem"])
+    if not entries:
+        raise OvsegError(f"none of the images could be read (first: {next(iter(errors.values()), 'no images')})")
+    folder = run.stage_folder(FOLDER)
+    for entry in entries.values():
+        if entry.working_size is None:  # reused from a store this manifest did not list yet
+            attrs = folder.read_store(entry.masks, names=[])[1]
+            entry.original_size, entry.working_size = attrs["original_size"], attrs["working_size"]
+    report = plan.report("masks", computed, list(errors))
+    images = {stem: dataclasses.asdict(entry) for stem, entry in entries.items()}
+    folder.write_json({"images": images, "skipped": errors, "run": report.record(run.engine)})
+    return report
+
+
+def skipped_images(cache: str) -> dict[str, str]:
+    """File name -> reason, for the files the masks stage could not read in its latest run (cache: folder or URL)."""
+    return (StageFolder(str(cache), FOLDER).read_json() or {}).get("skipped", {})
+
+
+def describe(run: Run) -> str:
+    return f"masks ({run.settings.masks.model})"
+
+
+def prompt_engine(run: Run):
+    """The mask engine for prompted masks (clicks, boxes): the generator the masks stage pooled, when it is ours.
+
+    Needs the run's pool, so the image encoded for everything mode is encoded once for both.
+    """
+    from ovseg.masks import MaskEngine, load_prompt_model
+
+    if run.pool is None:
+        raise OvsegError("prompted masks need a model pool (the Python API keeps one)")
+    generator = run.pool.get(model_key(run), lambda: load(run))
+    if isinstance(generator, MaskEngine):
+        return generator
+    model = run.pool.get(
+        f"prompt:{run.settings.masks.model}", lambda: load_prompt_model(run.settings.masks.model, run.device)
+    )
+    return MaskEngine(model, run.settings.masks)
+
+
+STAGE = Stage(
+    name="masks",
+    plan=plan,
+    load=load,
+    model_key=model_key,
+    compute=compute,
+    finish=finish,
+    describe=describe,
+)

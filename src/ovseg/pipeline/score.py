@@ -1,0 +1,191 @@
+"""Stage 3, ``score``: every candidate's score for the prompt, ``cache/scores/<key>.zarr``.
+
+Each distinct text (the prompt, its synonyms, the negatives) is encoded once per run, or
+not at all when its embedding is cached (``cache/text/<key>.zarr``, keyed by CLIP weights,
+text and templates); then each photo that needs scores gets them from its cached features
+and those vectors in a few small matrix products. CLIP's text tower is loaded only if some
+text is new. The key is ``hash(version, embeddings key, prompt, score settings)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ovseg.config import Settings
+from ovseg.errors import OvsegError
+from ovseg.fileio import content_key
+from ovseg.pipeline import embed, masks
+from ovseg.pipeline.common import (
+    Engine,
+    LazyModel,
+    ModelPool,
+    Plan,
+    Run,
+    Stage,
+    StageReport,
+    entries_of,
+    pooled,
+    record_fields,
+)
+from ovseg.store import MaskProposals
+from ovseg.weights import CLIP, model_fingerprint
+
+VERSION = "score-v1"
+TEXT_VERSION = "text-v1"
+FOLDER = "scores"
+TEXT_FOLDER = "text"
+
+
+@dataclass
+class ScoreEntry(embed.EmbedEntry):
+    """One photo's entry in ``cache/scores/manifest.json``: its embeddings entry plus
+
+    ``scores``: the key of its scores store, ``cache/scores/<scores>.zarr`` (``score``: the
+    prompt's probability against the negatives per candidate; ``similarity`` and
+    ``negative_similarity``: the cosines it came from). ``prompt``: what was scored.
+    The manifest also holds the run's ``prompt`` and ``run`` record.
+    """
+
+    scores: str = ""
+    prompt: str = ""
+
+
+def score_key(settings: Settings, embeddings: str, prompt: str) -> str:
+    """The scores store's key: the embeddings key, the prompt, score settings (every engine names it so)."""
+    return content_key(VERSION, embeddings, prompt.strip(), settings.section("score"))
+
+
+def prompt_texts(settings: Settings, prompt: str) -> list[str]:
+    """Every text a prompt is scored with: its synonyms and the negatives that are not the prompt itself."""
+    from ovseg.scoring import negatives_for, prompt_synonyms
+
+    return prompt_synonyms(prompt) + negatives_for(prompt, settings.score.negatives)
+
+
+def text_embeddings(run: Run, model_name: str, texts: list[str]) -> tuple[dict[str, np.ndarray], float]:
+    """Unit-norm CLIP text embeddings (template-averaged) of ``texts``, and the scoring temperature.
+
+    Cached per (CLIP weights, text, templates) in ``<cache>/text`` (a folder or a bucket): a
+    prompt used before, or the negatives every run shares, costs no encoder call. The
+    temperature is ``score.temperature``, or CLIP's own logit scale when that is unset.
+    """
+    settings = run.settings
+    fingerprint = model_fingerprint(model_name, CLIP)
+    templates = settings.score.template_set if settings.score.templates else None
+    keys = {t: content_key(TEXT_VERSION, fingerprint, t, templates) for t in texts}
+    folder = run.stage_folder(TEXT_FOLDER)
+    done = folder.done_keys()
+    missing = [t for t in texts if keys[t] not in done]
+    if missing:
+        from ovseg.clip_features import load_clip
+        from ovseg.scoring import encode_texts
+
+        # With a pool the full CLIP (already loaded for embed) serves; alone, the text tower is enough.
+        text_only = run.pool is None
+        key = ModelPool.key("clip", model_name)
+        with pooled(run, key, lambda: load_clip(model_name, run.device, text_only=text_only)) as bundle:
+            encoded = encode_texts(bundle, missing, settings.score.templates, template_set=settings.score.template_set)
+            logit_scale = bundle.logit_scale
+        for text, vector in zip(missing, encoded, strict=True):
+            attrs = {"text": text, "model": model_name, "templates": settings.score.templates}
+            attrs["logit_scale"] = logit_scale
+            folder.publish(keys[text], {"embedding": vector.astype(np.float32)}, attrs, {})
+    vectors, scale = {}, 100.0
+    for text in texts:
+        arrays, attrs = folder.read_store(keys[text], ["embedding"])
+        vectors[text], scale = arrays["embedding"], float(attrs["logit_scale"])
+    temperature = settings.score.temperature if settings.score.temperature is not None else scale
+    return vectors, temperature
+
+
+def score_store(
+    settings: Settings, prompt: str, features: np.ndarray, vectors: dict[str, np.ndarray], temperature: float
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """One photo's scores store (arrays, attrs) from its candidates' features and the run's text vectors."""
+    from ovseg.scoring import negatives_for, prompt_synonyms, score_synonyms
+
+    negatives = negatives_for(prompt, settings.score.negatives)
+    negative = np.stack([vectors[n] for n in negatives]) if negatives else np.zeros((0, 0), np.float32)
+    synonyms = np.stack([vectors[t] for t in prompt_synonyms(prompt)])
+    scores = score_synonyms(features.astype(np.float32), synonyms, negative, temperature)
+    arrays = {
+        "score": scores.score,
+        "similarity": scores.similarity,
+        "negative_similarity": scores.negative_similarity,
+    }
+    attrs = {"prompt": prompt.strip(), "negatives": settings.score.negatives, "settings": settings.section("score")}
+    return arrays, attrs
+
+
+def plan_prompts(run: Run, prompts: list[str]) -> Plan:
+    """A plan scoring every photo of the embeddings manifest against each of ``prompts``.
+
+    Items are (photo, prompt) pairs whose scores are not cached; the texts of all prompts are
+    encoded (or read from the text cache) once, here, and shipped to the workers as ``shared``.
+    ``state["per_prompt"]``: prompt -> photo stem -> :class:`ScoreEntry`.
+    """
+    for prompt in prompts:
+        if not prompt.strip():
+            raise OvsegError('the prompt is empty: say what to find, e.g. prompt: "the red car"')
+    settings = run.settings
+    source = entries_of(run.stage_folder(embed.FOLDER).read_json(), embed.FOLDER, "embed")
+    done = run.stage_folder(FOLDER).done_keys()
+    plan = Plan(state={"per_prompt": {}})
+    queued: set[str] = set()
+    for prompt in prompts:
+        plan.state["per_prompt"][prompt] = entries = {}
+        for stem, data in source.items():
+            entry = ScoreEntry(**record_fields(embed.EmbedEntry, data))
+            entry.scores, entry.prompt = score_key(settings, entry.embeddings, prompt), prompt.strip()
+            entries[stem] = entry
+            label = stem if len(prompts) == 1 else f"{stem}:{prompt}"
+            if entry.scores in done or entry.scores in queued:
+                plan.reused.append(label)
+            else:
+                queued.add(entry.scores)
+                item = {"stem": stem, "label": label, "prompt": prompt, "embeddings": entry.embeddings}
+                plan.items.append({**item, "key": entry.scores, "clip_model": entry.clip_model})
+    models = sorted({item["clip_model"] for item in plan.items})
+    if len(models) > 1:
+        raise OvsegError(f"the embeddings come from several CLIP models ({', '.join(models)}): run the embed stage")
+    if models:
+        texts = sorted({t for p in {item["prompt"] for item in plan.items} for t in prompt_texts(settings, p)})
+        plan.shared["vectors"], plan.shared["temperature"] = text_embeddings(run, models[0], texts)
+    return plan
+
+
+def plan(run: Run, engine: Engine) -> Plan:
+    return plan_prompts(run, [run.request.require_prompt()])
+
+
+def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
+    features = run.stage_folder(embed.FOLDER).read_store(item["embeddings"], ["embeddings"])[0]["embeddings"]
+    arrays, attrs = score_store(run.settings, item["prompt"], features, shared["vectors"], shared["temperature"])
+    run.stage_folder(FOLDER).publish(item["key"], arrays, attrs, {})
+    return {"stem": item["label"]}
+
+
+def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
+    prompt = run.request.prompt
+    report = plan.report("score", [r["stem"] for r in results if not r.get("error")])
+    images = {stem: dataclasses.asdict(e) for stem, e in plan.state["per_prompt"][prompt].items()}
+    run.stage_folder(FOLDER).write_json({"prompt": prompt, "images": images, "run": report.record(run.engine)})
+    return report
+
+
+def describe(run: Run) -> str:
+    return "score"
+
+
+STAGE = Stage(name="score", plan=plan, compute=compute, finish=finish, describe=describe)
+
+
+def scored_candidates(run: Run, entry: ScoreEntry) -> tuple[MaskProposals, np.ndarray]:
+    """One photo's mask candidates (:class:`~ovseg.store.MaskProposals`) and their scores, from the cache."""
+    proposals, _ = run.stage_folder(masks.FOLDER).proposals(entry.masks)
+    scores = run.stage_folder(FOLDER).read_store(entry.scores, ["score"])[0]["score"]
+    return proposals, scores

@@ -1,0 +1,282 @@
+"""Stage 4, ``select``: the top-K candidates for the prompt, merged into one region per photo.
+
+Writes ``<output>/segment/<photo>/`` whole (``mask.png``, ``masks/NN.png``, ``overlay.png``,
+``selection.zarr``, and ``selection.json`` last, which names the key the folder was made
+under), then the run's ``summary.json`` and COCO ``annotations.json``. A photo whose
+``selection.json`` already names the current key is not redone.
+
+:func:`write_selection` is the one writer of ``selection.json`` (and :func:`write_coco` of
+``annotations.json``): the stage, the Python API, the web page and the CLI's clicks all
+write through them, so every ``selection.json`` has the schema of :class:`SelectionRecord`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ovseg import rle
+from ovseg.coco import coco_annotations
+from ovseg.config import Settings
+from ovseg.fileio import content_key, load_image, mask_image
+from ovseg.folders import SELECTION_RECORD, OutputFolder
+from ovseg.locations import write_json
+from ovseg.pipeline import masks, score
+from ovseg.pipeline.common import (
+    Engine,
+    LazyModel,
+    Plan,
+    Run,
+    Stage,
+    StageReport,
+    entries_of,
+    read_records,
+    record_fields,
+)
+from ovseg.selection import Selection, select_masks
+from ovseg.store import write_arrays
+from ovseg.viz import overlay, resize_mask
+
+VERSION = "select-v1"
+RESULTS = "segment"
+COCO_FILE = "annotations.json"
+SUMMARY_FILE = "summary.json"
+TOP_CANDIDATES = 10
+
+
+@dataclass
+class SelectedMask:
+    """One selected mask, at the photo's size."""
+
+    rank: int  # 1 = best
+    index: int | None  # its candidate in the masks store; None for a region re-drawn from clicks
+    score: float  # the prompt's score (a click's mask: the model's predicted IoU), 6 decimals
+    bbox_xywh: list[int]
+    area: int  # pixels
+    predicted_iou: float | None  # the mask model's own rating
+    rle: dict[str, Any]  # COCO run-length encoding (pycocotools reads it)
+
+
+@dataclass
+class MergedRegion:
+    """The union of the selected masks: what remove / replace / style edit."""
+
+    area: int
+    bbox_xywh: list[int]
+    rle: dict[str, Any]
+
+
+@dataclass
+class SelectionRecord:
+    """``selection.json``: what was selected in one photo, and from what.
+
+    ``key``: what the folder depends on (scores, masks, select settings), None for clicks,
+    which are not cached. ``image``: the photo's path or URL. ``prompt``: the words (None for
+    clicks alone). ``image_size``: (width, height). ``num_candidates``: how many the mask model
+    proposed. ``settings``: the ``select`` settings used. ``selected``: the masks, best first.
+    ``merged``: their union. ``top_candidates``: the 10 best-scoring candidates, selected or
+    not (``index``, ``score``). ``artifacts``: the cache keys it came from (``masks``,
+    ``embeddings``, ``scores``). ``note``: why nothing was selected, when nothing was.
+    ``clicks``: the points, labels and box that shaped the selection (only when there were any).
+    """
+
+    key: str | None
+    image: str
+    prompt: str | None
+    image_size: list[int]
+    num_candidates: int | None
+    settings: dict[str, Any] | None
+    selected: list[SelectedMask]
+    merged: MergedRegion
+    top_candidates: list[dict[str, Any]] = field(default_factory=list)
+    artifacts: dict[str, str] | None = None
+    note: str | None = None
+    clicks: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if data["clicks"] is None:
+            del data["clicks"]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SelectionRecord:
+        values = record_fields(cls, data)
+        values["selected"] = [SelectedMask(**s) for s in data["selected"]]
+        values["merged"] = MergedRegion(**data["merged"])
+        return cls(**values)
+
+    @classmethod
+    def of_masks(
+        cls,
+        image: str,
+        prompt: str | None,
+        full_masks: list[np.ndarray],
+        scores: list[float],
+        indices: list[int | None],
+        predicted_iou: list[float | None],
+        merged: np.ndarray,
+        **fields: Any,
+    ) -> SelectionRecord:
+        """A record from the selected masks and their merged region, all at the photo's size.
+
+        The merged region is given, not derived: it is the union drawn at the mask model's
+        resolution and resized once, which is not always the union of the resized masks.
+        """
+        selected = [
+            SelectedMask(rank, index, round(float(s), 6), rle.box_xywh(m), int(m.sum()), iou, rle.encode(m))
+            for rank, (m, s, index, iou) in enumerate(zip(full_masks, scores, indices, predicted_iou, strict=True), 1)
+        ]
+        region = MergedRegion(int(merged.sum()), rle.box_xywh(merged), rle.encode(merged))
+        size = [int(merged.shape[1]), int(merged.shape[0])]
+        return cls(image=image, prompt=prompt, image_size=size, selected=selected, merged=region, **fields)
+
+
+def write_selection(
+    out: OutputFolder,
+    stem: str,
+    record: SelectionRecord,
+    image: Image.Image,
+    masks_shown: list[np.ndarray],
+    scores: list[float],
+    *,
+    visualize: bool,
+    mask_pngs: bool,
+    coco: bool = False,
+) -> None:
+    """Write one photo's selection folder whole (all files appear together, ``selection.json`` last).
+
+    ``masks_shown``: the selected masks at any resolution, for the overlay; ``scores``: their
+    scores unrounded (``selection.zarr`` keeps them so). ``coco``: also a COCO file of this one
+    photo (what a folder saved on its own carries; a run writes one for all its photos).
+    """
+    merged = rle.decode(record.merged.rle)
+    with out.write(stem, last=SELECTION_RECORD) as tmp:
+        mask_image(merged).save(tmp / "mask.png")
+        if mask_pngs:
+            (tmp / "masks").mkdir()
+            for picked in record.selected:
+                mask_image(rle.decode(picked.rle)).save(tmp / "masks" / f"{picked.rank:02d}.png")
+        if visualize:
+            labels = [f"#{s.rank} {s.score:.2f}" for s in record.selected]
+            overlay(image, masks_shown, labels, title=record.prompt or "clicks").save(tmp / "overlay.png")
+        indices = [-1 if s.index is None else s.index for s in record.selected]
+        arrays = {"indices": np.array(indices, np.int64), "scores": np.array(scores, np.float32), "merged": merged}
+        write_arrays(tmp / "selection.zarr", arrays, {"prompt": record.prompt, "key": record.key})
+        if coco:
+            write_coco(tmp, [record], record.prompt or "clicks", "ovseg")
+        write_json(tmp / SELECTION_RECORD, record.to_json())
+
+
+def write_coco(folder: Path | OutputFolder, records: list[SelectionRecord], category: str, description: str) -> None:
+    """``annotations.json``: the selections as one COCO dataset (images with sizes, one category, RLE masks)."""
+    data = coco_annotations([r.to_json() for r in records], category, description)
+    if isinstance(folder, OutputFolder):
+        folder.write_json(data, COCO_FILE)
+    else:
+        write_json(Path(folder) / COCO_FILE, data)
+
+
+def select_key(settings: Settings, entry: score.ScoreEntry, visualize: bool) -> str:
+    """The key a selection folder is written under (in its ``selection.json``): what it depends on."""
+    return content_key(VERSION, entry.scores, entry.masks, settings.section("select"), visualize)
+
+
+def select_for(run: Run, entry: score.ScoreEntry) -> tuple[Selection, Any, np.ndarray]:
+    """The top-K selection for one photo's scores entry; also its candidates and all their scores."""
+    proposals, scores = score.scored_candidates(run, entry)
+    return select_masks(scores, proposals.masks, run.settings.select), proposals, scores
+
+
+def plan(run: Run, engine: Engine) -> Plan:
+    entries = {
+        stem: score.ScoreEntry(**record_fields(score.ScoreEntry, data))
+        for stem, data in entries_of(run.stage_folder(score.FOLDER).read_json(), score.FOLDER, "score").items()
+    }
+    keys = {stem: select_key(run.settings, entry, run.visualize) for stem, entry in entries.items()}
+    previous = read_records(engine, run.results(RESULTS), SELECTION_RECORD, list(entries))
+    plan = Plan(state={"entries": entries, "records": {}})
+    for stem, entry in entries.items():
+        record = previous.get(stem)
+        if record is not None and record.get("key") == keys[stem]:
+            plan.reused.append(stem)
+            plan.state["records"][stem] = record
+        else:
+            plan.items.append({"stem": stem, "key": keys[stem], "entry": dataclasses.asdict(entry)})
+    return plan
+
+
+def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
+    entry = score.ScoreEntry(**item["entry"])
+    selection, proposals, scores = select_for(run, entry)
+    image = load_image(entry.image)
+    full = [resize_mask(proposals.masks[i], image.size) for i in selection.indices]
+    record = SelectionRecord.of_masks(
+        entry.image,
+        entry.prompt,
+        full,
+        selection.scores,
+        list(selection.indices),
+        [float(proposals.predicted_iou[i]) for i in selection.indices],
+        resize_mask(selection.merged, image.size),
+        key=item["key"],
+        num_candidates=len(proposals),
+        settings=run.settings.section("select"),
+        top_candidates=[
+            {"index": int(i), "score": round(float(scores[i]), 6)} for i in np.argsort(-scores)[:TOP_CANDIDATES]
+        ],
+        artifacts={"masks": entry.masks, "embeddings": entry.embeddings, "scores": entry.scores},
+        note=None if selection.indices else "no candidate passed the thresholds; nothing selected",
+    )
+    write_selection(
+        run.results(RESULTS),
+        item["stem"],
+        record,
+        image,
+        [proposals.masks[i] for i in selection.indices],
+        selection.scores,
+        visualize=run.visualize,
+        mask_pngs=run.settings.select.mask_pngs,
+    )
+    return {"stem": item["stem"], "record": record.to_json()}
+
+
+def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
+    computed = {r["stem"]: r["record"] for r in results if not r.get("error")}
+    records = {**plan.state["records"], **computed}
+    entries = plan.state["entries"]
+    ordered = {stem: SelectionRecord.from_json(records[stem]) for stem in entries if stem in records}
+    out = run.results(RESULTS)
+    write_select_summary(run, out, ordered, masks.skipped_images(run.cache))
+    if run.prune:
+        out.prune(set(entries))
+    return plan.report("select", list(computed))
+
+
+def write_select_summary(
+    run: Run, out: OutputFolder, records: dict[str, SelectionRecord], skipped: dict[str, str]
+) -> None:
+    """``summary.json`` (per photo: how many selected, top score, its mask) and the run's COCO ``annotations.json``."""
+    summary = {
+        stem: {
+            "selected": len(record.selected),
+            "top_score": record.selected[0].score if record.selected else None,
+            "mask": out.join(f"{stem}/mask.png"),
+        }
+        for stem, record in records.items()
+    }
+    prompt = run.request.prompt
+    out.write_json({"prompt": prompt, "images": summary, "skipped": skipped}, SUMMARY_FILE)
+    write_coco(out, list(records.values()), prompt, f"ovseg {run.settings.preset}")
+
+
+def describe(run: Run) -> str:
+    return "select"
+
+
+STAGE = Stage(name="select", plan=plan, compute=compute, finish=finish, describe=describe)

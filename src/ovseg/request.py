@@ -1,0 +1,58 @@
+"""What a user asks of a run, apart from how the models are set: which photos, what to find, what to do.
+
+Why apart from :class:`~ovseg.config.Settings`: the model settings (presets, per-stage
+knobs) make sense without any prompt (a web page before its first question, a benchmark,
+an evaluation that brings its own class names), while a request makes sense only with
+them. Keeping the two apart means no caller has to invent a placeholder prompt to build
+the settings, and a request is checked on its own terms (an empty prompt, an unknown mode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ovseg.errors import OvsegError
+
+MODES = ("segment", "remove", "replace", "style")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run's question.
+
+    ``images``: a photo, or a folder of photos (path or URL), or a tuple of photos (an
+    evaluation's labelled images, which need not be all of their folder). ``prompt``: what to find, in
+    plain language (``"sofa|couch"`` lists synonyms). ``mode``: segment, or remove / replace /
+    style the region found. ``edit_prompt``: what replace and style paint.
+    """
+
+    images: str | tuple[str, ...] = "data/images"
+    prompt: str = ""
+    mode: str = "segment"
+    edit_prompt: str = ""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise OvsegError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+
+    @property
+    def edits(self) -> bool:
+        """Whether the run paints (remove, replace, style) after segmenting."""
+        return self.mode != "segment"
+
+    def require_prompt(self) -> str:
+        """The prompt, or one line saying that a run on words needs one."""
+        if not self.prompt:
+            raise OvsegError('the prompt is empty: say what to find, e.g. --prompt "the red car"')
+        return self.prompt
+
+
+def request_from_params(params: dict[str, Any]) -> RunRequest:
+    """The request part of params.yaml (or of ``ovseg run``'s options merged into it)."""
+    return RunRequest(
+        images=str(params.get("images") or "data/images"),
+        prompt=str(params.get("prompt") or "").strip(),
+        mode=str(params.get("mode") or "segment"),
+        edit_prompt=str(params.get("edit_prompt") or "").strip(),
+    )
