@@ -12,7 +12,7 @@ from stage_deps import SRC, imported, module_file
 LAYERS = {
     "base": [
         "config", "request", "weights", "downloads", "store", "fileio", "locations", "folders",
-        "errors", "viz", "rle",
+        "errors", "viz", "rle", "claims",
     ],
     "models": ["masks", "clip_features", "clip_dense", "scoring", "selection", "editing", "tiny", "coco", "datasets"],
     "orchestration": ["pipeline", "engines", "evaluation", "benchmarks", "cache_gc"],

@@ -64,6 +64,9 @@ def test_run_segment_then_replace_and_inspect(workspace: Path) -> None:
         (["run", "--images", "data/images", "--point", "1,2", "--config", "tiny"], "give them with --image"),
         (["run", "--image", "data/images/chelsea.png", "--point", "1,2", "--dvc"], "without --dvc"),
         (["ui", "--config", "nonsense"], "unknown preset"),
+        (["ui", "--host", "0.0.0.0", "--config", "cpu"], "add --auth USER:PASS, or --no-auth"),
+        (["ui", "--auth", "nopassword", "--config", "cpu"], "--auth wants USER:PASS"),
+        (["run", "--images", "data/images", "--prompt", "|", "--config", "tiny"], "prompt is empty"),
         (
             ["run", "--images", "data/images", "--prompt", "x", "--config", "tiny", "-o", "s3://b/out"],
             "cannot reach s3://b/out",
@@ -156,3 +159,15 @@ def test_sync_copies_what_is_missing_or_changed_and_markers_last(tmp_path: Path)
     (source / "out/segment/cat/selection.json").write_bytes(b'{"key": "bbbb", "prompt": "dog"}')
     assert sync_folder(str(source), str(target)) == (1, 3)
     assert read_json(target / "out/segment/cat/selection.json")["prompt"] == "dog"
+
+
+def test_a_prompt_longer_than_clip_reads_is_warned_about_and_titled_short(workspace: Path) -> None:
+    prompt = "the small brown cat sitting on the old wooden chair " * 40  # ~2000 characters, ~400 tokens
+    env = {"COLUMNS": "200"}
+    result = ovseg("run", "--images", "data/images", "--prompt", prompt, "--config", "tiny", cwd=workspace, env=env)
+    assert result.returncode == 0, result.stderr
+    warning = next(line for line in result.stderr.splitlines() if "longer than CLIP reads" in line)
+    assert "it sees only 'the small brown cat" in warning and len(warning) < len(prompt)
+    title = next(line for line in result.stdout.splitlines() if "segment: '" in line)
+    assert len(title.strip()) < 90 and "…" in title
+    assert read_json(workspace / "data/output/segment/summary.json")["prompt"] == prompt.strip()  # kept whole

@@ -45,6 +45,8 @@ def page_url(tmp_path_factory, tiny_checkpoints):
     pytest.importorskip("gradio")
     port = _free_port()
     folder = tmp_path_factory.mktemp("ui")
+    temp = folder / "tmp"  # the server's temporary files go here, so the test can see them go
+    temp.mkdir()
     log = (folder / "server.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "ovseg.cli", "ui", "--port", str(port), "--config", "cpu", "--device", "cpu"]
@@ -52,7 +54,7 @@ def page_url(tmp_path_factory, tiny_checkpoints):
         cwd=folder,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(temp)},
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
@@ -68,9 +70,12 @@ def page_url(tmp_path_factory, tiny_checkpoints):
             pytest.fail(f"ovseg ui did not start: {(folder / 'server.log').read_text()[-2000:]}")
         time.sleep(0.5)
     yield url
-    server.terminate()
+    assert list(temp.glob("ovseg-ui-*")), "the running page keeps its files in one ovseg-ui-* folder"
+    server.terminate()  # SIGTERM, as a service manager stops it
     server.wait(timeout=30)
     log.close()
+    # Everything the page and Gradio wrote (uploads, downloads, Gradio's copies) went with it.
+    assert not list(temp.rglob("*")), f"left behind: {sorted(map(str, temp.rglob('*')))[:10]}"
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +199,33 @@ def test_bad_input_shows_one_line_in_the_page(page_url, browser, tmp_path) -> No
     _type_prompt(browser, "")
     browser.find_element("css selector", "#segment").click()
     _wait_for(browser, _status_says("Error:"), 120, "the error about the empty prompt")
+    message = _status(browser)  # in the page's words, not the Python API's
+    assert "type what to find" in message and "points=" not in message and len(message.splitlines()) == 1, message
+    assert "Traceback" not in browser.page_source
+
+
+def test_a_bomb_and_a_failed_segment_keep_the_page_usable(page_url, browser, tmp_path) -> None:
+    """A decompression bomb is one Error line; a Segment that fails keeps the previous result editable."""
+    from PIL import Image
+
+    browser.get(page_url)
+    _wait_for(browser, _status_says("Drop a photo"), 120, "the page to load")
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (40000, 40000)).save(bomb)  # 190 KB on disk, 1.6 gigapixels when decoded
+    _upload(browser, bomb)
+    _wait_for(browser, _status_says("Error:"), 120, "the error about the bomb")
     message = _status(browser)
-    assert "prompt" in message and len(message.splitlines()) == 1, message
+    assert "bomb.png" in message and "max_image_pixels" in message and len(message.splitlines()) == 1, message
+
+    _upload(browser, EXAMPLE)
+    _wait_for(browser, _status_says("451x300"), 120, "the photo to upload")
+    _type_prompt(browser, "the cat")
+    browser.find_element("css selector", "#segment").click()
+    _wait_for(browser, _status_says("Found"), 600, "the selection")
+    _type_prompt(browser, "|")  # names nothing: refused, and the cat's selection stays
+    browser.find_element("css selector", "#segment").click()
+    _wait_for(browser, _status_says("Error:"), 120, "the error about the prompt")
+    assert "prompt is empty" in _status(browser)
+    browser.find_element("css selector", "#edit").click()
+    _wait_for(browser, _status_says("remove done"), 300, "the edit of the earlier selection")
     assert "Traceback" not in browser.page_source

@@ -20,6 +20,7 @@ through the stages' own writers).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 from dataclasses import dataclass, field
@@ -33,10 +34,10 @@ from ovseg.coco import coco_annotations
 from ovseg.config import Settings, apply_overrides, settings_from_params
 from ovseg.editing import check_backend, load_painting_model, painter_for, request_for
 from ovseg.engines.local import LocalEngine
-from ovseg.errors import OvsegError
-from ovseg.fileio import load_image, working_image
+from ovseg.errors import OvsegError, from_os_error
+from ovseg.fileio import MIN_IMAGE_SIDE, working_image
 from ovseg.folders import OutputFolder
-from ovseg.locations import atomic_path
+from ovseg.locations import atomic_path, image_stem, is_url
 from ovseg.pipeline import ModelPool, Run, edit, embed, masks, new_run, score, select
 from ovseg.pipeline.common import run_stages
 from ovseg.request import RunRequest
@@ -45,6 +46,19 @@ from ovseg.selection import refine_with_clicks
 from ovseg.viz import overlay, resize_mask
 
 ImageLike = str | Path | Image.Image | np.ndarray
+
+
+def _one_line_errors(method):
+    """A full disk or a folder without permission reaches the caller as OvsegError, like every user-facing error."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except OSError as exc:
+            raise from_os_error(exc) from None
+
+    return wrapper
 
 
 @dataclass
@@ -92,6 +106,7 @@ class SegmentResult:
         """This result as a COCO dataset (one image, the prompt as category, RLE segmentations)."""
         return coco_annotations([self.record().to_json()], self.prompt or "clicks")
 
+    @_one_line_errors
     def save(self, folder: str | Path, visualize: bool = True) -> Path:
         """Write the result as the select stage does: ``mask.png``, ``masks/NN.png``, ``overlay.png``,
         ``selection.zarr``, ``selection.json`` and ``annotations.json`` (COCO), all at once."""
@@ -123,12 +138,13 @@ class Segmenter:
         self.cache = Path(cache)
         self.pool = ModelPool()
 
-    def _run(self, settings: Settings, path: Path, prompt: str = "") -> Run:
-        request = RunRequest(images=str(path), prompt=prompt)
+    def _run(self, settings: Settings, location: str, prompt: str = "") -> Run:
+        request = RunRequest(images=location, prompt=prompt)
         return new_run(settings, request, cache=str(self.cache), output=str(self.cache / "api"), pool=self.pool)
 
     # --- segmentation -------------------------------------------------------------------
 
+    @_one_line_errors
     def segment(
         self,
         image: ImageLike,
@@ -151,21 +167,21 @@ class Segmenter:
         prompt = (prompt or "").strip()
         if not prompt and not points and box is None:
             raise OvsegError("say what to find (a prompt) or click on it (points=[(x, y)], labels=[1])")
-        path = self._as_file(image)
+        location = self._location(image)
         settings = self.settings
         if top_k is not None:
             if top_k < 1:
                 raise OvsegError(f"top_k must be at least 1, got {top_k}")
             settings = dataclasses.replace(settings, select=dataclasses.replace(settings.select, top_k=top_k))
-        run = self._run(settings, path, prompt)
-        photo = load_image(path)
+        run = self._run(settings, location, prompt)
+        photo = run.load_photo(location)
         work = working_image(photo, settings.masks.max_image_side)
         scale = work.width / photo.width
         clicks = np.asarray(points or [], np.float32).reshape(-1, 2) * scale
         click_labels = np.asarray(labels if labels is not None else [1] * len(clicks), np.int64)
         work_box = None if box is None else tuple(float(v) * scale for v in box)
         details: dict[str, Any] = {
-            "image": str(path),
+            "image": location,
             "preset": settings.preset,
             "clicks": {
                 "points": [list(map(float, p)) for p in points or []],
@@ -174,12 +190,13 @@ class Segmenter:
             },
         }
         if prompt:
+            score.check_prompt(run)
             engine = LocalEngine()
             run_stages(run, engine, [masks.STAGE, embed.STAGE])
             plan = score.plan_prompts(run, [prompt])
             if plan.items:
                 engine.compute(score.STAGE, run, plan)
-            entry = plan.state["per_prompt"][prompt][path.stem]
+            entry = plan.state["per_prompt"][prompt][image_stem(location)]
             selection, proposals, scores = select.select_for(run, entry)
             indices = refine_with_clicks(selection.indices, proposals.masks, scores, clicks, click_labels)
             masks_found = proposals.masks[indices]
@@ -247,10 +264,12 @@ class Segmenter:
         """The photo with the result's region restyled ("impressionist painting, like Monet")."""
         return self.edit(image, result, "style", prompt)
 
+    @_one_line_errors
     def edit(self, image: ImageLike, result: SegmentResult, mode: str, prompt: str = "") -> Image.Image:
         """``mode`` (remove | replace | style) applied to the result's region; what the three methods above call."""
         return self._edit(image, result, mode, prompt)[1]
 
+    @_one_line_errors
     def save_edit(
         self, folder: str | Path, image: ImageLike, result: SegmentResult, mode: str, prompt: str = ""
     ) -> Image.Image:
@@ -267,11 +286,11 @@ class Segmenter:
         settings = self.settings
         check_backend(settings.edit, mode)
         request = request_for(mode, prompt.strip(), settings.edit)
-        path = self._as_file(image)
-        photo = load_image(path)
+        location = self._location(image)
+        run = self._run(settings, location)
+        photo = run.load_photo(location)
         if result.merged.shape != (photo.height, photo.width):
             raise OvsegError(f"the result is for a {result.merged.shape[::-1]} photo, this one is {photo.size}")
-        run = self._run(settings, path)
         key = ModelPool.key("painter", settings.edit)
 
         def painter():
@@ -286,7 +305,7 @@ class Segmenter:
             photo,
             result.merged,
             painter,
-            image=str(path),
+            image=location,
             segment_prompt=result.prompt,
             clicks=clicks,
         )
@@ -296,26 +315,38 @@ class Segmenter:
 
     # --- inputs ---------------------------------------------------------------------------
 
-    def _as_file(self, image: ImageLike) -> Path:
-        """A path on disk for ``image``: the file itself, or a PNG in the cache named by its content.
+    def open(self, image: ImageLike) -> Image.Image:
+        """The photo as this Segmenter reads it (RGB, EXIF-rotated, ``max_image_pixels`` applied), or one line."""
+        location = self._location(image)
+        return self._run(self.settings, location).load_photo(location)
+
+    def _location(self, image: ImageLike) -> str:
+        """Where ``image`` is: its path or URL, or, for pixels in memory, a PNG in the cache named by its content.
 
         Keys hash the file's bytes, so in-memory images are stored once as PNG and then
         reused like any photo (the same array twice is one cached set of masks).
         """
         if isinstance(image, (str, Path)):
+            if is_url(image):
+                return str(image)
             path = Path(image)
             if not path.is_file():
                 raise OvsegError(f"image not found: {path}")
-            return path
+            return str(path)
         if isinstance(image, np.ndarray):
             array = image
             if array.ndim == 2:
                 array = np.stack([array] * 3, -1)
             if array.ndim != 3 or array.shape[2] not in (3, 4) or array.dtype != np.uint8:
                 raise OvsegError(f"an image array must be H x W x 3 uint8, got {image.shape} {image.dtype}")
+            if min(array.shape[:2]) < MIN_IMAGE_SIDE:
+                raise OvsegError(f"an image array must be at least {MIN_IMAGE_SIDE} pixels a side, got {image.shape}")
             image = Image.fromarray(array[..., :3])
         if not isinstance(image, Image.Image):
-            raise OvsegError(f"an image must be a path, a PIL image or a numpy array, got {type(image).__name__}")
+            kind = type(image).__name__
+            raise OvsegError(f"an image must be a path, a URL, a PIL image or a numpy array, got {kind}")
+        if min(image.size) < MIN_IMAGE_SIDE:
+            raise OvsegError(f"an image must be at least {MIN_IMAGE_SIDE} x {MIN_IMAGE_SIDE} pixels, got {image.size}")
         buffer = io.BytesIO()
         # From the pixels alone (no metadata carried over), so the same picture always gives the same bytes.
         Image.fromarray(np.asarray(image.convert("RGB"))).save(buffer, format="PNG")
@@ -324,7 +355,7 @@ class Segmenter:
         if not path.is_file():
             with atomic_path(path) as tmp:
                 tmp.write_bytes(data)
-        return path
+        return str(path)
 
 
 def _small_gpu(device: str) -> bool:

@@ -59,7 +59,7 @@ def live_keys(cache: Path, outputs: list[Path]) -> set[str]:
             for entry in manifest.get("images", {}).values():
                 keys.update(str(entry[k]) for k in STORE_KINDS if k in entry)
     for output in outputs:
-        for selection in Path(output).glob(f"segment/*/{SELECTION_RECORD}"):
+        for selection in (Path(output) / "segment").rglob(SELECTION_RECORD):
             keys.update(str(v) for v in read_json(selection).get("artifacts", {}).values())
     return keys
 

@@ -13,12 +13,26 @@ from typing import Any
 from ovseg.locations import image_name
 
 
-def coco_annotations(records: list[dict[str, Any]], prompt: str, description: str = "ovseg") -> dict[str, Any]:
-    """A COCO dataset dict from selection records (``selection.json`` contents), images in the given order."""
+def file_name(image: str, root: str | None = None) -> str:
+    """A photo's COCO ``file_name``: its path under the run's image folder ``root``, else its file name."""
+    prefix = f"{str(root).rstrip('/')}/" if root else None
+    if prefix and str(image).startswith(prefix):
+        return str(image)[len(prefix) :]
+    return image_name(image)
+
+
+def coco_annotations(
+    records: list[dict[str, Any]], prompt: str, description: str = "ovseg", root: str | None = None
+) -> dict[str, Any]:
+    """A COCO dataset dict from selection records (``selection.json`` contents), images in the given order.
+
+    ``root``: the run's image folder; files in its sub-folders are named by their path under it.
+    """
     images, annotations = [], []
     for image_id, record in enumerate(records, start=1):
         width, height = record["image_size"]
-        images.append({"id": image_id, "file_name": image_name(record["image"]), "width": width, "height": height})
+        name = file_name(record["image"], root)
+        images.append({"id": image_id, "file_name": name, "width": width, "height": height})
         for picked in record["selected"]:
             annotations.append(
                 {

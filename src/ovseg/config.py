@@ -136,6 +136,7 @@ class Settings:
     preset: str
     device: str
     strict: bool
+    max_image_pixels: int | None  # photos over this many pixels are refused (None: Pillow's bomb guard, ~179 MP)
     masks: MasksSettings
     embed: EmbedSettings
     score: ScoreSettings
@@ -299,6 +300,7 @@ def settings_from_params(params: dict[str, Any]) -> Settings:
         preset=preset,
         device=str(params.get("device") or "auto"),
         strict=_check_type("params", "strict", params.get("strict", False), bool),
+        max_image_pixels=_check_type("params", "max_image_pixels", params.get("max_image_pixels"), int | None),
         **{name: _build_section(name, resolved[name]) for name in SECTION_TYPES},
     )
     _validate(settings)

@@ -24,3 +24,21 @@ def one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     first = text.splitlines()[0] if text else ""
     return f"{exc.__class__.__name__}: {first}" if first else exc.__class__.__name__
+
+
+def from_os_error(exc: OSError) -> OvsegError:
+    """An OSError met while writing (a full disk, no permission, a read-only file system) as one line.
+
+    Every artifact is written to a temporary name and renamed, so what the line reports left
+    nothing half-written behind; the next run resumes from what was finished.
+    """
+    import errno
+
+    where = f" ({exc.filename})" if exc.filename else ""
+    reason = exc.strerror or one_line(exc)
+    hint = ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "; free some space (`ovseg cache gc` helps) and run again: finished artifacts are kept"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "; choose a folder you can write (--cache, --output)"
+    return OvsegError(f"{reason}{where}{hint}")

@@ -18,7 +18,6 @@ import numpy as np
 from ovseg.config import Settings
 from ovseg.datasets import Sample
 from ovseg.errors import OvsegError
-from ovseg.fileio import load_image
 from ovseg.locations import atomic_path, write_json
 from ovseg.viz import resize_mask
 
@@ -242,7 +241,7 @@ def evaluate(
     for sample in samples:
         if sample.image.stem not in per_prompt[prompts[0]]:
             continue  # unreadable: skipped by the masks stage
-        size = load_image(sample.image).size
+        size = run.load_photo(str(sample.image)).size
         for target in sample.targets:
             if target.mask.shape != (size[1], size[0]):
                 raise OvsegError(f"ground truth for {sample.name} is {target.mask.shape[::-1]}, image is {size}")

@@ -10,13 +10,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ovseg.errors import UnreadableImageError
+from ovseg.errors import UnreadableImageError, one_line
 from ovseg.locations import atomic_path, is_url, read_bytes
 
 
@@ -40,29 +42,70 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def load_image(location: Path | str) -> Image.Image:
-    """Read an image (path or fsspec URL) as RGB, honouring EXIF orientation; one line if it is not one."""
+# Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS (about 179 MP) as possible decompression
+# bombs: a 190 KB PNG can claim 40000 x 40000 pixels and ask for 1.6 GB. ovseg keeps that limit
+# by default and names the setting that raises it (real panoramas exceed it).
+DEFAULT_MAX_IMAGE_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
+MIN_IMAGE_SIDE = 8  # smaller is not a photo anything can be found in
+_PILLOW_LIMIT = threading.Lock()  # Image.MAX_IMAGE_PIXELS is global: set it aside only while a header is read
+
+
+def load_image(location: Path | str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """Read an image (path or fsspec URL) as RGB, honouring EXIF orientation; one line if it is not one.
+
+    The one rule for every image ovseg reads (the stages, the API, the page, evaluation, Ray):
+    whatever goes wrong, a missing file, an unreachable URL, bytes that do not decode, a
+    decompression bomb, is an :class:`~ovseg.errors.UnreadableImageError` naming the file.
+    """
     if not is_url(location) and not Path(location).is_file():
         raise UnreadableImageError(f"image not found: {location}")
     try:
         data = read_bytes(location)
     except FileNotFoundError:
         raise UnreadableImageError(f"image not found: {location}") from None
-    except OSError as exc:
-        raise UnreadableImageError(f"cannot read {location}: {exc}") from None
-    return decode_image(data, str(location))
+    except Exception as exc:  # noqa: BLE001 - a filesystem or a server can fail in many ways
+        raise UnreadableImageError(f"cannot read {location}: {one_line(exc)}") from None
+    return decode_image(data, str(location), max_pixels)
 
 
-def decode_image(data: bytes, name: str) -> Image.Image:
-    """Image bytes as an RGB picture (EXIF orientation applied), or one line naming the file."""
+def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """Image bytes as an RGB picture (EXIF orientation applied), or one line naming the file and why not.
+
+    ``max_pixels`` (the ``max_image_pixels`` setting) bounds width x height before any pixel is
+    decoded; the header alone is read first.
+    """
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img = ImageOps.exif_transpose(img)
-            return img.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns about what it could repair; the photo is what counts
+            return _decode(data, name, max_pixels)
+    except UnreadableImageError:
+        raise
     except UnidentifiedImageError:
         raise UnreadableImageError(f"cannot read image {name}: not an image, or a format Pillow cannot read") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise UnreadableImageError(f"cannot read image {name}: {exc.__class__.__name__}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - corrupt files fail inside Pillow in every way there is
+        raise UnreadableImageError(f"cannot read image {name}: {one_line(exc)}") from None
+
+
+def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    with _PILLOW_LIMIT:
+        pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            img = Image.open(io.BytesIO(data))
+        finally:
+            Image.MAX_IMAGE_PIXELS = pillow_limit
+    width, height = img.size
+    if max_pixels and width * height > max_pixels:
+        raise UnreadableImageError(
+            f"cannot read image {name}: {width}x{height} is {width * height:,} pixels, over max_image_pixels "
+            f"({max_pixels:,}), the guard against decompression bombs; if the photo is real, allow it with "
+            f"--set max_image_pixels={width * height} (params.yaml: max_image_pixels)"
+        )
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise UnreadableImageError(
+            f"cannot read image {name}: {width}x{height} pixels is too small (at least {MIN_IMAGE_SIDE} a side)"
+        )
+    with img:
+        return ImageOps.exif_transpose(img).convert("RGB")
 
 
 def sha256_bytes(data: bytes) -> str:

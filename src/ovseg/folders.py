@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from ovseg.claims import LOCKS
 from ovseg.errors import OvsegError
-from ovseg.locations import atomic_path, filesystem, is_url, json_bytes, write_json
+from ovseg.locations import atomic_path, check_folder, filesystem, is_url, json_bytes, write_json
 from ovseg.store import (
     DONE_SUFFIX,
     MANIFEST,
@@ -80,6 +81,34 @@ class Folder:
         else:
             self.fs.pipe_file(f"{self.path}/{name}", json_bytes(data))
 
+    def update_json(self, data: dict[str, Any], name: str = MANIFEST, ignore: tuple[str, ...] = ()) -> bool:
+        """Write a JSON file only when it would say something new (keys in ``ignore`` aside); True if written.
+
+        A run with nothing to compute then writes nothing, so it also works on a cache or
+        results it may only read.
+        """
+        try:
+            previous = self.read_json(name)
+        except (OSError, ValueError):
+            previous = None
+        if previous is not None and _without(previous, ignore) == _without(data, ignore):
+            return False
+        self.ensure_writable()
+        self.write_json(data, name)
+        return True
+
+    def ensure_writable(self) -> None:
+        """One line before any work when this folder cannot be written (a file in the way, no permission)."""
+        if not self.local:
+            return
+        check_folder(self.path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.path, prefix=".ovseg-write-test-"):
+                pass
+        except OSError as exc:
+            raise OvsegError(f"cannot write to {self.path}: {exc.strerror or exc}") from None
+
 
 class StageFolder(Folder):
     """One stage's folder of the cache (``<cache>/masks``), wherever the cache lives."""
@@ -98,6 +127,12 @@ class StageFolder(Folder):
             except FileNotFoundError:
                 names = []
         return {n.removesuffix(DONE_SUFFIX) for n in names if n.endswith(DONE_SUFFIX)}
+
+    def is_done(self, key: str) -> bool:
+        """Whether the store for ``key`` is complete (its marker exists): one request."""
+        if self.local:
+            return (self.path / marker_name(key)).is_file()
+        return self.fs.exists(f"{self.path}/{marker_name(key)}")
 
     def publish(
         self,
@@ -202,30 +237,45 @@ class OutputFolder(Folder):
         except (OSError, ValueError):
             return None
 
-    def prune(self, keep: set[str]) -> None:
-        """Remove the result folders of photos no longer in the batch (the DVC stages mirror the image folder)."""
+    def prune(self, keep: set[str], record: str) -> None:
+        """Remove the result folders (those holding ``record``) of photos no longer in the batch.
+
+        The DVC stages mirror the image folder. Names may be paths (``trip/IMG_1`` with
+        ``recursive``); folders left empty by a removal go too.
+        """
         if self.local:
-            if self.path.is_dir():
-                for child in self.path.iterdir():
-                    if child.is_dir() and child.name not in keep and not child.name.startswith("."):
-                        shutil.rmtree(child)
+            if not self.path.is_dir():
+                return
+            for found in sorted(self.path.rglob(record)):
+                folder = found.parent
+                name = folder.relative_to(self.path).as_posix()
+                if name not in keep and not any(part.startswith(".") for part in folder.relative_to(self.path).parts):
+                    shutil.rmtree(folder)
+                    for parent in folder.parents:
+                        if parent == self.path or any(parent.iterdir()):
+                            break
+                        parent.rmdir()
             return
         self.fs.invalidate_cache(self.path)
         try:
-            children = self.fs.ls(self.path, detail=True)
+            found = [n for n in self.fs.find(self.path) if n.endswith(f"/{record}")]
         except FileNotFoundError:
             return
-        for child in children:
-            name = PurePosixPath(child["name"]).name
-            if child["type"] == "directory" and name not in keep:
-                self.fs.rm(child["name"], recursive=True)
+        for name in found:
+            folder = name[: -len(record) - 1]
+            if folder.removeprefix(f"{self.path}/") not in keep:
+                self.fs.rm(folder, recursive=True)
+
+
+def _without(data: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in keys}
 
 
 def sync_folder(source: str, target: str) -> tuple[int, int]:
     """Copy every file under ``source`` to ``target`` (paths or URLs) that is missing or different there.
 
     For taking a bucket cache or a cluster run's results to a laptop (and back) without
-    another tool. A file of a content-keyed store (``<key>.zarr/...``, ``<key>.done``,
+    another tool (claims, ``.locks/``, are not copied: they belong to the runs of one machine). A file of a content-keyed store (``<key>.zarr/...``, ``<key>.done``,
     ``<key>.candidates.png``) with the same name and size is the same file, so a synced cache
     costs one listing per side; any other file (results, manifests: same name, new content
     after a new prompt) is the same only when its bytes are. Returns (copied, already there).
@@ -238,7 +288,10 @@ def sync_folder(source: str, target: str) -> tuple[int, int]:
     copied = kept = 0
     from tqdm import tqdm
 
-    files = sorted(_find(src_fs, src_root).items(), key=lambda item: _sync_order(item[0]))
+    found = _find(src_fs, src_root).items()
+    files = sorted(
+        ((n, i) for n, i in found if LOCKS not in PurePosixPath(n).parts), key=lambda item: _sync_order(item[0])
+    )
     for name, info in tqdm(files, desc=f"sync {source}", unit="file", disable=len(files) < 50):
         data = None
         if there.get(name) == info.get("size"):

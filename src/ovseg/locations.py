@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -48,6 +49,17 @@ def check_reachable(url: str) -> None:
         raise OvsegError(f"cannot reach {url}: {exc.__class__.__name__}: {first}") from None
 
 
+def check_folder(path: Path, what: str = "") -> None:
+    """One line when ``path`` cannot be a folder: it is a file, or lies under one."""
+    label = f"{what} " if what else ""
+    for part in (Path(path), *Path(path).parents):
+        if part.exists():
+            if not part.is_dir():
+                where = "is a file" if part == Path(path) else f"lies under {part}, which is a file"
+                raise OvsegError(f"{label}{path} {where}, not a folder")
+            return
+
+
 def read_bytes(location: str | Path) -> bytes:
     """A file's bytes from a path or URL (one GET)."""
     if not is_url(location):
@@ -66,40 +78,88 @@ def image_name(location: str | Path) -> str:
     return PurePosixPath(str(location).split("://")[-1]).name
 
 
-def list_images(location: str | Path | tuple[str, ...]) -> list[str]:
-    """The images directly inside a folder (or the one file) at a path or URL, sorted, stems unique.
+@dataclass(frozen=True)
+class Photo:
+    """One photo of a run: where it is, the name its outputs take, and how messages name the file.
 
-    Sorted so batch runs are reproducible; stems must be unique because every output is
-    named by the photo's stem. A tuple of files is taken as it is (stems checked).
+    ``name`` is the file's stem (``IMG_1`` for ``IMG_1.jpg``), or with ``recursive`` its path under
+    the folder without the extension (``trip/IMG_1``); where two files would share a name
+    (``a.jpg`` next to ``a.png``), each is named by its whole file name (``a.jpg``, ``a.png``).
+    ``file``: the file name, or its path under the folder.
+    """
+
+    location: str
+    name: str
+    file: str
+
+
+def list_photos(location: str | Path | tuple[str, ...], recursive: bool = False) -> list[Photo]:
+    """The photos of a run, sorted (so batches are reproducible), each with a name of its own.
+
+    What is read: files whose extension is one of :data:`IMAGE_SUFFIXES` (any case), directly
+    inside the folder, or in its sub-folders too with ``recursive``; symbolic links are
+    followed. What is not: hidden files and folders (``.name``), other extensions, and, without
+    ``recursive``, sub-folders. A single file is read whatever its extension (it was named).
     """
     if isinstance(location, (tuple, list)):
-        images, location = [str(p) for p in location], f"the {len(location)} images given"
+        files = [(str(p), image_name(p)) for p in location]
+        where = f"the {len(location)} images given"
     elif is_url(location):
-        location = str(location)
-        fs, path = filesystem(location)
-        protocol = location.split("://")[0]
-        if fs.isfile(path):
-            return [location]
-        try:
-            names = sorted(fs.ls(path, detail=False))
-        except FileNotFoundError:
-            raise OvsegError(f"image folder not found: {location}") from None
-        images = [f"{protocol}://{n}" for n in names if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES]
+        files, where = _list_bucket(str(location), recursive), str(location)
     else:
-        location = str(location)
-        folder = Path(location)
+        folder, where = Path(location), str(location)
         if folder.is_file():
-            return [location]
+            return [Photo(str(location), image_stem(location), image_name(location))]
         if not folder.is_dir():
             raise OvsegError(f"image folder not found: {folder}")
-        images = [str(p) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
-    if not images:
-        raise OvsegError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {location}")
-    stems = [image_stem(u) for u in images]
-    dupes = sorted({s for s in stems if stems.count(s) > 1})
-    if dupes:
-        raise OvsegError(f"two images share the name {dupes[0]!r} in {location}; outputs are keyed by name")
-    return images
+        candidates = folder.rglob("*") if recursive else folder.iterdir()
+        files = sorted(
+            (str(p), p.relative_to(folder).as_posix())
+            for p in candidates
+            if p.suffix.lower() in IMAGE_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+            and p.is_file()
+        )
+    if not files:
+        raise OvsegError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {where}")
+    return [Photo(path, name, relative) for (path, relative), name in zip(files, _unique_names(files), strict=True)]
+
+
+def _list_bucket(url: str, recursive: bool) -> list[tuple[str, str]]:
+    fs, path = filesystem(url)
+    protocol = url.split("://")[0]
+    if fs.isfile(path):
+        return [(url, image_name(url))]
+    try:
+        names = sorted(fs.find(path) if recursive else fs.ls(path, detail=False))
+    except FileNotFoundError:
+        raise OvsegError(f"image folder not found: {url}") from None
+    root = path.rstrip("/")
+    files = []
+    for name in names:
+        relative = PurePosixPath(name).relative_to(PurePosixPath(root)).as_posix()
+        hidden = any(part.startswith(".") for part in PurePosixPath(relative).parts)
+        if PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES and not hidden:
+            files.append((f"{protocol}://{name}", relative))
+    return files
+
+
+def _unique_names(files: list[tuple[str, str]]) -> list[str]:
+    """Each file's output name: its path without extension, or (where that is shared) its whole path.
+
+    Paths within one folder are unique, so replacing shared names by whole paths always ends.
+    """
+    names = [str(PurePosixPath(relative).with_suffix("")) for _, relative in files]
+    while True:
+        shared = {n for n in names if names.count(n) > 1}
+        if not shared:
+            return names
+        names = [relative if name in shared else name for name, (_, relative) in zip(names, files, strict=True)]
+
+
+def list_images(location: str | Path | tuple[str, ...], recursive: bool = False) -> list[str]:
+    """Where the run's photos are (see :func:`list_photos`)."""
+    return [photo.location for photo in list_photos(location, recursive)]
 
 
 @contextlib.contextmanager

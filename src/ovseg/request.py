@@ -15,6 +15,15 @@ from typing import Any
 from ovseg.errors import OvsegError
 
 MODES = ("segment", "remove", "replace", "style")
+EMPTY_PROMPT = 'the prompt is empty: say what to find, e.g. --prompt "the red car"'
+
+
+def prompt_synonyms(prompt: str) -> list[str]:
+    """``"sofa|couch"`` -> ``["sofa", "couch"]``: a mask's score is its best over the synonyms."""
+    names = [part.strip() for part in prompt.split("|") if part.strip()]
+    if not names:
+        raise OvsegError(EMPTY_PROMPT)
+    return names
 
 
 @dataclass(frozen=True)
@@ -24,17 +33,21 @@ class RunRequest:
     ``images``: a photo, or a folder of photos (path or URL), or a tuple of photos (an
     evaluation's labelled images, which need not be all of their folder). ``prompt``: what to find, in
     plain language (``"sofa|couch"`` lists synonyms). ``mode``: segment, or remove / replace /
-    style the region found. ``edit_prompt``: what replace and style paint.
+    style the region found. ``edit_prompt``: what replace and style paint. ``recursive``: read
+    sub-folders too.
     """
 
     images: str | tuple[str, ...] = "data/images"
     prompt: str = ""
     mode: str = "segment"
     edit_prompt: str = ""
+    recursive: bool = False  # also the photos in sub-folders, their results mirroring the folders
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise OvsegError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.prompt:
+            prompt_synonyms(self.prompt)  # "|" alone names nothing: say so now, not after the models load
 
     @property
     def edits(self) -> bool:
@@ -44,7 +57,7 @@ class RunRequest:
     def require_prompt(self) -> str:
         """The prompt, or one line saying that a run on words needs one."""
         if not self.prompt:
-            raise OvsegError('the prompt is empty: say what to find, e.g. --prompt "the red car"')
+            raise OvsegError(EMPTY_PROMPT)
         return self.prompt
 
 
@@ -55,4 +68,11 @@ def request_from_params(params: dict[str, Any]) -> RunRequest:
         prompt=str(params.get("prompt") or "").strip(),
         mode=str(params.get("mode") or "segment"),
         edit_prompt=str(params.get("edit_prompt") or "").strip(),
+        recursive=_flag(params.get("recursive", False)),
     )
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise OvsegError(f"parameter recursive must be true or false, got {value!r}")
+    return value

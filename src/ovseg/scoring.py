@@ -17,6 +17,7 @@ import torch
 from ovseg.clip_features import ClipBundle
 from ovseg.config import ScoreSettings
 from ovseg.errors import OvsegError
+from ovseg.request import EMPTY_PROMPT, prompt_synonyms
 
 TEMPLATES = (
     "a photo of {}.",
@@ -41,14 +42,6 @@ def expand_templates(text: str, templates: bool, template_set: str = "ovseg7") -
     return [t.format(text) for t in TEMPLATES]
 
 
-def prompt_synonyms(prompt: str) -> list[str]:
-    """``"sofa|couch"`` -> ``["sofa", "couch"]``: a mask's score is its best over the synonyms."""
-    names = [part.strip() for part in prompt.split("|") if part.strip()]
-    if not names:
-        raise OvsegError('the prompt is empty: say what to find, e.g. prompt: "the red car"')
-    return names
-
-
 def _bare(text: str) -> str:
     words = text.lower().strip().split()
     return " ".join(words[1:] if words and words[0] in ("a", "an", "the") else words)
@@ -71,7 +64,7 @@ def encode_texts(
     """
     for text in texts:
         if not text.strip():
-            raise OvsegError('the prompt is empty: say what to find, e.g. prompt: "the red car"')
+            raise OvsegError(EMPTY_PROMPT)
     if not texts:
         return np.zeros((0, 0), np.float32)
     sentences = [expand_templates(text, templates, template_set) for text in texts]
@@ -141,3 +134,20 @@ def score_for_prompt(bundle: ClipBundle, mask_embeddings: np.ndarray, prompt: st
     )
     temperature = settings.temperature if settings.temperature is not None else bundle.logit_scale
     return score_synonyms(mask_embeddings, synonyms, neg_emb, temperature)
+
+
+def clip_reads(tokenizer, text: str, templates: bool, template_set: str = "ovseg7") -> str | None:
+    """What of ``text`` CLIP's text encoder sees, when not all of it: None when every sentence fits its context.
+
+    CLIP reads ``context_length`` tokens (77) including start and end, and a template adds a
+    few more, so a long prompt is silently cut; the caller warns with what is kept.
+    """
+    context = getattr(tokenizer, "context_length", None)
+    if not context or not hasattr(tokenizer, "encode"):
+        return None  # a tokenizer that cannot count: nothing to say
+    wrapper = max(len(tokenizer.encode(s)) for s in expand_templates("", templates, template_set))
+    room = context - 2 - wrapper
+    tokens = tokenizer.encode(text.strip())
+    if len(tokens) <= room:
+        return None
+    return tokenizer.decode(tokens[:room]).strip()

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 
 from ovseg.config import Settings, load_params, settings_from_params
-from ovseg.errors import OvsegError
+from ovseg.errors import OvsegError, from_os_error
 from ovseg.request import request_from_params
 
 
@@ -35,8 +35,9 @@ def run_job(name: str, job: Callable[[Settings, dict], str], params_file: str = 
     try:
         params = load_params(params_file)
         line = job(settings_from_params(params), params)
-    except OvsegError as exc:
-        print(f"ovseg {name}: error: {exc}", file=sys.stderr)
+    except (OvsegError, OSError) as exc:
+        message = from_os_error(exc) if isinstance(exc, OSError) else exc
+        print(f"ovseg {name}: error: {message}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print(f"ovseg {name}: interrupted; finished artifacts are kept, partial ones were discarded", file=sys.stderr)

@@ -10,6 +10,7 @@ line in the page's status box; nothing is raised into Gradio, so no stack trace 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,6 @@ from PIL import Image
 from ovseg.api import Segmenter, SegmentResult
 from ovseg.config import preset_names
 from ovseg.errors import OvsegError
-from ovseg.fileio import load_image
 from ovseg.pipeline.select import COCO_FILE
 from ovseg.viz import overlay, side_by_side
 
@@ -40,14 +40,26 @@ class PageState:
     result: SegmentResult | None = None
 
 
-class Workbench:
-    """The page's actions as plain methods (testable without a browser): one Segmenter per preset."""
+# The page's files (downloads) older than this are pruned while it runs; all go when it stops.
+REQUEST_FILES_TTL_S = 3600
 
-    def __init__(self, cache: Path, device: str = "auto", sets: list[str] | None = None) -> None:
+
+class Workbench:
+    """The page's actions as plain methods (testable without a browser): one Segmenter per preset.
+
+    ``scratch``: the server's own folder for the files it offers (one subfolder per request,
+    pruned after an hour; the whole folder is removed when the server stops).
+    """
+
+    def __init__(
+        self, cache: Path, device: str = "auto", sets: list[str] | None = None, scratch: Path | None = None
+    ) -> None:
         self.cache = Path(cache)
         self.device = device
         self.sets = list(sets or [])
         self.segmenters: dict[str, Segmenter] = {}
+        self.scratch = Path(scratch) if scratch is not None else Path(tempfile.mkdtemp(prefix="ovseg-ui-"))
+        self.scratch.mkdir(parents=True, exist_ok=True)
 
     def segmenter(self, preset: str) -> Segmenter:
         """The preset's Segmenter, created once: its models stay loaded for the next request."""
@@ -55,16 +67,26 @@ class Workbench:
             self.segmenters[preset] = Segmenter(preset=preset, device=self.device, cache=self.cache, set=self.sets)
         return self.segmenters[preset]
 
-    def open_photo(self, path: str | None) -> Image.Image:
-        """The uploaded file as a photo, or a one-line error saying why it cannot be one."""
+    def open_photo(self, path: str | None, preset: str) -> Image.Image:
+        """The uploaded file as a photo (read as every stage reads photos), or a one-line error saying why not."""
         if not path:
             raise OvsegError("drop a photo first")
-        return load_image(Path(path))
+        return self.segmenter(preset).open(path)
+
+    def request_folder(self) -> Path:
+        """A new folder for one request's downloads; those of requests older than an hour go now."""
+        now = time.time()
+        for old in self.scratch.glob("request-*"):
+            if now - old.stat().st_mtime > REQUEST_FILES_TTL_S:
+                shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(prefix="request-", dir=self.scratch))
 
     def segment(self, state: PageState, preset: str, prompt: str, top_k: int) -> SegmentResult:
         """The prompt's selection, corrected by the state's clicks (clicks alone when there are no words)."""
         if state.photo is None:
             raise OvsegError("drop a photo first")
+        if not prompt.strip() and not state.clicks:
+            raise OvsegError("type what to find, or click on the object in the picture")
         points = [(x, y) for x, y, _ in state.clicks]
         labels = [label for _, _, label in state.clicks]
         return self.segmenter(preset).segment(
@@ -115,13 +137,13 @@ def candidate_gallery(result: SegmentResult) -> list[tuple[Image.Image, str]]:
     return items
 
 
-def downloads(result: SegmentResult, edited: Image.Image | None = None) -> list[str]:
+def downloads(bench: Workbench, result: SegmentResult, edited: Image.Image | None = None) -> list[str]:
     """The mask PNG and COCO JSON (and the edited photo) as files the page offers for download.
 
     Written by the result's own :meth:`~ovseg.api.SegmentResult.save`, so the page's files are
-    the ones ``ovseg run`` writes.
+    the ones ``ovseg run`` writes; they live in the server's scratch folder.
     """
-    folder = result.save(Path(tempfile.mkdtemp(prefix="ovseg-ui-")) / "selection", visualize=False)
+    folder = result.save(bench.request_folder() / "selection", visualize=False)
     files = [str(folder / "mask.png"), str(folder / COCO_FILE)]
     if edited is not None:
         edited.save(folder.parent / "edited.png")
@@ -138,11 +160,11 @@ def build_app(bench: Workbench, default_preset: str):
     """The Gradio page: inputs on the left, the selection (clickable) and candidates on the right, edits below."""
     presets = preset_names()
 
-    def on_upload(path, state: PageState):
+    def on_upload(path, state: PageState, preset):
         if not path:  # the file was removed (by the user, or below after a bad file): keep the message
             return None, [], None, gr.skip(), PageState(), gr.skip()
         try:
-            photo = bench.open_photo(path)
+            photo = bench.open_photo(path, preset)
         except OvsegError as exc:  # clear the file box so another file can be dropped
             message = str(exc).replace(str(path), Path(path).name)  # not Gradio's temp folder
             return None, [], None, status_line(message, error=True), PageState(), None
@@ -150,26 +172,28 @@ def build_app(bench: Workbench, default_preset: str):
         return photo, [], None, message, PageState(photo=path), gr.skip()
 
     def on_segment(state: PageState, preset, prompt, top_k, progress=gr.Progress()):  # noqa: B008
-        state = PageState(photo=state.photo)  # new words: start again without the old clicks
-        return _segment(state, preset, prompt, top_k, progress)
+        new = PageState(photo=state.photo)  # new words: start again without the old clicks
+        return _segment(state, new, preset, prompt, top_k, progress)
 
     def on_click(state: PageState, preset, prompt, top_k, click_mode, evt: gr.SelectData, progress=gr.Progress()):  # noqa: B008
         if state.photo is None:
             return gr.skip(), gr.skip(), gr.skip(), status_line("drop a photo first", error=True), state
         x, y = evt.index[:2]
-        state = PageState(photo=state.photo, clicks=[*state.clicks, (float(x), float(y), int(click_mode == "include"))])
-        return _segment(state, preset, prompt, top_k, progress)
+        new = PageState(photo=state.photo, clicks=[*state.clicks, (float(x), float(y), int(click_mode == "include"))])
+        return _segment(state, new, preset, prompt, top_k, progress)
 
     def on_clear(state: PageState, preset, prompt, top_k, progress=gr.Progress()):  # noqa: B008
-        return _segment(PageState(photo=state.photo), preset, prompt, top_k, progress)
+        return _segment(state, PageState(photo=state.photo), preset, prompt, top_k, progress)
 
-    def _segment(state: PageState, preset, prompt, top_k, progress):
+    def _segment(state: PageState, new: PageState, preset, prompt, top_k, progress):
+        """``new`` segmented; on an error the page keeps ``state``, the result it shows, usable for editing."""
         progress(0.1, desc="masks and features (reused from the cache after the first time)")
         started = time.perf_counter()
         try:
-            result = bench.segment(state, preset, prompt or "", top_k)
+            result = bench.segment(new, preset, prompt or "", top_k)
         except OvsegError as exc:
             return gr.skip(), gr.skip(), gr.skip(), status_line(str(exc), error=True), state
+        state = new
         state.result = result
         seconds = time.perf_counter() - started
         what = f"'{result.prompt}'" if result.prompt else "the clicks"
@@ -178,7 +202,7 @@ def build_app(bench: Workbench, default_preset: str):
             f"Found {len(result.masks)} mask(s) for {what}{clicks} in {seconds:.2f} s"
             f" ({int(result.merged.sum())} px). Click the picture to include or exclude a region."
         )
-        return picture(result, state.clicks), candidate_gallery(result), downloads(result), message, state
+        return picture(result, state.clicks), candidate_gallery(result), downloads(bench, result), message, state
 
     def on_edit(state: PageState, preset, mode, edit_prompt, progress=gr.Progress()):  # noqa: B008
         progress(0.1, desc=f"{mode}: loading the painting model and editing")
@@ -189,9 +213,9 @@ def build_app(bench: Workbench, default_preset: str):
             return gr.skip(), gr.skip(), status_line(str(exc), error=True)
         message = f"{mode} done in {time.perf_counter() - started:.2f} s: before on the left, after on the right."
         comparison = side_by_side(state.result.image, edited, ("before", f"after: {mode}"))
-        return comparison, downloads(state.result, edited), message
+        return comparison, downloads(bench, state.result, edited), message
 
-    with gr.Blocks(title="ovseg") as app:
+    with gr.Blocks(title="ovseg", delete_cache=(REQUEST_FILES_TTL_S // 4, REQUEST_FILES_TTL_S)) as app:
         gr.Markdown(
             "## ovseg: find things in a photo by words, correct them with clicks, then edit them\n"
             "Drop a photo, say what to find, press **Segment**. Click the result to include (or exclude) a region."
@@ -225,7 +249,7 @@ def build_app(bench: Workbench, default_preset: str):
                 )
 
         segment_outputs = [result_image, gallery, files, status, state]
-        photo_file.change(on_upload, [photo_file, state], [*segment_outputs, photo_file])
+        photo_file.change(on_upload, [photo_file, state, preset], [*segment_outputs, photo_file])
         segment_button.click(on_segment, [state, preset, prompt, top_k], segment_outputs)
         prompt.submit(on_segment, [state, preset, prompt, top_k], segment_outputs)
         result_image.select(on_click, [state, preset, prompt, top_k, click_mode], segment_outputs)
@@ -234,12 +258,32 @@ def build_app(bench: Workbench, default_preset: str):
     return app
 
 
-def serve(bench: Workbench, default_preset: str, host: str, port: int, open_browser: bool = False) -> None:
-    """Serve the page until interrupted; one request at a time (the models share one device)."""
+def serve(
+    bench: Workbench,
+    default_preset: str,
+    host: str,
+    port: int,
+    open_browser: bool = False,
+    auth: tuple[str, str] | None = None,
+) -> None:
+    """Serve the page until interrupted; one request at a time (the models share one device).
+
+    Gradio keeps its own copies of uploads and downloads in ``GRADIO_TEMP_DIR`` (the caller
+    points it into the server's scratch folder): files older than an hour are deleted while it
+    runs. The page serves no file outside those folders (the cache is blocked explicitly).
+    """
     app = build_app(bench, default_preset)
     app.queue(default_concurrency_limit=1)
     # System fonts only: the page works offline (the default theme asks Google Fonts for its font).
     theme = gr.themes.Default(
         font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
     )
-    app.launch(server_name=host, server_port=port, inbrowser=open_browser, theme=theme, show_error=False)
+    app.launch(
+        server_name=host,
+        server_port=port,
+        inbrowser=open_browser,
+        theme=theme,
+        show_error=False,
+        auth=auth,
+        blocked_paths=[str(bench.cache.resolve())],
+    )

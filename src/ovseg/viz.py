@@ -8,6 +8,26 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+TITLE_CHARS = 60  # a prompt longer than this is shortened where people read it (titles, tables)
+PREVIEW_SIDE = 4096  # pictures for people (before/after, overlays) are at most this on their long side
+
+
+def shorten(text: str, width: int = TITLE_CHARS) -> str:
+    """``text`` as a title: whole when short, else its start and an ellipsis."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+def preview(image: Image.Image, side: int = PREVIEW_SIDE) -> Image.Image:
+    """A picture people look at, at most ``side`` pixels on its long side (a 200 MP photo's overlay would
+    itself be a file that viewers, and Pillow's own bomb guard, refuse)."""
+    if max(image.size) <= side:
+        return image
+    scale = side / max(image.size)
+    return image.resize(
+        (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS
+    )
+
 
 def palette(n: int, seed: int = 0) -> list[tuple[int, int, int]]:
     """``n`` well separated, saturated colours (golden-ratio hue steps)."""
@@ -63,7 +83,7 @@ def overlay(
             )
     if title:  # bottom-left, where it does not cover the mask labels at the boxes' corners
         bottom = image.height - font.size - 10
-        draw.text((6, bottom), title, fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+        draw.text((6, bottom), shorten(title), fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
     return result
 
 
@@ -74,7 +94,9 @@ def candidates_preview(image: Image.Image, masks: np.ndarray) -> Image.Image:
 
 
 def side_by_side(before: Image.Image, after: Image.Image, labels: tuple[str, str] = ("before", "after")) -> Image.Image:
-    """Before and after next to each other with a caption on each."""
+    """Before and after next to each other with a caption on each, at most :data:`PREVIEW_SIDE` wide."""
+    if before.width * 2 > PREVIEW_SIDE:
+        before, after = preview(before, PREVIEW_SIDE // 2), preview(after, PREVIEW_SIDE // 2)
     gap = max(4, before.width // 100)
     canvas = Image.new("RGB", (before.width + gap + after.width, max(before.height, after.height)), "white")
     canvas.paste(before, (0, 0))

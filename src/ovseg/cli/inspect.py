@@ -19,9 +19,11 @@ def known_images(cache: Path, output: Path) -> dict[str, dict[str, Any]]:
     from ovseg.pipeline import embed, masks, score, select
 
     entries: dict[str, dict[str, Any]] = {}
-    for selection_file in sorted((output / select.RESULTS).glob(f"*/{SELECTION_RECORD}")):
+    results = output / select.RESULTS
+    for selection_file in sorted(results.rglob(SELECTION_RECORD)):
         record = read_json(selection_file)
-        entries[selection_file.parent.name] = {"image": record["image"], **(record.get("artifacts") or {})}
+        name = selection_file.parent.relative_to(results).as_posix()
+        entries[name] = {"image": record["image"], **(record.get("artifacts") or {})}
     for stage in (masks.FOLDER, embed.FOLDER, score.FOLDER):
         manifest = StageFolder(str(cache), stage).read_json() or {}
         for stem, entry in manifest.get("images", {}).items():

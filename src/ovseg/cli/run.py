@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ovseg.cli.common import PRESET_HELP, app, console, fail, given
-from ovseg.errors import OvsegError
+from ovseg.errors import OvsegError, from_os_error
 
 
 @app.command()
@@ -33,6 +33,9 @@ def run(
     engine: str | None = typer.Option(None, "--engine", help="local | ray (README 'Many machines')."),
     strict: bool | None = typer.Option(
         None, "--strict/--no-strict", help="Stop at an unreadable image (default: skip it with a warning)."
+    ),
+    recursive: bool | None = typer.Option(
+        None, "--recursive/--no-recursive", help="Also the photos in sub-folders (results mirror the folders)."
     ),
     sets: list[str] = typer.Option(
         [], "--set", help="Override any stage setting, e.g. --set masks.sampling=grid (repeatable)."
@@ -60,6 +63,7 @@ def run(
             preset=config,
             device=device,
             strict=strict,
+            recursive=recursive,
         )
         if engine is not None:
             sets = [*sets, f"engine.kind={engine}"]
@@ -91,6 +95,8 @@ def run(
         run_in_process(settings, request, cache, output, visualize)
     except OvsegError as exc:
         fail(exc)
+    except OSError as exc:  # a full disk or a folder that turned read-only mid-run
+        fail(from_os_error(exc))
 
 
 def parse_clicks(
@@ -165,16 +171,19 @@ def run_in_process(settings, request, cache: str, output: str, visualize: bool) 
     """Every stage with the engine the settings name, then one table: per photo what was found and where."""
     from ovseg.engines import run_pipeline
     from ovseg.folders import OutputFolder
-    from ovseg.locations import image_name, image_stem, list_images
-    from ovseg.pipeline import edit, masks, new_run, select
+    from ovseg.locations import list_photos
+    from ovseg.pipeline import edit, masks, new_run, score, select
+    from ovseg.viz import shorten
 
-    reports = run_pipeline(new_run(settings, request, cache=cache, output=output, visualize=visualize))
+    run = new_run(settings, request, cache=cache, output=output, visualize=visualize)
+    score.check_prompt(run)
+    reports = run_pipeline(run)
     for report in reports:
         console.print(report.line(), highlight=False)
     segment, edits = OutputFolder(f"{output}/{select.RESULTS}"), OutputFolder(f"{output}/{edit.RESULTS}")
-    title = f"{request.mode}: {request.prompt!r}"
+    title = f"{request.mode}: {shorten(request.prompt)!r}"
     if request.edit_prompt and request.edits:
-        title += f" -> {request.edit_prompt!r}"
+        title += f" -> {shorten(request.edit_prompt)!r}"
     table = Table(title=title)
     table.add_column("image")
     table.add_column("selected", justify="right")
@@ -182,9 +191,9 @@ def run_in_process(settings, request, cache: str, output: str, visualize: bool) 
     table.add_column("result")
     skipped = masks.skipped_images(cache)
     summary = (segment.read_json(select.SUMMARY_FILE) or {}).get("images", {})
-    photos = list_images(request.images)
+    photos = list_photos(request.images, request.recursive)
     for photo in photos:
-        name, stem = image_name(photo), image_stem(photo)
+        name, stem = photo.file, photo.name
         if name in skipped or stem not in summary:
             table.add_row(name, "-", "-", f"[yellow]skipped: {skipped.get(name, 'not processed')}[/]")
             continue

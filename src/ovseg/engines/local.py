@@ -6,6 +6,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ovseg.claims import Claims
 from ovseg.errors import UnreadableImageError
 from ovseg.pipeline.common import LazyModel, Plan, Run, Stage, StageReport
 from ovseg.weights import free_accelerator_memory
@@ -21,7 +22,6 @@ class LocalEngine:
     name = "local"
 
     def prepare(self, run: Run) -> Run:
-        run.check_places()
         return run
 
     def map(self, fn, items: list[dict[str, Any]], desc: str) -> list[dict[str, Any]]:
@@ -35,13 +35,29 @@ class LocalEngine:
             model = LazyModel(lambda: pool.get(key, lambda: stage.load(run)))
         else:
             model = LazyModel(lambda: stage.load(run))
-        results = []
+        folder = stage.folder(run)
+        claims = Claims(folder.path if folder.local else None)
+        results, busy = [], []
+
+        def one(item: dict[str, Any]) -> dict[str, Any]:
+            done = stage.reuse(run, item) if stage.reuse else None  # another run may have finished it
+            if done is not None:
+                return done
+            try:
+                return stage.compute(run, plan.shared, model, item)
+            except UnreadableImageError as exc:  # a photo that fails only now is skipped like any other
+                return {"stem": item["stem"], "error": str(exc)}
+
         try:
             for item in tqdm(plan.items, desc=stage.describe(run) if stage.describe else stage.name, unit="image"):
-                try:
-                    results.append(stage.compute(run, plan.shared, model, item))
-                except UnreadableImageError as exc:  # a photo that fails only now is skipped like any other
-                    results.append({"stem": item["stem"], "error": str(exc)})
+                with claims.attempt(str(item[stage.claim_by])) as claimed:
+                    if claimed:
+                        results.append(one(item))
+                    else:  # another run is computing it: come back when the rest is done
+                        busy.append(item)
+            for item in busy:
+                with claims.wait(str(item[stage.claim_by])):
+                    results.append(one(item))
         finally:
             if run.pool is None and model.loaded:
                 del model

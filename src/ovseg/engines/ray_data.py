@@ -137,8 +137,9 @@ def _compute_all(stage: Stage, run: Run, shared: dict[str, Any], model: LazyMode
     results = []
     for text in batch["item"]:
         item = json.loads(str(text))
+        result = stage.reuse(run, item) if stage.reuse else None  # another run finished it meanwhile
         try:
-            result = stage.compute(run, shared, model, item)
+            result = result or stage.compute(run, shared, model, item)
         except UnreadableImageError as exc:  # an error row, never a failed job
             result = {"stem": item["stem"], "error": str(exc)}
         results.append(json.dumps(result))

@@ -24,13 +24,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
+
+from PIL import Image
 
 from ovseg.config import Settings
 from ovseg.errors import OvsegError
-from ovseg.fileio import content_key
-from ovseg.folders import OutputFolder, StageFolder
-from ovseg.locations import check_reachable, is_url
+from ovseg.fileio import DEFAULT_MAX_IMAGE_PIXELS, content_key, load_image
+from ovseg.folders import Folder, OutputFolder, StageFolder
+from ovseg.locations import check_folder, check_reachable, is_url
 from ovseg.request import RunRequest
 from ovseg.weights import free_accelerator_memory, resolve_device
 
@@ -96,11 +99,22 @@ class Run:
         """Which engine runs it, as markers and manifests record it."""
         return self.settings.engine.kind
 
+    def load_photo(self, location: str) -> Image.Image:
+        """A photo as every stage reads it (``max_image_pixels`` applies), or an UnreadableImageError."""
+        return load_image(location, self.settings.max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS)
+
     def check_places(self) -> None:
-        """Buckets the run reads or writes answer, before any work (a folder is checked when it is written)."""
+        """The places a run reads and writes, before any work: buckets answer; the cache and the output are
+        folders (not files); the output can be written. The cache is checked when a stage is about to write
+        to it, so a run with nothing left to compute works on a cache it may only read."""
         for location in (self.request.images, self.cache, self.output):
             if isinstance(location, str) and is_url(location):
                 check_reachable(location)
+        if not is_url(self.cache):
+            check_folder(Path(self.cache), "the cache")
+        if not is_url(self.output):
+            check_folder(Path(self.output), "the output")
+            Folder(self.output).ensure_writable()
 
     def without_pool(self) -> Run:
         """The same run, picklable: to send to another process (a Ray worker)."""
@@ -154,10 +168,11 @@ class Plan:
     state: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
-    def report(self, stage: str, computed: list[str], skipped: list[str] | None = None) -> StageReport:
-        return StageReport(
-            stage, computed, list(self.reused), sorted(skipped or []), time.perf_counter() - self.started
-        )
+    def report(self, stage: str, results: list[dict[str, Any]], skipped: list[str] | None = None) -> StageReport:
+        """The stage's report from its results: computed, reused (planned so, or found done when claimed), skipped."""
+        computed = [r["stem"] for r in results if not r.get("error") and not r.get("reused")]
+        reused = list(self.reused) + [r["stem"] for r in results if r.get("reused")]
+        return StageReport(stage, computed, reused, sorted(skipped or []), time.perf_counter() - self.started)
 
 
 class LazyModel:
@@ -190,9 +205,13 @@ class Stage:
     """A stage's contract: the functions an engine calls (module docstring), and its name."""
 
     name: str
+    folder: Callable[[Run], Folder]  # where it writes: its cache folder, or its results folder
     plan: Callable[[Run, Engine], Plan]
     compute: Callable[[Run, dict[str, Any], LazyModel, dict[str, Any]], dict[str, Any]]
     finish: Callable[[Run, Plan, list[dict[str, Any]]], StageReport]
+    # The result row of an item whose work another run finished meanwhile, or None: asked after claiming it.
+    reuse: Callable[[Run, dict[str, Any]], dict[str, Any] | None] | None = None
+    claim_by: str = "key"  # what a claim names: the store's key, or ("stem") the photo's result folder
     load: Callable[[Run], Any] | None = None  # the stage's one heavy model; None: plain tasks
     model_key: Callable[[Run], str] | None = None  # its name in a ModelPool
     describe: Callable[[Run], str] | None = None  # the progress bar's label
@@ -258,10 +277,17 @@ def read_records(engine: Engine, out: OutputFolder, name: str, stems: list[str])
 
 
 def run_stages(run: Run, engine: Any, stages: Iterable[Stage]) -> list[StageReport]:
-    """Each stage in turn with ``engine`` (``ovseg.engines``): plan, compute what the plan says, finish."""
+    """Each stage in turn with ``engine`` (``ovseg.engines``): plan, compute what the plan says, finish.
+
+    The places are checked first; a stage's own folder only when it has something to write there.
+    """
+    run.check_places()
     reports = []
     for stage in stages:
         plan = stage.plan(run, engine)
-        results = engine.compute(stage, run, plan) if plan.items else []
+        results = []
+        if plan.items:
+            stage.folder(run).ensure_writable()
+            results = engine.compute(stage, run, plan)
         reports.append(stage.finish(run, plan, results))
     return reports

@@ -25,7 +25,7 @@ from ovseg import rle
 from ovseg.config import Settings
 from ovseg.editing import EditRequest, Painter, edit_image, fingerprint, load_painting_model, painter_for, request_for
 from ovseg.errors import OvsegError
-from ovseg.fileio import content_key, load_image
+from ovseg.fileio import content_key
 from ovseg.folders import EDIT_RECORD, SELECTION_RECORD, OutputFolder
 from ovseg.locations import write_json
 from ovseg.pipeline import score, select
@@ -184,7 +184,7 @@ class _PainterOnNeed:
 
 
 def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
-    image = load_image(item["image"])
+    image = run.load_photo(item["image"])
     mask = rle.decode(item["merged"])
     edited, record = edit_photo(
         run.settings,
@@ -208,20 +208,31 @@ def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
     failed = {r["stem"] for r in results if r.get("error")}
     stems = [stem for stem in plan.state["stems"] if stem not in failed]
     if not run.request.edits:
-        out.write_json({"mode": "segment", "note": "segment mode: nothing edited", "images": {}}, SUMMARY_FILE)
+        out.update_json({"mode": "segment", "note": "segment mode: nothing edited", "images": {}}, SUMMARY_FILE)
     else:
         images = {stem: out.join(f"{stem}/edited.png") for stem in stems}
-        out.write_json({"mode": run.request.mode, "images": images}, SUMMARY_FILE)
+        out.update_json({"mode": run.request.mode, "images": images}, SUMMARY_FILE)
     if run.prune:
-        out.prune(set(stems))
-    return plan.report("edit", [r["stem"] for r in results if not r.get("error")], sorted(failed))
+        out.prune(set(stems), EDIT_RECORD)
+    return plan.report("edit", results, sorted(failed))
 
 
 def describe(run: Run) -> str:
     return f"edit ({run.request.mode})"
 
 
+def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
+    record = run.results(RESULTS).record(f"{item['stem']}/{EDIT_RECORD}")
+    return {"stem": item["stem"], "reused": True} if (record or {}).get("key") == item["key"] else None
+
+
+def folder(run: Run):
+    """Where the stage writes."""
+    return run.results(RESULTS)
+
+
 STAGE = Stage(
+    folder=folder,
     name="edit",
     plan=plan,
     load=load,
@@ -229,4 +240,6 @@ STAGE = Stage(
     compute=compute,
     finish=finish,
     describe=describe,
+    reuse=reuse,
+    claim_by="stem",
 )

@@ -16,7 +16,7 @@ from PIL import Image
 
 from ovseg.config import Settings
 from ovseg.errors import OvsegError
-from ovseg.fileio import content_key, load_image, working_image
+from ovseg.fileio import content_key, working_image
 from ovseg.locations import image_name
 from ovseg.pipeline import masks
 from ovseg.pipeline.common import (
@@ -105,7 +105,7 @@ def model_key(run: Run) -> str:
 
 def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
     proposals, mask_attrs = run.stage_folder(masks.FOLDER).proposals(item["masks"])
-    photo = load_image(item["image"])
+    photo = run.load_photo(item["image"])
     arrays, attrs, record = embed_image(run.settings, model.get(), photo, proposals, mask_attrs, item["masks"])
     run.stage_folder(FOLDER).publish(item["key"], arrays, attrs, {**record, "engine": run.engine})
     return {"stem": item["stem"]}
@@ -113,7 +113,7 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
 
 def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
     entries: dict[str, EmbedEntry] = plan.state["entries"]
-    errors, computed = {}, []
+    errors = {}
     for result in results:
         if result.get("error"):
             if run.settings.strict:
@@ -121,11 +121,10 @@ def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
             entry = entries.pop(result["stem"])
             errors[image_name(entry.image)] = result["error"]
             warn_skipped(entry.image, result["error"])
-        else:
-            computed.append(result["stem"])
-    report = plan.report("embed", computed, list(errors))
+    report = plan.report("embed", results, list(errors))
     images = {stem: dataclasses.asdict(entry) for stem, entry in entries.items()}
-    run.stage_folder(FOLDER).write_json({"images": images, "skipped": errors, "run": report.record(run.engine)})
+    manifest = {"images": images, "skipped": errors, "run": report.record(run.engine)}
+    run.stage_folder(FOLDER).update_json(manifest, ignore=("run",))
     return report
 
 
@@ -133,7 +132,17 @@ def describe(run: Run) -> str:
     return f"embed (CLIP, {run.settings.embed.strategy})"
 
 
+def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
+    return {"stem": item["stem"], "reused": True} if run.stage_folder(FOLDER).is_done(item["key"]) else None
+
+
+def folder(run: Run):
+    """Where the stage writes."""
+    return run.stage_folder(FOLDER)
+
+
 STAGE = Stage(
+    folder=folder,
     name="embed",
     plan=plan,
     load=load,
@@ -141,4 +150,5 @@ STAGE = Stage(
     compute=compute,
     finish=finish,
     describe=describe,
+    reuse=reuse,
 )

@@ -15,18 +15,20 @@ planning, so a file that cannot be decoded never reaches a model.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from ovseg.config import Settings
-from ovseg.errors import OvsegError
-from ovseg.fileio import content_key, decode_image, load_image, png_bytes, sha256_bytes, working_image
+from ovseg.errors import OvsegError, one_line
+from ovseg.fileio import DEFAULT_MAX_IMAGE_PIXELS, content_key, decode_image, png_bytes, sha256_bytes, working_image
 from ovseg.folders import StageFolder
-from ovseg.locations import image_name, image_stem, list_images, read_bytes
+from ovseg.locations import is_url, list_photos, read_bytes
 from ovseg.pipeline.common import (
     Engine,
     LazyModel,
@@ -76,13 +78,13 @@ def check_photo(item: dict[str, Any], settings: Settings, fingerprint: str, done
     """Hash one photo where it lives and, unless its store is done, make sure it decodes (a plain task)."""
     try:
         data = read_bytes(item["image"])
-    except OSError as exc:
-        return {**item, "error": f"cannot read {item['image']}: {exc}"}
+    except Exception as exc:  # noqa: BLE001 - whatever the filesystem says, the photo is skipped with it
+        return {**item, "error": f"cannot read {item['image']}: {one_line(exc)}"}
     sha = sha256_bytes(data)
     key = masks_key(settings, sha, fingerprint)
     if key not in done:
         try:
-            decode_image(data, item["image"])
+            decode_image(data, item["image"], settings.max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS)
         except OvsegError as exc:
             return {**item, "error": str(exc)}
     return {**item, "sha256": sha, "key": key, "error": ""}
@@ -91,40 +93,57 @@ def check_photo(item: dict[str, Any], settings: Settings, fingerprint: str, done
 def plan(run: Run, engine: Engine) -> Plan:
     started = time.perf_counter()
     settings = run.settings
-    images = list_images(run.request.images)
+    photos = list_photos(run.request.images, run.request.recursive)
+    _note_subfolders(run)
     folder = run.stage_folder(FOLDER)
     done = folder.done_keys()
     check = partial(
         check_photo, settings=settings, fingerprint=model_fingerprint(settings.masks.model, None), done=frozenset(done)
     )
-    rows = {
-        row["stem"]: row for row in engine.map(check, [{"image": i, "stem": image_stem(i)} for i in images], "read")
-    }
+    items = [{"image": photo.location, "stem": photo.name} for photo in photos]
+    rows = {row["stem"]: row for row in engine.map(check, items, "read")}
     errors: dict[str, str] = {}
-    for image in images:
-        row = rows[image_stem(image)]
+    for photo in photos:
+        row = rows[photo.name]
         if row["error"]:
-            if settings.strict or len(images) == 1:
+            if settings.strict or len(photos) == 1:
                 raise OvsegError(row["error"])
-            errors[image_name(image)] = row["error"]
-            warn_skipped(image, row["error"])
-    if len(errors) == len(images):
-        raise OvsegError(f"none of the {len(images)} images could be read (first: {next(iter(errors.values()))})")
+            errors[photo.file] = row["error"]
+            warn_skipped(photo.location, row["error"])
+    if len(errors) == len(photos):
+        raise OvsegError(f"none of the {len(photos)} images could be read (first: {next(iter(errors.values()))})")
     previous = (folder.read_json() or {}).get("images", {})
     entries: dict[str, MasksEntry] = {}
-    for image in images:
-        row = rows[image_stem(image)]
+    for photo in photos:
+        row = rows[photo.name]
         if not row["error"]:
             entry = MasksEntry(row["image"], row["sha256"], row["key"])
-            old = previous.get(row["stem"], {})
+            old = previous.get(photo.name, {})
             if old.get("masks") == row["key"]:
                 entry.original_size, entry.working_size = old.get("original_size"), old.get("working_size")
-            entries[row["stem"]] = entry
+            entries[photo.name] = entry
     plan = unique_items(
         entries, "masks", done, lambda stem, e: {"image": e.image, "stem": stem, "sha256": e.sha256, "key": e.masks}
     )
-    plan.state, plan.started = {"entries": entries, "errors": errors}, started
+    plan.state, plan.started = (
+        {"entries": entries, "errors": errors, "files": {p.name: p.file for p in photos}},
+        started,
+    )
     return plan
+
+
+def _note_subfolders(run: Run) -> None:
+    """Say so when a folder has sub-folders that are not read (without ``recursive``)."""
+    images = run.request.images
+    if run.request.recursive or not isinstance(images, str) or is_url(images) or not Path(images).is_dir():
+        return
+    skipped = [p.name for p in Path(images).iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if skipped:
+        print(
+            f"ovseg: note: {len(skipped)} sub-folder(s) of {images} not read ({', '.join(sorted(skipped)[:3])}"
+            f"{', ...' if len(skipped) > 3 else ''}); --recursive (params recursive: true) reads them too",
+            file=sys.stderr,
+        )
 
 
 def propose_image(settings: Settings, image: Image.Image, generator) -> tuple[MaskProposals, dict, Image.Image, dict]:
@@ -162,7 +181,7 @@ def model_key(run: Run) -> str:
 
 
 def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
-    photo = load_image(item["image"])
+    photo = run.load_photo(item["image"])
     proposals, attrs, preview, record = propose_image(run.settings, photo, model.get())
     run.stage_folder(FOLDER).publish(
         item["key"],
@@ -177,28 +196,27 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
 def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
     entries: dict[str, MasksEntry] = plan.state["entries"]
     errors: dict[str, str] = dict(plan.state["errors"])
-    computed = []
     for result in results:
         entry = entries[result["stem"]]
         if result.get("error"):  # read fine while planning, failed in the worker: skipped the same way
             if run.settings.strict:
                 raise OvsegError(result["error"])
-            errors[image_name(entry.image)] = result["error"]
+            errors[plan.state["files"][result["stem"]]] = result["error"]
             warn_skipped(entry.image, result["error"])
             del entries[result["stem"]]
             continue
-        entry.original_size, entry.working_size = result["original_size"], result["working_size"]
-        computed.append(result["stem"])
+        if not result.get("reused"):  # a store another run finished: its sizes are read below
+            entry.original_size, entry.working_size = result["original_size"], result["working_size"]
     if not entries:
         raise OvsegError(f"none of the images could be read (first: {next(iter(errors.values()), 'no images')})")
-    folder = run.stage_folder(FOLDER)
+    store = run.stage_folder(FOLDER)
     for entry in entries.values():
         if entry.working_size is None:  # reused from a store this manifest did not list yet
-            attrs = folder.read_store(entry.masks, names=[])[1]
+            attrs = store.read_store(entry.masks, names=[])[1]
             entry.original_size, entry.working_size = attrs["original_size"], attrs["working_size"]
-    report = plan.report("masks", computed, list(errors))
+    report = plan.report("masks", results, list(errors))
     images = {stem: dataclasses.asdict(entry) for stem, entry in entries.items()}
-    folder.write_json({"images": images, "skipped": errors, "run": report.record(run.engine)})
+    store.update_json({"images": images, "skipped": errors, "run": report.record(run.engine)}, ignore=("run",))
     return report
 
 
@@ -209,6 +227,10 @@ def skipped_images(cache: str) -> dict[str, str]:
 
 def describe(run: Run) -> str:
     return f"masks ({run.settings.masks.model})"
+
+
+def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
+    return {"stem": item["stem"], "reused": True} if run.stage_folder(FOLDER).is_done(item["key"]) else None
 
 
 def prompt_engine(run: Run):
@@ -229,7 +251,13 @@ def prompt_engine(run: Run):
     return MaskEngine(model, run.settings.masks)
 
 
+def folder(run: Run):
+    """Where the stage writes."""
+    return run.stage_folder(FOLDER)
+
+
 STAGE = Stage(
+    folder=folder,
     name="masks",
     plan=plan,
     load=load,
@@ -237,4 +265,5 @@ STAGE = Stage(
     compute=compute,
     finish=finish,
     describe=describe,
+    reuse=reuse,
 )

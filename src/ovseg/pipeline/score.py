@@ -10,6 +10,7 @@ text is new. The key is ``hash(version, embeddings key, prompt, score settings)`
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +32,9 @@ from ovseg.pipeline.common import (
     pooled,
     record_fields,
 )
+from ovseg.request import EMPTY_PROMPT, prompt_synonyms
 from ovseg.store import MaskProposals
-from ovseg.weights import CLIP, model_fingerprint
+from ovseg.weights import CLIP, model_fingerprint, resolve_model_dir
 
 VERSION = "score-v1"
 TEXT_VERSION = "text-v1"
@@ -61,7 +63,7 @@ def score_key(settings: Settings, embeddings: str, prompt: str) -> str:
 
 def prompt_texts(settings: Settings, prompt: str) -> list[str]:
     """Every text a prompt is scored with: its synonyms and the negatives that are not the prompt itself."""
-    from ovseg.scoring import negatives_for, prompt_synonyms
+    from ovseg.scoring import negatives_for
 
     return prompt_synonyms(prompt) + negatives_for(prompt, settings.score.negatives)
 
@@ -82,6 +84,8 @@ def text_embeddings(run: Run, model_name: str, texts: list[str]) -> tuple[dict[s
     missing = [t for t in texts if keys[t] not in done]
     if missing:
         from ovseg.clip_features import load_clip
+
+        folder.ensure_writable()
         from ovseg.scoring import encode_texts
 
         # With a pool the full CLIP (already loaded for embed) serves; alone, the text tower is enough.
@@ -106,7 +110,7 @@ def score_store(
     settings: Settings, prompt: str, features: np.ndarray, vectors: dict[str, np.ndarray], temperature: float
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """One photo's scores store (arrays, attrs) from its candidates' features and the run's text vectors."""
-    from ovseg.scoring import negatives_for, prompt_synonyms, score_synonyms
+    from ovseg.scoring import negatives_for, score_synonyms
 
     negatives = negatives_for(prompt, settings.score.negatives)
     negative = np.stack([vectors[n] for n in negatives]) if negatives else np.zeros((0, 0), np.float32)
@@ -130,7 +134,7 @@ def plan_prompts(run: Run, prompts: list[str]) -> Plan:
     """
     for prompt in prompts:
         if not prompt.strip():
-            raise OvsegError('the prompt is empty: say what to find, e.g. prompt: "the red car"')
+            raise OvsegError(EMPTY_PROMPT)
     settings = run.settings
     source = entries_of(run.stage_folder(embed.FOLDER).read_json(), embed.FOLDER, "embed")
     done = run.stage_folder(FOLDER).done_keys()
@@ -158,7 +162,32 @@ def plan_prompts(run: Run, prompts: list[str]) -> Plan:
     return plan
 
 
+_WARNED: set[tuple[str, str]] = set()
+
+
+def check_prompt(run: Run) -> None:
+    """Warn (once per process) when the prompt is longer than CLIP reads, saying what CLIP keeps.
+
+    Only the CLIP's tokenizer is loaded (no weights), so faces call this before any model loads.
+    """
+    import open_clip
+
+    from ovseg.scoring import clip_reads
+
+    model, prompt = run.settings.embed.model, run.request.prompt
+    if not prompt or (model, prompt) in _WARNED:
+        return
+    _WARNED.add((model, prompt))
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{resolve_model_dir(model, CLIP).resolve()}")
+    score = run.settings.score
+    for synonym in prompt_synonyms(prompt):
+        kept = clip_reads(tokenizer, synonym, score.templates, score.template_set)
+        if kept is not None:
+            print(f"ovseg: warning: the prompt is longer than CLIP reads; it sees only {kept!r}", file=sys.stderr)
+
+
 def plan(run: Run, engine: Engine) -> Plan:
+    check_prompt(run)
     return plan_prompts(run, [run.request.require_prompt()])
 
 
@@ -171,9 +200,10 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
 
 def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
     prompt = run.request.prompt
-    report = plan.report("score", [r["stem"] for r in results if not r.get("error")])
+    report = plan.report("score", results)
     images = {stem: dataclasses.asdict(e) for stem, e in plan.state["per_prompt"][prompt].items()}
-    run.stage_folder(FOLDER).write_json({"prompt": prompt, "images": images, "run": report.record(run.engine)})
+    manifest = {"prompt": prompt, "images": images, "run": report.record(run.engine)}
+    run.stage_folder(FOLDER).update_json(manifest, ignore=("run",))
     return report
 
 
@@ -181,7 +211,13 @@ def describe(run: Run) -> str:
     return "score"
 
 
-STAGE = Stage(name="score", plan=plan, compute=compute, finish=finish, describe=describe)
+def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
+    return {"stem": item["label"], "reused": True} if run.stage_folder(FOLDER).is_done(item["key"]) else None
+
+
+def folder(run: Run):
+    """Where the stage writes."""
+    return run.stage_folder(FOLDER)
 
 
 def scored_candidates(run: Run, entry: ScoreEntry) -> tuple[MaskProposals, np.ndarray]:
@@ -189,3 +225,6 @@ def scored_candidates(run: Run, entry: ScoreEntry) -> tuple[MaskProposals, np.nd
     proposals, _ = run.stage_folder(masks.FOLDER).proposals(entry.masks)
     scores = run.stage_folder(FOLDER).read_store(entry.scores, ["score"])[0]["score"]
     return proposals, scores
+
+
+STAGE = Stage(folder=folder, name="score", plan=plan, compute=compute, finish=finish, describe=describe, reuse=reuse)

@@ -23,7 +23,7 @@ from PIL import Image
 from ovseg import rle
 from ovseg.coco import coco_annotations
 from ovseg.config import Settings
-from ovseg.fileio import content_key, load_image, mask_image
+from ovseg.fileio import content_key, mask_image
 from ovseg.folders import SELECTION_RECORD, OutputFolder
 from ovseg.locations import write_json
 from ovseg.pipeline import masks, score
@@ -40,7 +40,7 @@ from ovseg.pipeline.common import (
 )
 from ovseg.selection import Selection, select_masks
 from ovseg.store import write_arrays
-from ovseg.viz import overlay, resize_mask
+from ovseg.viz import overlay, preview, resize_mask
 
 VERSION = "select-v1"
 RESULTS = "segment"
@@ -164,7 +164,7 @@ def write_selection(
                 mask_image(rle.decode(picked.rle)).save(tmp / "masks" / f"{picked.rank:02d}.png")
         if visualize:
             labels = [f"#{s.rank} {s.score:.2f}" for s in record.selected]
-            overlay(image, masks_shown, labels, title=record.prompt or "clicks").save(tmp / "overlay.png")
+            overlay(preview(image), masks_shown, labels, title=record.prompt or "clicks").save(tmp / "overlay.png")
         indices = [-1 if s.index is None else s.index for s in record.selected]
         arrays = {"indices": np.array(indices, np.int64), "scores": np.array(scores, np.float32), "merged": merged}
         write_arrays(tmp / "selection.zarr", arrays, {"prompt": record.prompt, "key": record.key})
@@ -173,11 +173,17 @@ def write_selection(
         write_json(tmp / SELECTION_RECORD, record.to_json())
 
 
-def write_coco(folder: Path | OutputFolder, records: list[SelectionRecord], category: str, description: str) -> None:
+def write_coco(
+    folder: Path | OutputFolder,
+    records: list[SelectionRecord],
+    category: str,
+    description: str,
+    root: str | None = None,
+) -> None:
     """``annotations.json``: the selections as one COCO dataset (images with sizes, one category, RLE masks)."""
-    data = coco_annotations([r.to_json() for r in records], category, description)
+    data = coco_annotations([r.to_json() for r in records], category, description, root)
     if isinstance(folder, OutputFolder):
-        folder.write_json(data, COCO_FILE)
+        folder.update_json(data, COCO_FILE)
     else:
         write_json(Path(folder) / COCO_FILE, data)
 
@@ -214,7 +220,7 @@ def plan(run: Run, engine: Engine) -> Plan:
 def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
     entry = score.ScoreEntry(**item["entry"])
     selection, proposals, scores = select_for(run, entry)
-    image = load_image(entry.image)
+    image = run.load_photo(entry.image)
     full = [resize_mask(proposals.masks[i], image.size) for i in selection.indices]
     record = SelectionRecord.of_masks(
         entry.image,
@@ -247,15 +253,15 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
 
 
 def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
-    computed = {r["stem"]: r["record"] for r in results if not r.get("error")}
-    records = {**plan.state["records"], **computed}
+    done = {r["stem"]: r["record"] for r in results if not r.get("error")}
+    records = {**plan.state["records"], **done}
     entries = plan.state["entries"]
     ordered = {stem: SelectionRecord.from_json(records[stem]) for stem in entries if stem in records}
     out = run.results(RESULTS)
     write_select_summary(run, out, ordered, masks.skipped_images(run.cache))
     if run.prune:
-        out.prune(set(entries))
-    return plan.report("select", list(computed))
+        out.prune(set(entries), SELECTION_RECORD)
+    return plan.report("select", results)
 
 
 def write_select_summary(
@@ -271,12 +277,35 @@ def write_select_summary(
         for stem, record in records.items()
     }
     prompt = run.request.prompt
-    out.write_json({"prompt": prompt, "images": summary, "skipped": skipped}, SUMMARY_FILE)
-    write_coco(out, list(records.values()), prompt, f"ovseg {run.settings.preset}")
+    out.update_json({"prompt": prompt, "images": summary, "skipped": skipped}, SUMMARY_FILE)
+    images = run.request.images
+    root = images if isinstance(images, str) and not Path(images).is_file() else None
+    write_coco(out, list(records.values()), prompt, f"ovseg {run.settings.preset}", root)
 
 
 def describe(run: Run) -> str:
     return "select"
 
 
-STAGE = Stage(name="select", plan=plan, compute=compute, finish=finish, describe=describe)
+def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
+    record = run.results(RESULTS).record(f"{item['stem']}/{SELECTION_RECORD}")
+    return (
+        {"stem": item["stem"], "record": record, "reused": True} if (record or {}).get("key") == item["key"] else None
+    )
+
+
+def folder(run: Run):
+    """Where the stage writes."""
+    return run.results(RESULTS)
+
+
+STAGE = Stage(
+    folder=folder,
+    name="select",
+    plan=plan,
+    compute=compute,
+    finish=finish,
+    describe=describe,
+    reuse=reuse,
+    claim_by="stem",
+)
