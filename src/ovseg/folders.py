@@ -275,10 +275,11 @@ def sync_folder(source: str, target: str) -> tuple[int, int]:
     """Copy every file under ``source`` to ``target`` (paths or URLs) that is missing or different there.
 
     For taking a bucket cache or a cluster run's results to a laptop (and back) without
-    another tool (claims, ``.locks/``, are not copied: they belong to the runs of one machine). A file of a content-keyed store (``<key>.zarr/...``, ``<key>.done``,
-    ``<key>.candidates.png``) with the same name and size is the same file, so a synced cache
-    costs one listing per side; any other file (results, manifests: same name, new content
-    after a new prompt) is the same only when its bytes are. Returns (copied, already there).
+    another tool; claims (``.locks/``) stay behind, they belong to one machine's runs. A file
+    of a content-keyed store (``<key>.zarr/...``, ``<key>.done``, ``<key>.candidates.png``)
+    with the same name and size is the same file, so a synced cache costs one listing per
+    side; any other file (results, manifests: same name, new content after a new prompt) is
+    the same only when its bytes are. Returns (copied, already there).
     """
     (src_fs, src_root), (dst_fs, dst_root) = filesystem(source), filesystem(target)  # local paths: absolute
     src_root, dst_root = src_root.rstrip("/"), dst_root.rstrip("/")
