@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from filelock import FileLock, Timeout
 
-LOCKS = ".locks"
+from ovseg.locations import LOCKS
 
 
 class Claims:

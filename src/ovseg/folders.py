@@ -25,9 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ovseg.claims import LOCKS
 from ovseg.errors import OvsegError
-from ovseg.locations import atomic_path, check_folder, filesystem, is_url, json_bytes, write_json
+from ovseg.locations import LOCKS, atomic_path, check_folder, filesystem, is_url, json_bytes, write_json
 from ovseg.store import (
     DONE_SUFFIX,
     MANIFEST,

@@ -19,6 +19,9 @@ from typing import Any
 
 from ovseg.errors import OvsegError
 
+# Where claims (ovseg.claims) keep their lock files: beside the folders they guard, never synced.
+LOCKS = ".locks"
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
