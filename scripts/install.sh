@@ -27,6 +27,16 @@ if ! .venv/bin/python -c "import sam2" 2>/dev/null; then
   SAM2_BUILD_CUDA=0 $PIP install -q --no-build-isolation "sam2==1.1.0"
 fi
 
+# opencv-contrib-python-headless (xphoto's removal) and the other opencv wheels all install a
+# `cv2` package: an earlier install's opencv-python(-headless) would shadow it, so it goes first.
+$PIP uninstall -q -y opencv-python opencv-python-headless opencv-contrib-python 2>/dev/null || true
+
 # Extras: ui (the web page), ray (the Ray engine), s3 / gcs (buckets); dev = tests and ruff.
 $PIP install -q -e ".[${OVSEG_EXTRAS:-dev,ui}]"
-.venv/bin/python -c "import torch, torchvision, sam2, open_clip, diffusers, dvc; print('ovseg installed: torch', torch.__version__, '| cuda' if torch.cuda.is_available() else '| cpu')"
+.venv/bin/python - <<'CHECK'
+from importlib import metadata
+opencv = sorted({d.metadata["Name"].lower() for d in metadata.distributions() if d.metadata["Name"].lower().startswith("opencv")})
+if opencv != ["opencv-contrib-python-headless"]:
+    raise SystemExit(f"ovseg: error: exactly one OpenCV wheel must be installed (opencv-contrib-python-headless), found {opencv}")
+CHECK
+.venv/bin/python -c "import torch, torchvision, sam2, open_clip, diffusers, dvc, cv2; cv2.xphoto; print('ovseg installed: torch', torch.__version__, '| cuda' if torch.cuda.is_available() else '| cpu')"

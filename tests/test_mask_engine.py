@@ -199,3 +199,58 @@ def test_tiny_sam2_through_the_engine(tiny_checkpoints) -> None:
     np.testing.assert_array_equal(proposals.areas, proposals.masks.reshape(len(proposals), -1).sum(1))
     prompted = generator.segment_prompt(image, points=[(50, 75)], labels=[1])
     assert prompted.mask.shape == (150, 200)
+
+
+class ThinLineModel(FakeModel):
+    """The fake, plus a vertical line one low-res cell (two pixels) wide that only a point on it selects."""
+
+    LINE = (41, 3, 42, 45)  # x0, y0, x1, y1 in low-res cells
+
+    def _rect_at(self, x: float, y: float) -> np.ndarray:
+        x0, y0, x1, y1 = self.LINE
+        cx, cy = x * LOW / SIZE, y * LOW / SIZE
+        if x0 <= cx < x1 and y0 <= cy < y1:
+            logits = np.full((LOW, LOW), -8.0, np.float32)
+            logits[y0:y1, x0:x1] = 8.0
+            return logits
+        return super()._rect_at(x, y)
+
+
+def _thin_line_photo() -> Image.Image:
+    pixels = np.full((SIZE, SIZE, 3), 120, np.uint8)
+    x0, y0, x1, y1 = (2 * v for v in ThinLineModel.LINE)
+    pixels[y0:y1, x0:x1] = 20  # a dark pole on a plain wall
+    return Image.fromarray(pixels)
+
+
+def test_edge_prompts_find_a_thin_line_that_grid_and_farthest_points_miss() -> None:
+    line = np.zeros((SIZE, SIZE), bool)
+    x0, y0, x1, y1 = (2 * v for v in ThinLineModel.LINE)
+    line[y0:y1, x0:x1] = True
+    found = {}
+    for weight in (0.0, 4.0):
+        settings = _settings(sampling="adaptive", points_per_side=3, max_prompts=24, edge_prompts=weight)
+        proposals, _ = MaskEngine(ThinLineModel(), settings).generate(_thin_line_photo())
+        found[weight] = any((mask == line).all() for mask in proposals.masks)
+    assert found == {0.0: False, 4.0: True}
+
+
+def test_coverage_counts_only_confident_pixels() -> None:
+    from ovseg.masks.engine import _Candidates
+
+    logits = np.full((2, 4, 4), -8.0, np.float16)
+    logits[0, :, :2] = 8.0  # a confident mask on the left
+    logits[1, :, 2:] = 1.0  # an unsure one on the right
+    pool = _Candidates(logits, np.ones(2, np.float32), np.ones(2, np.float32))
+    assert pool.coverage().all()
+    confident = pool.coverage(2.0)
+    assert confident[:, :2].all() and not confident[:, 2:].any()  # the unsure half is still a gap to prompt
+
+
+def test_edge_strength_peaks_on_a_thin_line() -> None:
+    from ovseg.masks.sampling import edge_strength
+
+    gray = np.full((40, 40), 100.0)
+    gray[:, 20] = 0.0  # a line one pixel wide
+    strength = edge_strength(gray)
+    assert strength.max() == 1.0 and int(np.argmax(strength[20])) == 20  # on the line, not beside it

@@ -358,7 +358,8 @@ def golden_photos(tmp_path_factory) -> Path:
 
 def test_the_golden_run_is_byte_identical_on_both_engines(golden_photos, cluster, tmp_path):
     """The cpu preset with the tiny CLIP, remove: one digest over every store and result, the same on both
-    engines and, on the machine it was recorded on (tests/golden.json), the same as before the stage refactor."""
+    engines and, on the machine it was recorded on, the digest in tests/golden.json: a refactor must keep it;
+    a change meant to change outputs (a new cache version, a new default) re-records it and says so."""
     import golden
 
     settings = settings_from_params({"preset": "cpu", "device": "cpu", "embed": {"model": "tiny-random-clip"}})

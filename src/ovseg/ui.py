@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,25 @@ class Workbench:
         self.segmenters: dict[str, Segmenter] = {}
         self.scratch = Path(scratch) if scratch is not None else Path(tempfile.mkdtemp(prefix="ovseg-ui-"))
         self.scratch.mkdir(parents=True, exist_ok=True)
+        self.ready = threading.Event()  # set once the starting preset's models are loaded (see preload)
+        self.ready.set()
+        self.load_error: str | None = None
+
+    def preload(self, preset: str) -> threading.Thread:
+        """Load ``preset``'s models in the background, so the first Segment does not wait for them."""
+        self.ready.clear()
+
+        def load() -> None:
+            try:
+                self.segmenter(preset).warm_up()
+            except OvsegError as exc:  # missing weights: the first request says so, in the page's status line
+                self.load_error = str(exc)
+            finally:
+                self.ready.set()
+
+        thread = threading.Thread(target=load, name="ovseg-preload", daemon=True)
+        thread.start()
+        return thread
 
     def segmenter(self, preset: str) -> Segmenter:
         """The preset's Segmenter, created once: its models stay loaded for the next request."""
@@ -156,6 +176,10 @@ def status_line(message: str, error: bool = False) -> str:
     return f"**Error:** {message}" if error else message
 
 
+LOADING = "Loading models…"
+READY = "Drop a photo to start."
+
+
 def build_app(bench: Workbench, default_preset: str):
     """The Gradio page: inputs on the left, the selection (clickable) and candidates on the right, edits below."""
     presets = preset_names()
@@ -215,6 +239,25 @@ def build_app(bench: Workbench, default_preset: str):
         comparison = side_by_side(state.result.image, edited, ("before", f"after: {mode}"))
         return comparison, downloads(bench, state.result, edited), message
 
+    def on_page_load():
+        bench.ready.wait()  # the models load in the background from the start: wait for them once
+        if bench.load_error:
+            return status_line(bench.load_error, error=True)
+        return READY
+
+    def on_pick(state: PageState, evt: gr.SelectData):
+        if state.result is None or state.result.candidates is None or not len(state.result.candidates):
+            return gr.skip(), gr.skip(), status_line("segment with words first: candidates come from them", True), state
+        rank = int(evt.index)
+        before = len(state.result.masks)
+        state = PageState(photo=state.photo, clicks=state.clicks, result=state.result.toggle(rank))
+        verb = "added" if len(state.result.masks) > before else "removed"
+        message = (
+            f"Candidate #{rank + 1} {verb}: {len(state.result.masks)} mask(s) selected"
+            f" ({int(state.result.merged.sum())} px). Click it again to undo."
+        )
+        return picture(state.result, state.clicks), downloads(bench, state.result), message, state
+
     with gr.Blocks(title="ovseg", delete_cache=(REQUEST_FILES_TTL_S // 4, REQUEST_FILES_TTL_S)) as app:
         gr.Markdown(
             "## ovseg: find things in a photo by words, correct them with clicks, then edit them\n"
@@ -231,12 +274,18 @@ def build_app(bench: Workbench, default_preset: str):
                 with gr.Row():
                     segment_button = gr.Button("Segment", variant="primary", elem_id="segment")
                     clear_button = gr.Button("Clear clicks", elem_id="clear")
-                status = gr.Markdown("Drop a photo to start.", elem_id="status")
+                status = gr.Markdown(LOADING if not bench.ready.is_set() else READY, elem_id="status")
             with gr.Column(scale=2):
                 result_image = gr.Image(
                     label="Selection (click to correct)", type="pil", interactive=False, elem_id="result", format="png"
                 )
-                gallery = gr.Gallery(label="Best candidates", columns=6, height=220, elem_id="candidates")
+                gallery = gr.Gallery(
+                    label="Best candidates: click one to add it, again to drop it",
+                    columns=6,
+                    height=220,
+                    allow_preview=False,  # a click toggles the candidate instead of opening a preview over the page
+                    elem_id="candidates",
+                )
         with gr.Row():
             with gr.Column(scale=1):
                 edit_mode = gr.Radio(list(EDIT_MODES), value="remove", label="Edit", elem_id="edit-mode")
@@ -249,6 +298,8 @@ def build_app(bench: Workbench, default_preset: str):
                 )
 
         segment_outputs = [result_image, gallery, files, status, state]
+        app.load(on_page_load, None, status)
+        gallery.select(on_pick, [state], [result_image, files, status, state])
         photo_file.change(on_upload, [photo_file, state, preset], [*segment_outputs, photo_file])
         segment_button.click(on_segment, [state, preset, prompt, top_k], segment_outputs)
         prompt.submit(on_segment, [state, preset, prompt, top_k], segment_outputs)

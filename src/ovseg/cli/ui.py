@@ -77,7 +77,9 @@ def ui(
         if missing and not sets:
             console.print(f"[yellow]note: preset {config} is missing weights for {', '.join(missing)}[/]")
         console.print(f"ovseg ui: http://{host}:{port}  (preset {config}, cache {cache}; Ctrl+C stops it)")
-        serve(Workbench(cache, device, sets, scratch / "requests"), config, host, port, open_browser, credentials)
+        bench = Workbench(cache, device, sets, scratch / "requests")
+        bench.preload(config)  # the page says "Loading models…" until they are in memory
+        serve(bench, config, host, port, open_browser, credentials)
     except KeyboardInterrupt:
         console.print("ovseg ui: stopped")
     finally:

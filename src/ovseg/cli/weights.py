@@ -44,9 +44,23 @@ def weights_download(
     try:
         for name in names or preset_models(preset):
             console.print(f"downloading {name} ...")
-            console.print(f"  -> {download(name, force=force)}")
+            console.print(f"  -> {download(name, force=force, log=console.print)}")
     except OvsegError as exc:
         fail(exc)
+
+
+@weights_app.command("reachable")
+def weights_reachable(
+    timeout: float = typer.Option(5.0, "--timeout", help="Seconds to wait for an answer."),
+) -> None:
+    """Whether the model hub answers (exit 0) or not (exit 1): what the quickstart asks before downloading."""
+    from ovseg.downloads import hub_endpoint, hub_reachable
+
+    if hub_reachable(timeout):
+        console.print(f"the model hub answers: {hub_endpoint()}")
+        return
+    console.print(f"the model hub ({hub_endpoint()}) does not answer within {timeout:g} s: offline")
+    raise typer.Exit(1)
 
 
 @weights_app.command("verify")

@@ -14,7 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from ovseg.config import EditSettings
+from ovseg.editing import geometry
 from ovseg.editing.backend import EditBackend, EditRequest, Painter
 from ovseg.editing.diffusion import (
     SCHEDULERS,
@@ -23,7 +27,7 @@ from ovseg.editing.diffusion import (
     load_inpaint_pipeline,
     set_scheduler,
 )
-from ovseg.editing.geometry import CropBox, crop_box, cut, dilate, edit_image, feather, paste
+from ovseg.editing.geometry import CropBox, crop_box, cut, dilate, feather, paste
 from ovseg.editing.opencv import OpenCVBackend
 from ovseg.errors import OvsegError
 from ovseg.request import MODES
@@ -103,6 +107,11 @@ def load_painting_model(settings: EditSettings, device: str) -> Any:
 def painter_for(model: Any, settings: EditSettings, request: EditRequest) -> Painter:
     """A painter for one request (prompt, negative prompt, strength) from a loaded painting model."""
     return backend_for(settings).painter(model, settings, request)
+
+
+def edit_image(image: Image.Image, mask: np.ndarray, settings: EditSettings, paint: Painter) -> Image.Image:
+    """Paint ``mask`` of ``image`` through the shared path, at the size ``edit.backend`` paints at."""
+    return geometry.edit_image(image, mask, settings, paint, resize=backend_for(settings).resizes_to_model)
 
 
 def load_painter(settings: EditSettings, request: EditRequest, device: str) -> Painter:

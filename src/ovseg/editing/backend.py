@@ -17,7 +17,8 @@ from PIL import Image
 
 from ovseg.config import EditSettings
 
-# Crop image + crop mask (white = paint here), both at ``edit.resolution`` -> the painted crop.
+# Crop image + crop mask (white = paint here) -> the painted crop, the same size. The crop is at
+# ``edit.resolution`` for a backend whose ``resizes_to_model`` is true, else at the photo's own pixels.
 Painter = Callable[[Image.Image, Image.Image], Image.Image]
 
 
@@ -35,6 +36,9 @@ class EditBackend(Protocol):
 
     name: str
     modes: tuple[str, ...]  # which of remove / replace / style it can do
+    # True: a model trained at one size (SD 2: 512 px) paints the crop resized to edit.resolution;
+    # False: the crop is painted at the photo's own pixels (resizing would only blur a fill from them).
+    resizes_to_model: bool
 
     def check(self, settings: EditSettings) -> None:
         """Raise a one-line :class:`~ovseg.errors.OvsegError` for settings this backend cannot use."""

@@ -100,6 +100,7 @@ class DiffusionBackend:
 
     name = "diffusion"
     modes = ("remove", "replace", "style")
+    resizes_to_model = True
 
     def check(self, settings: EditSettings) -> None:
         if settings.scheduler != "default" and settings.scheduler not in SCHEDULERS:

@@ -85,18 +85,24 @@ def paste(original: np.ndarray, generated_crop: np.ndarray, alpha: np.ndarray, b
     return np.where(a > 0, blended, original)
 
 
-def edit_image(image: Image.Image, mask: np.ndarray, settings: EditSettings, paint: Painter) -> Image.Image:
-    """Inpaint ``mask`` (bool, image resolution) of ``image`` with ``paint``; returns a same-size image."""
+def edit_image(
+    image: Image.Image, mask: np.ndarray, settings: EditSettings, paint: Painter, *, resize: bool = True
+) -> Image.Image:
+    """Inpaint ``mask`` (bool, image resolution) of ``image`` with ``paint``; returns a same-size image.
+
+    ``resize``: paint the crop at ``edit.resolution`` (a model's size; the crop is at least half
+    of it, for context) or, when false, at the photo's own pixels.
+    """
     if mask.shape != (image.height, image.width):
         raise OvsegError(f"mask size {mask.shape[::-1]} does not match image size {image.size}")
     if not mask.any():
         return image.copy()
     region = dilate(mask, settings.dilate_px)
     alpha = feather(region, settings.feather_px)
-    min_side = min(settings.resolution // 2, max(image.size))
+    min_side = min(settings.resolution // 2, max(image.size)) if resize else 8
     box = crop_box(tuple(box_xywh(region)), image.size, settings.context, min_side)
     original = np.asarray(image.convert("RGB"))
-    size = (settings.resolution, settings.resolution)
+    size = (settings.resolution, settings.resolution) if resize else (box.side, box.side)
     crop_image = Image.fromarray(cut(original, box)).resize(size, Image.Resampling.LANCZOS)
     crop_mask = Image.fromarray(cut(region, box).astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)
     crop_mask = crop_mask.point(lambda v: 255 if v > 0 else 0)  # conservative: any touched pixel repaints

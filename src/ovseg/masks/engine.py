@@ -9,7 +9,8 @@ Everything mode, per image:
    evenly, farthest from every point tried, to find parts inside the big masks);
 3. judge each mask on its **low-resolution** logits: the model's predicted IoU and the
    stability score (IoU of the mask thresholded at ±``stability_score_offset``);
-4. box NMS over what passed (by predicted IoU, as SAM's generator does);
+4. NMS over everything that passed, once, at the end (box NMS by predicted IoU, as SAM's
+   generator does, or NMS on mask IoU); the rounds in between only need what is covered;
 5. upsample **only the survivors** to the image size, optionally remove small islands
    and holes, and return the same :class:`~ovseg.store.MaskProposals` artifact the
    stage has always written.
@@ -38,7 +39,7 @@ from torchvision.ops import nms
 from ovseg.config import MasksSettings
 from ovseg.errors import OvsegError
 from ovseg.masks.backend import PromptModel
-from ovseg.masks.sampling import farthest_uncovered_points, grid_points
+from ovseg.masks.sampling import edge_strength, farthest_uncovered_points, grid_points
 from ovseg.store import MaskProposals
 
 # An uncovered gap narrower than this share of the low-resolution grid's longer side is
@@ -71,10 +72,11 @@ class _Candidates:
     def take(self, index: np.ndarray) -> _Candidates:
         return _Candidates(self.logits[index], self.iou[index], self.stability[index])
 
-    def coverage(self) -> np.ndarray:
+    def coverage(self, logit: float = 0.0) -> np.ndarray:
+        """Pixels some kept mask claims with a logit above ``logit`` (0: any of its pixels)."""
         if not len(self):
             return np.zeros(self.logits.shape[1:], bool)
-        return (self.logits > 0).any(axis=0)
+        return (self.logits > logit).any(axis=0)
 
 
 @dataclass
@@ -94,6 +96,8 @@ class MaskEngine:
         self.settings = settings
         self._image_key: str | None = None
         self._image_size = (0, 0)
+        self._image: np.ndarray | None = None
+        self._edge_map: np.ndarray | None = None
 
     # --- the encoded image --------------------------------------------------------------
 
@@ -109,6 +113,7 @@ class MaskEngine:
         self.model.set_image(array)
         self._image_key = key
         self._image_size = array.shape[:2]
+        self._image, self._edge_map = array, None
         return time.perf_counter() - started
 
     # --- everything mode ----------------------------------------------------------------
@@ -119,13 +124,29 @@ class MaskEngine:
         started = time.perf_counter()
         encode_seconds = self.set_image(image)
         self.model.calls = 0
+        pool, loop = self._sample(settings.max_prompts if settings.sampling == "adaptive" else None)
+        proposals = self._finish(pool)
+        stats = {
+            "decoder_calls": int(self.model.calls),
+            "encoder_passes": 1,
+            **loop,
+            "coverage": round(float(proposals.masks.any(0).mean()) if len(proposals) else 0.0, 4),
+            "encode_s": round(encode_seconds, 3),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        return proposals, stats
+
+    def _sample(self, budget: int | None) -> tuple[_Candidates, dict[str, Any]]:
+        """Prompt the encoded image (a grid, or adaptive rounds up to ``budget`` calls); the kept candidates."""
+        settings = self.settings
         height, width = self._image_size
-        adaptive = settings.sampling == "adaptive"
+        adaptive = budget is not None
         points = grid_points(settings.points_per_side, width, height)
-        budget = settings.max_prompts if adaptive else len(points)
+        budget = budget if adaptive else len(points)
         pool: _Candidates | None = None
         tried: list[np.ndarray] = []
         rounds, coverage, raw, refining = 0, 0.0, 0, False
+        covered: np.ndarray | None = None  # grown with each batch: no pass over the whole pool per round
         while len(points):
             points = points[: max(0, budget - self.model.calls)]
             for start in range(0, len(points), settings.points_per_batch):
@@ -136,12 +157,15 @@ class MaskEngine:
                 raw += logits.shape[0] * logits.shape[1]
                 found = self._filter(logits, iou)
                 pool = found if pool is None else pool.extend(found)
+                if adaptive:
+                    new = found.coverage(settings.cover_logit)
+                    covered = new if covered is None else covered | new
             tried.append(points)
             rounds += 1
-            pool = self._nms(pool)
             if not adaptive or self.model.calls >= budget:
                 break
-            covered = pool.coverage()
+            pool = pool if pool is not None else _Candidates.empty(self.model.low_res_valid)
+            covered = covered if covered is not None else pool.coverage()
             gain, coverage = float(covered.mean()) - coverage, float(covered.mean())
             # Once gaps stop yielding masks, the rest of the budget refines evenly (parts inside
             # big masks: the cat's eyes and nose), farthest from every point tried so far.
@@ -153,17 +177,7 @@ class MaskEngine:
             if not len(points):  # no gap wide enough for an object is left
                 refining = True
                 points = self._uncovered(np.zeros_like(covered), np.concatenate(tried), count)
-        proposals = self._finish(pool)
-        stats = {
-            "decoder_calls": int(self.model.calls),
-            "rounds": rounds,
-            "refined": refining,
-            "raw_masks": raw,
-            "coverage": round(float(proposals.masks.any(0).mean()) if len(proposals) else 0.0, 4),
-            "encode_s": round(encode_seconds, 3),
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-        return proposals, stats
+        return self._nms(pool), {"rounds": rounds, "refined": refining, "raw_masks": raw}
 
     def _filter(self, logits: np.ndarray, iou: np.ndarray) -> _Candidates:
         """Keep masks whose predicted IoU and low-resolution stability pass the thresholds."""
@@ -194,8 +208,19 @@ class MaskEngine:
         rows, cols = covered.shape
         height, width = self._image_size
         to_grid = np.array([cols / width, rows / height], np.float32)
-        picks = farthest_uncovered_points(covered, tried * to_grid - 0.5, count, MIN_GAP_FRACTION * max(rows, cols))
+        weight = None
+        if self.settings.edge_prompts > 0:
+            weight = 1.0 + self.settings.edge_prompts * self._edges((rows, cols))
+        minimum = MIN_GAP_FRACTION * max(rows, cols)
+        picks = farthest_uncovered_points(covered, tried * to_grid - 0.5, count, minimum, weight)
         return (picks + 0.5) / to_grid
+
+    def _edges(self, shape: tuple[int, int]) -> np.ndarray:
+        """Edge strength of the encoded image at the sampling grid's ``shape`` (rows, cols), computed once."""
+        if self._edge_map is None or self._edge_map.shape != shape:
+            gray = Image.fromarray(self._image).convert("L").resize(shape[::-1], Image.Resampling.BILINEAR)
+            self._edge_map = edge_strength(np.asarray(gray, np.float32))
+        return self._edge_map
 
     def _finish(self, pool: _Candidates) -> MaskProposals:
         """Upsample the survivors, clean small regions, sort by quality, cap the count."""

@@ -206,4 +206,6 @@ class Sam2AutoGenerator:
         proposals = propose_masks(self.generator, image, self.max_masks)
         # One prompt per grid point and crop: layer i has 4**i crops (sam2's generate_crop_boxes).
         calls = sum(len(grid) * 4**layer for layer, grid in enumerate(self.generator.point_grids))
-        return proposals, {"decoder_calls": int(calls), "seconds": round(time.perf_counter() - started, 3)}
+        passes = sum(4**layer for layer in range(len(self.generator.point_grids)))  # one per crop box
+        seconds = round(time.perf_counter() - started, 3)
+        return proposals, {"decoder_calls": int(calls), "encoder_passes": passes, "seconds": seconds}

@@ -45,7 +45,7 @@ from ovseg.viz import candidates_preview
 from ovseg.weights import model_fingerprint
 
 # Bump when the algorithm changes so old cached artifacts are not reused.
-VERSION = "masks-v2"
+VERSION = "masks-v3"  # v3: ONNX masks upsampled in one step; thin-thing sampling settings
 FOLDER = "masks"
 
 
