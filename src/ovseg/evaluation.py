@@ -302,15 +302,15 @@ def write_reports(
             )
     per_class = {name: stats["iou"] for name, stats in metrics.get("classes", {}).items()}
     clip_title = title if per_class else f"{title}: CLIP not evaluated (proposals only)"
-    _bar_chart(per_class, metrics.get("miou", 0.0), "mIoU", folder / "per_class_iou.png", clip_title)
+    bar_chart(per_class, metrics.get("miou", 0.0), "mIoU", folder / "per_class_iou.png", clip_title)
     proposals = metrics["proposals"]
     per_class = {name: stats["oracle_iou"] for name, stats in proposals["classes"].items()}
-    _bar_chart(
+    bar_chart(
         per_class, proposals["oracle_miou"], "oracle mIoU", folder / "proposals_oracle_iou.png", f"{title}: candidates"
     )
 
 
-def _bar_chart(per_class: dict[str, float], mean: float, label: str, path: Path, title: str) -> None:
+def bar_chart(per_class: dict[str, float], mean: float, label: str, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -42,12 +42,22 @@ class RunRequest:
     mode: str = "segment"
     edit_prompt: str = ""
     recursive: bool = False  # also the photos in sub-folders, their results mirroring the folders
+    classes: tuple[str, ...] = ()  # several classes at once (labelling): each may list synonyms, "sofa|couch"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise OvsegError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.prompt:
             prompt_synonyms(self.prompt)  # "|" alone names nothing: say so now, not after the models load
+        if self.classes:
+            check_classes(self.classes)
+            if self.prompt:
+                raise OvsegError("give one prompt or a list of classes, not both")
+
+    @property
+    def title(self) -> str:
+        """What the run looks for, as people read it: the prompt, or the classes joined by " + "."""
+        return self.prompt or " + ".join(self.classes)
 
     @property
     def edits(self) -> bool:
@@ -55,17 +65,45 @@ class RunRequest:
         return self.mode != "segment"
 
     def require_prompt(self) -> str:
-        """The prompt, or one line saying that a run on words needs one."""
-        if not self.prompt:
+        """The prompt (or the classes' title), or one line saying that a run on words needs one."""
+        if not self.prompt and not self.classes:
             raise OvsegError(EMPTY_PROMPT)
-        return self.prompt
+        return self.title
+
+
+def check_classes(classes: tuple[str, ...]) -> None:
+    """Each class names something, and no class is given twice (its instances would be split at random)."""
+    seen: dict[str, str] = {}
+    for name in classes:
+        for synonym in prompt_synonyms(name):
+            bare = synonym.lower()
+            if bare in seen:
+                raise OvsegError(f"class {synonym!r} is given twice (in {seen[bare]!r} and {name!r})")
+            seen[bare] = name
+
+
+def split_prompt(value: Any) -> tuple[str, tuple[str, ...]]:
+    """params.yaml's ``prompt``: one text (one thing to find) or a list (several classes, labelled apart).
+
+    A list of one is the same run as that text alone, so its results and caches are shared.
+    """
+    if isinstance(value, (list, tuple)):
+        items = [str(v).strip() for v in value]
+        if any(not item for item in items):
+            raise OvsegError(f"the prompt list has an empty class: {list(value)!r}")
+        if len(items) == 1:
+            return items[0], ()
+        return "", tuple(items)
+    return str(value or "").strip(), ()
 
 
 def request_from_params(params: dict[str, Any]) -> RunRequest:
     """The request part of params.yaml (or of ``ovseg run``'s options merged into it)."""
+    prompt, classes = split_prompt(params.get("prompt"))
     return RunRequest(
         images=str(params.get("images") or "data/images"),
-        prompt=str(params.get("prompt") or "").strip(),
+        prompt=prompt,
+        classes=classes,
         mode=str(params.get("mode") or "segment"),
         edit_prompt=str(params.get("edit_prompt") or "").strip(),
         recursive=_flag(params.get("recursive", False)),

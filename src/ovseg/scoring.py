@@ -120,6 +120,54 @@ def score_synonyms(
     return Scores(pick("score"), pick("similarity"), pick("negative_similarity"))
 
 
+@dataclass
+class ClassScores:
+    """Every candidate against every class of a run (several classes, or a benchmark's class list)."""
+
+    probability: np.ndarray  # (N, C): softmax over the classes and the negatives, at CLIP's temperature
+    similarity: np.ndarray  # (N, C): cosine to each class's best synonym
+    negative_similarity: np.ndarray  # (N, M)
+
+
+def score_classes(
+    mask_embeddings: np.ndarray,
+    class_embeddings: list[np.ndarray],
+    negative_embeddings: np.ndarray,
+    temperature: float,
+) -> ClassScores:
+    """P(class | candidate) for C classes at once, from one matrix product over every text.
+
+    ``class_embeddings``: per class, its synonyms' (S_c, D) unit vectors; a class's logit is its
+    best synonym's (the papers' practice with class-name files: "sofa, couch" max-pooled). The
+    softmax runs over all classes and the negatives together, so classes compete: a candidate
+    cannot be a car and a person at once, and a crowded list does not inflate every score.
+    With one class this is :func:`score_synonyms`'s score.
+    """
+    emb = mask_embeddings.astype(np.float32)
+    texts = [vec for group in class_embeddings for vec in group]
+    negatives = list(negative_embeddings) if negative_embeddings.size else []
+    similarity_all = emb @ np.stack(texts + negatives).astype(np.float32).T
+    similarity = np.empty((emb.shape[0], len(class_embeddings)), np.float32)
+    start = 0
+    for c, group in enumerate(class_embeddings):
+        similarity[:, c] = similarity_all[:, start : start + len(group)].max(axis=1)
+        start += len(group)
+    negative = similarity_all[:, start:]
+    logits = temperature * np.concatenate([similarity, negative], axis=1)
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    return ClassScores(probs[:, : len(class_embeddings)].astype(np.float32), similarity, negative.astype(np.float32))
+
+
+def negatives_for_classes(classes: list[str], negatives: list[str]) -> list[str]:
+    """The negatives that name none of the classes (nor their synonyms)."""
+    kept = list(negatives)
+    for name in classes:
+        kept = negatives_for(name, kept)
+    return kept
+
+
 def score_for_prompt(bundle: ClipBundle, mask_embeddings: np.ndarray, prompt: str, settings: ScoreSettings) -> Scores:
     """Encode prompt and negatives, then score one image: for one-off use (the benchmark's "before").
 

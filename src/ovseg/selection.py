@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ovseg.config import SelectSettings
+from ovseg.config import InstancesSettings, SelectSettings
 
 
 @dataclass
@@ -48,6 +48,66 @@ def select_masks(scores: np.ndarray, masks: np.ndarray, settings: SelectSettings
                 break
     merged = np.any(masks[chosen], axis=0) if chosen else np.zeros((height, width), bool)
     return Selection(chosen, [float(scores[i]) for i in chosen], merged)
+
+
+@dataclass
+class Instances:
+    """Every instance of every class in one photo (a run with several classes)."""
+
+    indices: list[int]  # candidates, best score first
+    classes: list[int]  # each instance's class, 0-based in the run's class order
+    scores: list[float]  # its class probability
+    labels: np.ndarray  # (H, W) label map at the masks' size: 0 = background, class c is c + 1
+
+    @property
+    def merged(self) -> np.ndarray:
+        """Every instance together: what remove / replace / style edit."""
+        return self.labels > 0
+
+
+def same_thing(a: np.ndarray, b: np.ndarray, area_a: int, area_b: int, overlap: float) -> bool:
+    """Two masks of one class are one thing when this much of the smaller lies inside the larger."""
+    smaller = min(area_a, area_b)
+    return smaller > 0 and np.logical_and(a, b).sum() >= overlap * smaller
+
+
+def select_instances(
+    class_scores: np.ndarray, masks: np.ndarray, settings: InstancesSettings, min_area_frac: float = 0.0
+) -> Instances:
+    """Each candidate's best class, kept when its probability passes the threshold, duplicates dropped.
+
+    Why argmax first: a mask is one thing, so it counts for one class only (the softmax across
+    classes already makes them compete). Then, per class and best first, a candidate that is
+    mostly inside or around an instance already kept (``settings.overlap`` of the smaller one)
+    is the same object again (SAM's nested whole / part / whole-with-shadow) and is dropped, and
+    ``top_k`` (when not 0) caps each class. The label map paints the instances from the lowest
+    score up, so where two overlap the pixel goes to the higher score.
+    """
+    n, height, width = masks.shape
+    labels = np.zeros((height, width), np.uint16 if class_scores.shape[1] >= 255 else np.uint8)
+    if n == 0 or class_scores.shape[1] == 0:
+        return Instances([], [], [], labels)
+    best_class = np.argmax(class_scores, axis=1)
+    best = class_scores[np.arange(n), best_class]
+    areas = masks.reshape(n, -1).sum(1)
+    min_area = max(min_area_frac * height * width, 1)
+    kept: list[int] = []
+    counts: dict[int, int] = {}
+    for i in np.argsort(-best, kind="stable"):
+        if best[i] < settings.threshold:
+            break
+        c = int(best_class[i])
+        if areas[i] < min_area or (settings.top_k and counts.get(c, 0) >= settings.top_k):
+            continue
+        if any(
+            best_class[j] == c and same_thing(masks[i], masks[j], areas[i], areas[j], settings.overlap) for j in kept
+        ):
+            continue
+        kept.append(int(i))
+        counts[c] = counts.get(c, 0) + 1
+    for i in reversed(kept):
+        labels[masks[i]] = best_class[i] + 1
+    return Instances(kept, [int(best_class[i]) for i in kept], [float(best[i]) for i in kept], labels)
 
 
 def refine_with_clicks(

@@ -57,12 +57,13 @@ def overlay(
     labels: list[str] | None = None,
     title: str | None = None,
     alpha: float = 0.45,
+    colours: list[tuple[int, int, int]] | None = None,
 ) -> Image.Image:
-    """The image with each mask tinted in its own colour, outlined, and labelled at its box."""
+    """The image with each mask tinted in its own colour (or ``colours``: one per mask), outlined, labelled."""
     base = np.asarray(image.convert("RGB")).astype(np.float32)
     out = base.copy()
     line = max(1, round(max(image.size) / 400))
-    colours = palette(len(masks))
+    colours = colours if colours is not None else palette(len(masks))
     for mask, colour in zip(masks, colours, strict=True):
         mask = resize_mask(mask, image.size)
         out[mask] = out[mask] * (1 - alpha) + np.array(colour, np.float32) * alpha
@@ -85,6 +86,18 @@ def overlay(
         bottom = image.height - font.size - 10
         draw.text((6, bottom), shorten(title), fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
     return result
+
+
+def label_image(labels: np.ndarray, classes: int) -> Image.Image:
+    """A label map as people and tools read it: an indexed PNG (0 black = background, class c in
+    :func:`palette`'s colour c - 1), so a viewer shows colours and ``np.asarray`` gives the ids.
+    More than 255 classes do not fit a palette: then a 16-bit grayscale PNG of the ids."""
+    if classes >= 255:
+        return Image.fromarray(labels.astype(np.uint16))
+    image = Image.fromarray(labels.astype(np.uint8))  # mode L; putpalette makes it P
+    colours = [(0, 0, 0), *palette(classes)]
+    image.putpalette([v for colour in colours for v in colour] + [255, 255, 255] * (256 - len(colours)))
+    return image
 
 
 def candidates_preview(image: Image.Image, masks: np.ndarray) -> Image.Image:

@@ -14,38 +14,84 @@ from ovseg.errors import OvsegError
 
 @app.command()
 def evaluate(
-    dataset: Path = typer.Option(Path("data/eval"), "--dataset", "-d", help="VOC or binary-mask dataset folder."),
+    dataset: Path | None = typer.Option(
+        None, "--dataset", "-d", help="Labelled photos (VOC, binary masks, or a benchmark's mmseg layout)."
+    ),
     config: str | None = typer.Option(None, "--config", "-c", help=PRESET_HELP + " Default: params.yaml's."),
     params: Path = typer.Option(Path("params.yaml"), "--params"),
     cache: Path = typer.Option(Path("cache/eval"), "--cache"),
     out: Path = typer.Option(Path("metrics"), "--out", help="Folder for metrics.json, TSVs and the charts."),
+    protocol: str | None = typer.Option(
+        None,
+        "--protocol",
+        help="prompt: each labelled class found by its name, top-K (default) | semantic: every pixel one class of "
+        "a class list, mIoU the mmseg way, as the zero-shot papers report (README 'Compare with the papers').",
+    ),
     proposals_only: bool = typer.Option(
         False, "--proposals-only", help="Judge only the mask candidates (oracle IoU, recall); needs no CLIP weights."
     ),
+    classes: Path | None = typer.Option(
+        None, "--classes", help="semantic: class-name file, one class per line, synonyms separated by commas."
+    ),
+    background_threshold: float | None = typer.Option(
+        None, "--background-threshold", help="semantic: pixels whose best class probability is below it are background."
+    ),
+    short_side: int | None = typer.Option(
+        None, "--short-side", help="semantic: resize photos to this shorter side first (the papers: 336, 448, 560)."
+    ),
+    layout: str | None = typer.Option(
+        None, "--layout", help="semantic: voc | context | cityscapes | ade20k | coco-stuff | coco-object (detected)."
+    ),
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N photos."),
     sets: list[str] = typer.Option(
         [], "--set", help="Override a setting, e.g. --set masks.sampling=grid (repeatable)."
     ),
 ) -> None:
-    """Judge the mask candidates, then segment every labelled object by its class name: IoU, mIoU, precision/recall."""
+    """Judge ovseg against labelled photos: by prompt (IoU, top-1) or the papers' semantic protocol (mIoU)."""
     from ovseg.config import apply_overrides, load_params, settings_from_params
-    from ovseg.datasets import read_dataset
-    from ovseg.evaluation import evaluate as run_evaluation
-    from ovseg.evaluation import write_reports
+    from ovseg.protocols import evaluate_dataset, options_from_params
 
     try:
         base = load_params(params) if params.is_file() else {}
         merged = apply_overrides({**base, **given(preset=config)}, sets)
         settings = settings_from_params(merged)
-        only = proposals_only or bool(merged.get("eval_proposals_only"))
-        metrics, pairs, regions = run_evaluation(settings, read_dataset(dataset), cache, proposals_only=only)
+        options = options_from_params(
+            merged,
+            dataset=dataset,
+            protocol=protocol,
+            proposals_only=proposals_only or None,
+            classes=classes,
+            background_threshold=background_threshold,
+            short_side=short_side,
+            layout=layout,
+            limit=limit,
+        )
+        metrics = evaluate_dataset(settings, options, cache, out)
     except OvsegError as exc:
         fail(exc)
-    write_reports(metrics, pairs, regions, out, f"{dataset} — preset {settings.preset}")
+    if metrics["protocol"] == "semantic":
+        _print_semantic(metrics, out)
+        return
     _print_proposals(metrics["proposals"])
-    if pairs:
+    if metrics.get("pairs"):
         _print_metrics(metrics, out)
     else:
         console.print(f"CLIP not evaluated (--proposals-only); written to {out}/")
+
+
+def _print_semantic(metrics: dict[str, Any], out: Path) -> None:
+    from ovseg.protocols import describe
+
+    table = Table(title=f"semantic protocol: mIoU {metrics['miou']:.3f} over {metrics['images']} images")
+    for column in ("class", "IoU", "Acc", "pixels"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, stats in metrics["classes"].items():
+        show = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        label = name if stats.get("in_mean", True) else f"{name} (never labelled: not in the mean)"
+        table.add_row(label, show(stats["iou"]), show(stats["acc"]), str(stats["pixels"]))
+    console.print(table)
+    console.print(describe(metrics)[0], highlight=False)
+    console.print(f"written to {out}/", highlight=False)
 
 
 def _print_proposals(proposals: dict[str, Any]) -> None:

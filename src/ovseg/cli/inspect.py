@@ -80,6 +80,10 @@ def inspect(
         if selection_file.is_file():
             selection = read_json(selection_file)
             picked = ", ".join(f"#{s['index']} ({s['score']:.3f})" for s in selection["selected"]) or "none"
+            if selection.get("classes"):  # every instance of several classes: how many of each
+                names = selection["classes"]
+                counts = [sum(s.get("category") == c for s in selection["selected"]) for c in range(1, len(names) + 1)]
+                picked = ", ".join(f"{n.split('|')[0]} {k}" for n, k in zip(names, counts, strict=True)) + " instances"
             details = f"{picked}; merged area {selection['merged']['area']} px"
             table.add_row("selection", details, str(selection_file.parent))
         edit_file = output / edit.RESULTS / stem / EDIT_RECORD

@@ -20,7 +20,13 @@ def run(
     images: str | None = typer.Option(
         None, "--images", help="A folder of photos to process (also s3://, gs://: README 'Many machines')."
     ),
-    prompt: str | None = typer.Option(None, "--prompt", "-p", help='What to find, e.g. "the red car".'),
+    prompts: list[str] = typer.Option(
+        [],
+        "--prompt",
+        "-p",
+        help='What to find, e.g. "the red car". Repeat it for several classes at once (labelling): '
+        "--prompt car --prompt person gives every instance of each, a label map and COCO with both.",
+    ),
     mode: str | None = typer.Option(None, "--mode", "-m", help="segment | remove | replace | style"),
     edit: str | None = typer.Option(None, "--edit", "-e", help="replace/style: what to paint."),
     top_k: int | None = typer.Option(None, "--top-k", "-k", help="How many candidates to merge."),
@@ -55,6 +61,7 @@ def run(
             raise OvsegError("give --image or --images, not both")
         base = load_params(params) if params.is_file() else {}
         source = image or images
+        prompt: str | list[str] | None = (prompts[0] if len(prompts) == 1 else list(prompts)) if prompts else None
         updates = given(
             images=str(source) if source else None,
             prompt=prompt,
@@ -78,6 +85,8 @@ def run(
             if dvc:
                 raise OvsegError("--point and --box are not pipeline parameters: run them without --dvc")
             # Only --prompt counts here: params.yaml's prompt belongs to the DAG.
+            if isinstance(prompt, list):
+                raise OvsegError("--point and --box refine one prompt: give --prompt once with them")
             request = request_from_params({**merged, "prompt": prompt or ""})
             run_clicks(merged, request, clicks, labels, region, top_k, cache, output, visualize)
             return
@@ -181,7 +190,7 @@ def run_in_process(settings, request, cache: str, output: str, visualize: bool) 
     for report in reports:
         console.print(report.line(), highlight=False)
     segment, edits = OutputFolder(f"{output}/{select.RESULTS}"), OutputFolder(f"{output}/{edit.RESULTS}")
-    title = f"{request.mode}: {shorten(request.prompt)!r}"
+    title = f"{request.mode}: {shorten(request.title)!r}"
     if request.edit_prompt and request.edits:
         title += f" -> {shorten(request.edit_prompt)!r}"
     table = Table(title=title)
@@ -204,7 +213,15 @@ def run_in_process(settings, request, cache: str, output: str, visualize: bool) 
             else segment.join(f"{stem}/{'overlay.png' if visualize else 'mask.png'}")
         )
         top = f"{row['top_score']:.3f}" if row["top_score"] is not None else "-"
-        table.add_row(name, str(row["selected"]), top, result)
+        counts = row.get("instances")
+        found = ", ".join(f"{n.split('|')[0]} {c}" for n, c in counts.items()) if counts else row["selected"]
+        table.add_row(name, str(found), top, result)
     console.print(table)
+    if request.classes:
+        console.print(
+            f"every instance of {len(request.classes)} classes: label maps in {segment.join('<photo>/labels.png')}, "
+            f"COCO (one category per class) in {segment.join(select.COCO_FILE)}",
+            highlight=False,
+        )
     if skipped:
         console.print(f"[yellow]{len(skipped)} of {len(photos)} files could not be read and were skipped[/]")

@@ -54,6 +54,17 @@ class ScoreEntry(embed.EmbedEntry):
 
     scores: str = ""
     prompt: str = ""
+    classes: list[str] | None = None  # a run with several classes: them, in order (the store has a class axis)
+
+    def __post_init__(self) -> None:
+        if self.classes is not None:  # an engine may hand the list back as another sequence type
+            self.classes = [str(name) for name in self.classes]
+
+
+Query = str | tuple[str, ...]
+"""What a photo is scored against: one prompt, or several classes at once."""
+
+CLASSES_VERSION = "classes-v1"
 
 
 def score_key(settings: Settings, embeddings: str, prompt: str) -> str:
@@ -61,11 +72,30 @@ def score_key(settings: Settings, embeddings: str, prompt: str) -> str:
     return content_key(VERSION, embeddings, prompt.strip(), settings.section("score"))
 
 
-def prompt_texts(settings: Settings, prompt: str) -> list[str]:
-    """Every text a prompt is scored with: its synonyms and the negatives that are not the prompt itself."""
-    from ovseg.scoring import negatives_for
+def query_key(settings: Settings, embeddings: str, query: Query) -> str:
+    """The scores store's key for a prompt (:func:`score_key`) or for a list of classes (order counts: ids)."""
+    if isinstance(query, str):
+        return score_key(settings, embeddings, query)
+    return content_key(CLASSES_VERSION, embeddings, [c.strip() for c in query], settings.section("score"))
 
-    return prompt_synonyms(prompt) + negatives_for(prompt, settings.score.negatives)
+
+def query_title(query: Query) -> str:
+    return query.strip() if isinstance(query, str) else " + ".join(c.strip() for c in query)
+
+
+def request_query(run: Run) -> Query:
+    """What this run's request scores: its classes, or its one prompt."""
+    return tuple(run.request.classes) if run.request.classes else run.request.require_prompt()
+
+
+def prompt_texts(settings: Settings, prompt: Query) -> list[str]:
+    """Every text a prompt (or each class) is scored with: synonyms and the negatives that name none of them."""
+    from ovseg.scoring import negatives_for, negatives_for_classes
+
+    if isinstance(prompt, str):
+        return prompt_synonyms(prompt) + negatives_for(prompt, settings.score.negatives)
+    synonyms = [t for name in prompt for t in prompt_synonyms(name)]
+    return synonyms + negatives_for_classes(list(prompt), settings.score.negatives)
 
 
 def text_embeddings(run: Run, model_name: str, texts: list[str]) -> tuple[dict[str, np.ndarray], float]:
@@ -125,15 +155,39 @@ def score_store(
     return arrays, attrs
 
 
-def plan_prompts(run: Run, prompts: list[str]) -> Plan:
+def class_store(
+    settings: Settings, classes: list[str], features: np.ndarray, vectors: dict[str, np.ndarray], temperature: float
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """One photo's scores store for several classes: ``class_scores`` (N, C) and ``score``, each candidate's best.
+
+    ``class_similarity`` (N, C) and ``negative_similarity`` (N, M): the cosines they came from.
+    """
+    from ovseg.scoring import negatives_for_classes, score_classes
+
+    negatives = negatives_for_classes(classes, settings.score.negatives)
+    negative = np.stack([vectors[n] for n in negatives]) if negatives else np.zeros((0, 0), np.float32)
+    per_class = [np.stack([vectors[t] for t in prompt_synonyms(name)]) for name in classes]
+    scores = score_classes(features.astype(np.float32), per_class, negative, temperature)
+    arrays = {
+        "score": scores.probability.max(axis=1) if len(classes) else np.zeros(len(features), np.float32),
+        "class_scores": scores.probability,
+        "class_similarity": scores.similarity,
+        "negative_similarity": scores.negative_similarity,
+    }
+    attrs = {"classes": list(classes), "negatives": negatives, "settings": settings.section("score")}
+    return arrays, attrs
+
+
+def plan_prompts(run: Run, prompts: list[Query]) -> Plan:
     """A plan scoring every photo of the embeddings manifest against each of ``prompts``.
 
+    A prompt is a text, or a tuple of classes scored together (one store with a class axis).
     Items are (photo, prompt) pairs whose scores are not cached; the texts of all prompts are
     encoded (or read from the text cache) once, here, and shipped to the workers as ``shared``.
     ``state["per_prompt"]``: prompt -> photo stem -> :class:`ScoreEntry`.
     """
     for prompt in prompts:
-        if not prompt.strip():
+        if not query_title(prompt):
             raise OvsegError(EMPTY_PROMPT)
     settings = run.settings
     source = entries_of(run.stage_folder(embed.FOLDER).read_json(), embed.FOLDER, "embed")
@@ -144,20 +198,24 @@ def plan_prompts(run: Run, prompts: list[str]) -> Plan:
         plan.state["per_prompt"][prompt] = entries = {}
         for stem, data in source.items():
             entry = ScoreEntry(**record_fields(embed.EmbedEntry, data))
-            entry.scores, entry.prompt = score_key(settings, entry.embeddings, prompt), prompt.strip()
+            entry.scores, entry.prompt = query_key(settings, entry.embeddings, prompt), query_title(prompt)
+            entry.classes = None if isinstance(prompt, str) else list(prompt)
             entries[stem] = entry
-            label = stem if len(prompts) == 1 else f"{stem}:{prompt}"
+            label = stem if len(prompts) == 1 else f"{stem}:{query_title(prompt)}"
             if entry.scores in done or entry.scores in queued:
                 plan.reused.append(label)
             else:
                 queued.add(entry.scores)
-                item = {"stem": stem, "label": label, "prompt": prompt, "embeddings": entry.embeddings}
+                item = {"stem": stem, "label": label, "prompt": entry.prompt, "embeddings": entry.embeddings}
+                if entry.classes is not None:
+                    item["classes"] = "\n".join(entry.classes)  # plain text: every engine passes it unchanged
                 plan.items.append({**item, "key": entry.scores, "clip_model": entry.clip_model})
     models = sorted({item["clip_model"] for item in plan.items})
     if len(models) > 1:
         raise OvsegError(f"the embeddings come from several CLIP models ({', '.join(models)}): run the embed stage")
     if models:
-        texts = sorted({t for p in {item["prompt"] for item in plan.items} for t in prompt_texts(settings, p)})
+        queued_prompts = {p for p in prompts if query_title(p) in {item["prompt"] for item in plan.items}}
+        texts = sorted({t for p in queued_prompts for t in prompt_texts(settings, p)})
         plan.shared["vectors"], plan.shared["temperature"] = text_embeddings(run, models[0], texts)
     return plan
 
@@ -174,13 +232,13 @@ def check_prompt(run: Run) -> None:
 
     from ovseg.scoring import clip_reads
 
-    model, prompt = run.settings.embed.model, run.request.prompt
+    model, prompt = run.settings.embed.model, run.request.title
     if not prompt or (model, prompt) in _WARNED:
         return
     _WARNED.add((model, prompt))
     tokenizer = open_clip.get_tokenizer(f"local-dir:{resolve_model_dir(model, CLIP).resolve()}")
     score = run.settings.score
-    for synonym in prompt_synonyms(prompt):
+    for synonym in [t for name in (run.request.classes or (prompt,)) for t in prompt_synonyms(name)]:
         kept = clip_reads(tokenizer, synonym, score.templates, score.template_set)
         if kept is not None:
             print(f"ovseg: warning: the prompt is longer than CLIP reads; it sees only {kept!r}", file=sys.stderr)
@@ -188,21 +246,27 @@ def check_prompt(run: Run) -> None:
 
 def plan(run: Run, engine: Engine) -> Plan:
     check_prompt(run)
-    return plan_prompts(run, [run.request.require_prompt()])
+    return plan_prompts(run, [request_query(run)])
 
 
 def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
     features = run.stage_folder(embed.FOLDER).read_store(item["embeddings"], ["embeddings"])[0]["embeddings"]
-    arrays, attrs = score_store(run.settings, item["prompt"], features, shared["vectors"], shared["temperature"])
+    vectors, temperature = shared["vectors"], shared["temperature"]
+    if item.get("classes"):
+        arrays, attrs = class_store(run.settings, item["classes"].split("\n"), features, vectors, temperature)
+    else:
+        arrays, attrs = score_store(run.settings, item["prompt"], features, vectors, temperature)
     run.stage_folder(FOLDER).publish(item["key"], arrays, attrs, {})
     return {"stem": item["label"]}
 
 
 def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
-    prompt = run.request.prompt
+    query = request_query(run)
     report = plan.report("score", results)
-    images = {stem: dataclasses.asdict(e) for stem, e in plan.state["per_prompt"][prompt].items()}
-    manifest = {"prompt": prompt, "images": images, "run": report.record(run.engine)}
+    images = {stem: dataclasses.asdict(e) for stem, e in plan.state["per_prompt"][query].items()}
+    manifest = {"prompt": query_title(query), "images": images, "run": report.record(run.engine)}
+    if not isinstance(query, str):
+        manifest["classes"] = list(query)
     run.stage_folder(FOLDER).update_json(manifest, ignore=("run",))
     return report
 
@@ -224,6 +288,13 @@ def scored_candidates(run: Run, entry: ScoreEntry) -> tuple[MaskProposals, np.nd
     """One photo's mask candidates (:class:`~ovseg.store.MaskProposals`) and their scores, from the cache."""
     proposals, _ = run.stage_folder(masks.FOLDER).proposals(entry.masks)
     scores = run.stage_folder(FOLDER).read_store(entry.scores, ["score"])[0]["score"]
+    return proposals, scores
+
+
+def scored_classes(run: Run, entry: ScoreEntry) -> tuple[MaskProposals, np.ndarray]:
+    """One photo's mask candidates and their (N, C) class probabilities, from the cache (several classes)."""
+    proposals, _ = run.stage_folder(masks.FOLDER).proposals(entry.masks)
+    scores = run.stage_folder(FOLDER).read_store(entry.scores, ["class_scores"])[0]["class_scores"]
     return proposals, scores
 
 

@@ -38,11 +38,13 @@ from ovseg.pipeline.common import (
     read_records,
     record_fields,
 )
-from ovseg.selection import Selection, select_masks
+from ovseg.selection import Selection, select_instances, select_masks
 from ovseg.store import write_arrays
-from ovseg.viz import overlay, preview, resize_mask
+from ovseg.viz import label_image, overlay, palette, preview, resize_mask
 
 VERSION = "select-v1"
+CLASSES_VERSION = "instances-v1"
+LABELS_FILE = "labels.png"
 RESULTS = "segment"
 COCO_FILE = "annotations.json"
 SUMMARY_FILE = "summary.json"
@@ -60,6 +62,7 @@ class SelectedMask:
     area: int  # pixels
     predicted_iou: float | None  # the mask model's own rating
     rle: dict[str, Any]  # COCO run-length encoding (pycocotools reads it)
+    category: int | None = None  # a run with several classes: its class, 1 = the first (as in labels.png and COCO)
 
 
 @dataclass
@@ -83,6 +86,9 @@ class SelectionRecord:
     not (``index``, ``score``). ``artifacts``: the cache keys it came from (``masks``,
     ``embeddings``, ``scores``). ``note``: why nothing was selected, when nothing was.
     ``clicks``: the points, labels and box that shaped the selection (only when there were any).
+    ``classes``: a run with several classes: them, in order (class c is ``category`` c of a
+    selected mask and value c of ``labels.png``); then ``selected`` holds every instance found
+    and ``settings`` are the ``instances`` settings.
     """
 
     key: str | None
@@ -97,11 +103,16 @@ class SelectionRecord:
     artifacts: dict[str, str] | None = None
     note: str | None = None
     clicks: dict[str, Any] | None = None
+    classes: list[str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        if data["clicks"] is None:
-            del data["clicks"]
+        for name in ("clicks", "classes"):
+            if data[name] is None:
+                del data[name]
+        for picked in data["selected"]:
+            if picked["category"] is None:
+                del picked["category"]
         return data
 
     @classmethod
@@ -121,16 +132,21 @@ class SelectionRecord:
         indices: list[int | None],
         predicted_iou: list[float | None],
         merged: np.ndarray,
+        categories: list[int] | None = None,
         **fields: Any,
     ) -> SelectionRecord:
         """A record from the selected masks and their merged region, all at the photo's size.
 
         The merged region is given, not derived: it is the union drawn at the mask model's
         resolution and resized once, which is not always the union of the resized masks.
+        ``categories``: each mask's class (1-based), in a run with several classes.
         """
+        classes = categories or [None] * len(full_masks)
         selected = [
-            SelectedMask(rank, index, round(float(s), 6), rle.box_xywh(m), int(m.sum()), iou, rle.encode(m))
-            for rank, (m, s, index, iou) in enumerate(zip(full_masks, scores, indices, predicted_iou, strict=True), 1)
+            SelectedMask(rank, index, round(float(s), 6), rle.box_xywh(m), int(m.sum()), iou, rle.encode(m), c)
+            for rank, (m, s, index, iou, c) in enumerate(
+                zip(full_masks, scores, indices, predicted_iou, classes, strict=True), 1
+            )
         ]
         region = MergedRegion(int(merged.sum()), rle.box_xywh(merged), rle.encode(merged))
         size = [int(merged.shape[1]), int(merged.shape[0])]
@@ -158,19 +174,47 @@ def write_selection(
     merged = rle.decode(record.merged.rle)
     with out.write(stem, last=SELECTION_RECORD) as tmp:
         mask_image(merged).save(tmp / "mask.png")
-        if mask_pngs:
+        if mask_pngs or record.classes:
             (tmp / "masks").mkdir()
             for picked in record.selected:
-                mask_image(rle.decode(picked.rle)).save(tmp / "masks" / f"{picked.rank:02d}.png")
+                mask_image(rle.decode(picked.rle)).save(tmp / "masks" / f"{instance_name(record, picked)}.png")
+        if record.classes:
+            label_image(paint_labels(record), len(record.classes)).save(tmp / LABELS_FILE)
         if visualize:
             labels = [f"#{s.rank} {s.score:.2f}" for s in record.selected]
-            overlay(preview(image), masks_shown, labels, title=record.prompt or "clicks").save(tmp / "overlay.png")
+            colours = None
+            if record.classes:
+                names, palette_of = record.classes, palette(len(record.classes))
+                labels = [f"{names[s.category - 1]} {s.score:.2f}" for s in record.selected]
+                colours = [palette_of[s.category - 1] for s in record.selected]
+            title = record.prompt or "clicks"
+            overlay(preview(image), masks_shown, labels, title=title, colours=colours).save(tmp / "overlay.png")
         indices = [-1 if s.index is None else s.index for s in record.selected]
         arrays = {"indices": np.array(indices, np.int64), "scores": np.array(scores, np.float32), "merged": merged}
+        if record.classes:
+            arrays["categories"] = np.array([s.category for s in record.selected], np.int64)
         write_arrays(tmp / "selection.zarr", arrays, {"prompt": record.prompt, "key": record.key})
         if coco:
             write_coco(tmp, [record], record.prompt or "clicks", "ovseg")
         write_json(tmp / SELECTION_RECORD, record.to_json())
+
+
+def instance_name(record: SelectionRecord, picked: SelectedMask) -> str:
+    """A selected mask's file name under ``masks/``: its rank, and its class when the run has several."""
+    if not record.classes or picked.category is None:
+        return f"{picked.rank:02d}"
+    slug = "".join(ch if ch.isalnum() else "_" for ch in record.classes[picked.category - 1].split("|")[0].strip())
+    return f"{picked.rank:02d}_{slug.strip('_') or 'class'}"
+
+
+def paint_labels(record: SelectionRecord) -> np.ndarray:
+    """``labels.png``'s ids at the photo's size: each instance painted from the lowest score up, so an
+    overlap goes to the higher score (the rule :func:`~ovseg.selection.select_instances` uses)."""
+    width, height = record.image_size
+    labels = np.zeros((height, width), np.uint16 if len(record.classes or []) >= 255 else np.uint8)
+    for picked in sorted(record.selected, key=lambda p: (p.score, -p.rank)):
+        labels[rle.decode(picked.rle)] = picked.category
+    return labels
 
 
 def write_coco(
@@ -180,8 +224,12 @@ def write_coco(
     description: str,
     root: str | None = None,
 ) -> None:
-    """``annotations.json``: the selections as one COCO dataset (images with sizes, one category, RLE masks)."""
-    data = coco_annotations([r.to_json() for r in records], category, description, root)
+    """``annotations.json``: the selections as one COCO dataset (images with sizes, categories, RLE masks).
+
+    One category (``category``) for a prompt; one per class, in order, for a run with several.
+    """
+    classes = next((r.classes for r in records if r.classes), None)
+    data = coco_annotations([r.to_json() for r in records], category, description, root, classes)
     if isinstance(folder, OutputFolder):
         folder.update_json(data, COCO_FILE)
     else:
@@ -190,6 +238,9 @@ def write_coco(
 
 def select_key(settings: Settings, entry: score.ScoreEntry, visualize: bool) -> str:
     """The key a selection folder is written under (in its ``selection.json``): what it depends on."""
+    if entry.classes:
+        sections = [settings.section("select"), settings.section("instances")]
+        return content_key(CLASSES_VERSION, entry.scores, entry.masks, sections, visualize)
     return content_key(VERSION, entry.scores, entry.masks, settings.section("select"), visualize)
 
 
@@ -219,6 +270,8 @@ def plan(run: Run, engine: Engine) -> Plan:
 
 def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
     entry = score.ScoreEntry(**item["entry"])
+    if entry.classes:
+        return compute_classes(run, item, entry)
     selection, proposals, scores = select_for(run, entry)
     image = run.load_photo(entry.image)
     full = [resize_mask(proposals.masks[i], image.size) for i in selection.indices]
@@ -252,6 +305,46 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
     return {"stem": item["stem"], "record": record.to_json()}
 
 
+def compute_classes(run: Run, item: dict[str, Any], entry: score.ScoreEntry) -> dict[str, Any]:
+    """One photo of a run with several classes: every instance of each class, a label map, one mask each."""
+    proposals, class_scores = score.scored_classes(run, entry)
+    found = select_instances(class_scores, proposals.masks, run.settings.instances, run.settings.select.min_area_frac)
+    image = run.load_photo(entry.image)
+    best = class_scores.max(axis=1) if len(class_scores) else np.zeros(0)
+    top = np.argsort(-best, kind="stable")[:TOP_CANDIDATES]
+    record = SelectionRecord.of_masks(
+        entry.image,
+        entry.prompt,
+        [resize_mask(proposals.masks[i], image.size) for i in found.indices],
+        found.scores,
+        list(found.indices),
+        [float(proposals.predicted_iou[i]) for i in found.indices],
+        resize_mask(found.merged, image.size),
+        categories=[c + 1 for c in found.classes],
+        key=item["key"],
+        num_candidates=len(proposals),
+        settings=run.settings.section("instances"),
+        top_candidates=[
+            {"index": int(i), "score": round(float(best[i]), 6), "category": int(np.argmax(class_scores[i])) + 1}
+            for i in top
+        ],
+        artifacts={"masks": entry.masks, "embeddings": entry.embeddings, "scores": entry.scores},
+        note=None if found.indices else "no candidate passed instances.threshold for any class; nothing selected",
+        classes=list(entry.classes),
+    )
+    write_selection(
+        run.results(RESULTS),
+        item["stem"],
+        record,
+        image,
+        [proposals.masks[i] for i in found.indices],
+        found.scores,
+        visualize=run.visualize,
+        mask_pngs=True,
+    )
+    return {"stem": item["stem"], "record": record.to_json()}
+
+
 def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
     done = {r["stem"]: r["record"] for r in results if not r.get("error")}
     records = {**plan.state["records"], **done}
@@ -273,14 +366,23 @@ def write_select_summary(
             "selected": len(record.selected),
             "top_score": record.selected[0].score if record.selected else None,
             "mask": out.join(f"{stem}/mask.png"),
+            **({"instances": instance_counts(record)} if record.classes else {}),
         }
         for stem, record in records.items()
     }
-    prompt = run.request.prompt
+    prompt = run.request.title
     out.update_json({"prompt": prompt, "images": summary, "skipped": skipped}, SUMMARY_FILE)
     images = run.request.images
     root = images if isinstance(images, str) and not Path(images).is_file() else None
     write_coco(out, list(records.values()), prompt, f"ovseg {run.settings.preset}", root)
+
+
+def instance_counts(record: SelectionRecord) -> dict[str, int]:
+    """How many instances of each class a photo has (every class listed, 0 included)."""
+    counts = dict.fromkeys(record.classes or [], 0)
+    for picked in record.selected:
+        counts[record.classes[picked.category - 1]] += 1
+    return counts
 
 
 def describe(run: Run) -> str:
