@@ -192,7 +192,7 @@ def test_the_semantic_protocol_on_coloured_shapes(tmp_path: Path, tiny_checkpoin
     samples = semantic_samples(dataset)
     assert [s.name for s in samples] == ["scene0", "scene1"]
     metrics = evaluate_semantic(settings, samples, SemanticProtocol(classes, background_threshold=0.5), tmp_path / "c")
-    assert metrics["background"] == "slot" and metrics["images"] == 2
+    assert metrics["background"] == "slot" and metrics["images"] == 2 and 0.0 <= metrics["uncovered_fraction"] < 0.05
     assert metrics["miou"] > 0.8, metrics
     assert metrics["classes"]["background"]["iou"] > 0.9
     without = evaluate_semantic(settings, samples, SemanticProtocol(classes, background_threshold=0.0), tmp_path / "c")

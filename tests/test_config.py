@@ -72,7 +72,7 @@ def test_update_params_text_keeps_comments(tmp_path) -> None:
         "new_key": 1,
     }
     updated = update_params_text(text, changes)
-    assert "# what to find, in plain language" in updated and updated.count("top_k:") == 1
+    assert "# what to find, in plain language" in updated and updated.count("top_k:") == text.count("top_k:")
     loaded = yaml.safe_load(updated)
     assert loaded["prompt"] == "the red car: left" and loaded["mode"] == "remove" and loaded["new_key"] == 1
     assert loaded["select"]["top_k"] == 2 and loaded["select"]["threshold"] is None

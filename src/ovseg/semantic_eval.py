@@ -109,7 +109,7 @@ def evaluate_semantic(
     offset = 1 if protocol.background_slot else 0
     has_background = protocol.background_slot or protocol.background_threshold > 0
     total = IoUAccumulator(len(protocol.classes))
-    seconds, candidates = [], []
+    seconds, candidates, uncovered = [], [], []
     for sample, path in tqdm(list(zip(samples, inputs, strict=True)), desc="semantic", unit="image"):
         entry = entries.get(path.stem)
         if entry is None:
@@ -125,6 +125,7 @@ def evaluate_semantic(
         total.add(pred, labels)
         seconds.append(time.perf_counter() - started)
         candidates.append(len(proposals))
+        uncovered.append(float(np.mean(pixel.max(axis=0) < 0)) if pixel.size else 1.0)
     evaluated = len(seconds)
     if not evaluated:
         raise OvsegError("no photo of the benchmark could be read")
@@ -139,6 +140,7 @@ def evaluate_semantic(
         "short_side": protocol.short_side,
         "temperature": round(float(temperature), 4),
         "candidates_per_image": round(float(np.mean(candidates)), 2),
+        "uncovered_fraction": round(float(np.mean(uncovered)), 6),  # of each photo's pixels, no candidate covers
         "seconds_per_image": round(float(np.mean(seconds)), 4),
     }
 
