@@ -197,6 +197,8 @@ def test_the_semantic_protocol_on_coloured_shapes(tmp_path: Path, tiny_checkpoin
     assert metrics["classes"]["background"]["iou"] > 0.9
     without = evaluate_semantic(settings, samples, SemanticProtocol(classes, background_threshold=0.0), tmp_path / "c")
     assert without["classes"]["background"]["iou"] < metrics["classes"]["background"]["iou"]
+    with pytest.raises(OvsegError, match="uses label 3 but the class-name file lists 3 classes"):
+        evaluate_semantic(settings, samples, SemanticProtocol(classes[:3]), tmp_path / "c")
 
 
 def test_prompt_lists_on_the_command_line_fail_in_one_line(workspace: Path) -> None:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ovseg.config import Settings
 from ovseg.datasets import SemanticSample
 from ovseg.errors import OvsegError
-from ovseg.labelmaps import NO_CLASS, IoUAccumulator, pixel_class_scores, predict_labels
+from ovseg.labelmaps import IGNORE_INDEX, NO_CLASS, IoUAccumulator, pixel_class_scores, predict_labels
 from ovseg.locations import atomic_path
 
 BACKGROUND_SLOT = "background"
@@ -120,6 +120,12 @@ def evaluate_semantic(
         probability = score_classes(features, per_class, np.zeros((0, 0), np.float32), temperature).probability
         pixel = pixel_class_scores(proposals.masks, probability)
         labels = sample.read_labels()
+        counted = labels[labels != IGNORE_INDEX]
+        if counted.size and int(counted.max()) >= len(protocol.classes):
+            raise OvsegError(
+                f"{sample.labels} uses label {int(counted.max())} but the class-name file lists "
+                f"{len(protocol.classes)} classes (line i names label i)"
+            )
         size = (labels.shape[1], labels.shape[0])
         pred = predict_labels(pixel, size, protocol.background_threshold, offset, 0 if has_background else NO_CLASS)
         total.add(pred, labels)
