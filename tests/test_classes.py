@@ -262,3 +262,20 @@ def test_evaluate_semantic_from_the_command_line(workspace: Path, tmp_path: Path
     bad = run_ovseg("evaluate", "--protocol", "semantic", "--dataset", str(camvid), "--classes", "nope.txt",
                     cwd=workspace)  # fmt: skip
     assert bad.returncode == 2 and "class-name file not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_shorter_side_copies_follow_the_image_reading_rule(tmp_path: Path) -> None:
+    """Resized copies are read as every image is (EXIF orientation); a broken photo keeps its path for the masks
+    stage to skip with its warning, instead of a traceback here."""
+    from ovseg.datasets import SemanticSample
+    from ovseg.semantic_eval import model_inputs
+
+    turned = tmp_path / "turned.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown rotated by 90 degrees: portrait
+    Image.new("RGB", (80, 40), "red").save(turned, exif=exif)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    samples = [SemanticSample("turned", turned, turned), SemanticSample("broken", broken, broken)]
+    copy, kept = model_inputs(samples, 60, tmp_path / "cache")
+    assert Image.open(copy).size == (60, 120) and kept == broken

@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from ovseg.config import Settings
 from ovseg.datasets import SemanticSample
-from ovseg.errors import OvsegError
+from ovseg.errors import OvsegError, UnreadableImageError
+from ovseg.fileio import DEFAULT_MAX_IMAGE_PIXELS, load_image
 from ovseg.labelmaps import IGNORE_INDEX, NO_CLASS, IoUAccumulator, pixel_class_scores, predict_labels
 from ovseg.locations import atomic_path
 
@@ -68,8 +69,15 @@ class SemanticProtocol:
             raise OvsegError(f"the shorter side must be at least 32 pixels, got {self.short_side}")
 
 
-def model_inputs(samples: list[SemanticSample], short_side: int | None, cache: Path) -> list[Path]:
-    """The photos the models see: the originals, or copies resized to ``short_side`` (made once, cached)."""
+def model_inputs(
+    samples: list[SemanticSample], short_side: int | None, cache: Path, max_pixels: int | None = None
+) -> list[Path]:
+    """The photos the models see: the originals, or copies resized to ``short_side`` (made once, cached).
+
+    The copies are read by :func:`~ovseg.fileio.load_image`, the rule every image read follows
+    (EXIF orientation, bombs, broken files); a photo it cannot read keeps its own path, so the
+    masks stage skips it with its usual warning.
+    """
     if short_side is None:
         return [s.image for s in samples]
     folder = Path(cache) / f"inputs-short{short_side}"
@@ -78,12 +86,15 @@ def model_inputs(samples: list[SemanticSample], short_side: int | None, cache: P
     for sample in samples:
         path = folder / f"{sample.name}.png"
         if not path.is_file():
-            with Image.open(sample.image) as photo:
-                photo = photo.convert("RGB")
-                scale = short_side / min(photo.size)
-                size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
-                with atomic_path(path) as tmp:
-                    photo.resize(size, Image.Resampling.BICUBIC).save(tmp, format="PNG")
+            try:
+                photo = load_image(sample.image, max_pixels or DEFAULT_MAX_IMAGE_PIXELS)
+            except UnreadableImageError:
+                paths.append(sample.image)
+                continue
+            scale = short_side / min(photo.size)
+            size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
+            with atomic_path(path) as tmp:
+                photo.resize(size, Image.Resampling.BICUBIC).save(tmp, format="PNG")
         paths.append(path)
     return paths
 
@@ -99,7 +110,7 @@ def evaluate_semantic(
     from ovseg.scoring import score_classes
 
     protocol.check()
-    inputs = model_inputs(samples, protocol.short_side, cache)
+    inputs = model_inputs(samples, protocol.short_side, cache, settings.max_image_pixels)
     run = Run(settings, RunRequest(images=tuple(str(p) for p in inputs)), str(cache), str(Path(cache) / "output"))
     run_stages(run, LocalEngine(), [masks.STAGE, embed.STAGE])
     entries = entries_of(run.stage_folder(embed.FOLDER).read_json(), embed.FOLDER, "embed")
