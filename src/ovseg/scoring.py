@@ -90,6 +90,13 @@ class Scores:
     negative_similarity: np.ndarray  # (N, M)
 
 
+def softmax_rows(logits: np.ndarray) -> np.ndarray:
+    """Softmax of each row (max subtracted first, so CLIP's temperature of 100 cannot overflow)."""
+    logits = logits - logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
 def score_masks(
     mask_embeddings: np.ndarray,
     prompt_embedding: np.ndarray,
@@ -102,10 +109,7 @@ def score_masks(
     if negative_embeddings.size == 0:
         return Scores(similarity, similarity, np.zeros((emb.shape[0], 0), np.float32))
     negative = emb @ negative_embeddings.astype(np.float32).T
-    logits = temperature * np.concatenate([similarity[:, None], negative], axis=1)
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=1, keepdims=True)
+    probs = softmax_rows(temperature * np.concatenate([similarity[:, None], negative], axis=1))
     return Scores(probs[:, 0].astype(np.float32), similarity, negative.astype(np.float32))
 
 
@@ -153,10 +157,7 @@ def score_classes(
         similarity[:, c] = similarity_all[:, start : start + len(group)].max(axis=1)
         start += len(group)
     negative = similarity_all[:, start:]
-    logits = temperature * np.concatenate([similarity, negative], axis=1)
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=1, keepdims=True)
+    probs = softmax_rows(temperature * np.concatenate([similarity, negative], axis=1))
     return ClassScores(probs[:, : len(class_embeddings)].astype(np.float32), similarity, negative.astype(np.float32))
 
 

@@ -65,6 +65,19 @@ class Instances:
         return self.labels > 0
 
 
+def paint_label_map(masks: list[np.ndarray], categories: list[int], shape: tuple[int, int], classes: int) -> np.ndarray:
+    """A label map of (H, W) ``shape`` from instance masks listed best first, with their 1-based ``categories``.
+
+    Painted from the last (least sure) up, so where two overlap the pixel goes to the surer one.
+    Every label map of a run with classes is drawn by this one rule (at the masks' size for the
+    edit region, at the photo's size for ``labels.png``). 16-bit past 254 classes.
+    """
+    labels = np.zeros(shape, np.uint16 if classes >= 255 else np.uint8)
+    for mask, category in reversed(list(zip(masks, categories, strict=True))):
+        labels[mask] = category
+    return labels
+
+
 def same_thing(a: np.ndarray, b: np.ndarray, area_a: int, area_b: int, overlap: float) -> bool:
     """Two masks of one class are one thing when this much of the smaller lies inside the larger."""
     smaller = min(area_a, area_b)
@@ -84,9 +97,8 @@ def select_instances(
     score up, so where two overlap the pixel goes to the higher score.
     """
     n, height, width = masks.shape
-    labels = np.zeros((height, width), np.uint16 if class_scores.shape[1] >= 255 else np.uint8)
     if n == 0 or class_scores.shape[1] == 0:
-        return Instances([], [], [], labels)
+        return Instances([], [], [], paint_label_map([], [], (height, width), class_scores.shape[1]))
     best_class = np.argmax(class_scores, axis=1)
     best = class_scores[np.arange(n), best_class]
     areas = masks.reshape(n, -1).sum(1)
@@ -105,9 +117,9 @@ def select_instances(
             continue
         kept.append(int(i))
         counts[c] = counts.get(c, 0) + 1
-    for i in reversed(kept):
-        labels[masks[i]] = best_class[i] + 1
-    return Instances(kept, [int(best_class[i]) for i in kept], [float(best[i]) for i in kept], labels)
+    classes = [int(best_class[i]) for i in kept]
+    labels = paint_label_map([masks[i] for i in kept], [c + 1 for c in classes], (height, width), class_scores.shape[1])
+    return Instances(kept, classes, [float(best[i]) for i in kept], labels)
 
 
 def refine_with_clicks(

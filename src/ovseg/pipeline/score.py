@@ -194,6 +194,7 @@ def plan_prompts(run: Run, prompts: list[Query]) -> Plan:
     done = run.stage_folder(FOLDER).done_keys()
     plan = Plan(state={"per_prompt": {}})
     queued: set[str] = set()
+    queued_prompts: set[Query] = set()  # prompts with some photo to score: only their texts are needed
     for prompt in prompts:
         plan.state["per_prompt"][prompt] = entries = {}
         for stem, data in source.items():
@@ -206,6 +207,7 @@ def plan_prompts(run: Run, prompts: list[Query]) -> Plan:
                 plan.reused.append(label)
             else:
                 queued.add(entry.scores)
+                queued_prompts.add(prompt)
                 item = {"stem": stem, "label": label, "prompt": entry.prompt, "embeddings": entry.embeddings}
                 if entry.classes is not None:
                     item["classes"] = "\n".join(entry.classes)  # plain text: every engine passes it unchanged
@@ -214,7 +216,6 @@ def plan_prompts(run: Run, prompts: list[Query]) -> Plan:
     if len(models) > 1:
         raise OvsegError(f"the embeddings come from several CLIP models ({', '.join(models)}): run the embed stage")
     if models:
-        queued_prompts = {p for p in prompts if query_title(p) in {item["prompt"] for item in plan.items}}
         texts = sorted({t for p in queued_prompts for t in prompt_texts(settings, p)})
         plan.shared["vectors"], plan.shared["temperature"] = text_embeddings(run, models[0], texts)
     return plan

@@ -38,7 +38,7 @@ from ovseg.pipeline.common import (
     read_records,
     record_fields,
 )
-from ovseg.selection import Selection, select_instances, select_masks
+from ovseg.selection import Selection, paint_label_map, select_instances, select_masks
 from ovseg.store import write_arrays
 from ovseg.viz import label_image, overlay, palette, preview, resize_mask
 
@@ -208,13 +208,11 @@ def instance_name(record: SelectionRecord, picked: SelectedMask) -> str:
 
 
 def paint_labels(record: SelectionRecord) -> np.ndarray:
-    """``labels.png``'s ids at the photo's size: each instance painted from the lowest score up, so an
-    overlap goes to the higher score (the rule :func:`~ovseg.selection.select_instances` uses)."""
+    """``labels.png``'s ids at the photo's size, by :func:`~ovseg.selection.paint_label_map`'s rule
+    (``selected`` is best first, so an overlap goes to the higher score)."""
     width, height = record.image_size
-    labels = np.zeros((height, width), np.uint16 if len(record.classes or []) >= 255 else np.uint8)
-    for picked in sorted(record.selected, key=lambda p: (p.score, -p.rank)):
-        labels[rle.decode(picked.rle)] = picked.category
-    return labels
+    masks = [rle.decode(picked.rle) for picked in record.selected]
+    return paint_label_map(masks, [p.category for p in record.selected], (height, width), len(record.classes or []))
 
 
 def write_coco(
