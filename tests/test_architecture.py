@@ -14,7 +14,7 @@ LAYERS = {
         "config", "request", "weights", "downloads", "store", "fileio", "locations", "folders",
         "errors", "viz", "rle", "claims",
     ],
-    "models": ["masks", "clip_features", "clip_dense", "scoring", "selection", "editing", "tiny", "coco", "datasets",
+    "models": ["masks", "clip_features", "clip_text", "clip_dense", "scoring", "selection", "editing", "tiny", "coco", "datasets",
                "labelmaps"],
     "orchestration": ["pipeline", "engines", "evaluation", "semantic_eval", "protocols", "benchmarks", "cache_gc"],
     "faces": ["cli", "stage_runner", "api", "ui"],

@@ -279,3 +279,46 @@ def test_shorter_side_copies_follow_the_image_reading_rule(tmp_path: Path) -> No
     samples = [SemanticSample("turned", turned, turned), SemanticSample("broken", broken, broken)]
     copy, kept = model_inputs(samples, 60, tmp_path / "cache")
     assert Image.open(copy).size == (60, 120) and kept == broken
+
+
+def test_the_api_finds_every_instance_of_two_classes(tmp_path: Path, tiny_checkpoints: Path, monkeypatch) -> None:
+    """``Segmenter.segment(photo, [a, b])``: each instance with its class, a label map, COCO with one category per
+    class that pycocotools reads, and ``save`` writing labels.png; one prompt in a list is that prompt."""
+    from pycocotools.coco import COCO
+
+    from ovseg import Segmenter
+
+    colour_clip.install(monkeypatch)
+    seg = Segmenter(
+        preset="cpu", device="cpu", cache=tmp_path / "cache", set=["embed.model=tiny-random-clip"],
+        score={"negatives": ["grey"]},
+    )  # fmt: skip
+    image, truth = colour_clip.scene(0)
+    result = seg.segment(image, ["red", "navy|blue"], candidates=12)
+    assert result.classes == ("red", "navy|blue") and result.title == "red + navy|blue"
+    assert sorted(result.categories.tolist()) == [1, 1, 1, 2]  # three red discs and the blue square; green is neither
+    assert [(name, count) for name, _, count in result.legend()] == [("red", 3), ("navy|blue", 1)]
+    labels = result.labels
+    assert labels.shape == truth.shape
+    for label, expected in ((1, 1), (3, 2), (2, 0), (0, 0)):  # red -> 1, blue -> 2, green and grey -> background
+        assert np.mean(labels[truth == label] == expected) > 0.9, label
+    np.testing.assert_array_equal(result.merged, labels > 0)
+    coco_file = tmp_path / "coco.json"
+    coco_file.write_text(__import__("json").dumps(result.to_coco()))
+    coco = COCO(str(coco_file))
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["red", "navy"]
+    assert {c: len(coco.getAnnIds(catIds=[c])) for c in coco.getCatIds()} == {1: 3, 2: 1}
+    folder = result.save(tmp_path / "saved" / "scene0")
+    np.testing.assert_array_equal(np.asarray(Image.open(folder / "labels.png")), labels)
+    assert len(list((folder / "masks").glob("*_red.png"))) == 3 and (folder / "overlay.png").is_file()
+    # a candidate toggled on counts for its best class; off again gives the same result
+    extra = next(r for r, i in enumerate(result.details["candidate_indices"]) if i not in result.details["indices"])
+    toggled = result.toggle(extra)
+    assert len(toggled.masks) == 5 and toggled.categories[-1] == result.details["candidate_categories"][extra]
+    assert sorted(toggled.toggle(extra).categories.tolist()) == [1, 1, 1, 2]
+    alone = seg.segment(image, ["red"])
+    assert alone.classes is None and alone.prompt == "red"
+    with pytest.raises(OvsegError, match="refine one prompt"):
+        seg.segment(image, ["red", "blue"], points=[(50, 60)])
+    with pytest.raises(OvsegError, match="given twice"):
+        seg.segment(image, ["red", "Red"])

@@ -33,5 +33,5 @@ def test_the_closure_follows_the_pipeline_order() -> None:
     assert "src/ovseg/pipeline/select.py" not in closure(*STAGES["evaluate"][1])  # it selects with ovseg.selection
     for name in STAGES:  # no face (CLI, API, page) decides a stage's bytes
         assert not any(
-            f.startswith(("src/ovseg/cli/", "src/ovseg/api.py", "src/ovseg/ui.py")) for f in closure(*STAGES[name][1])
+            f.startswith(("src/ovseg/cli/", "src/ovseg/api/", "src/ovseg/ui.py")) for f in closure(*STAGES[name][1])
         )

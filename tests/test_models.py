@@ -112,11 +112,27 @@ def test_clip_features_are_unit_norm_deterministic_and_multiscale(tiny_checkpoin
 def test_text_encoder_loads_alone(tiny_checkpoints) -> None:
     bundle = load_clip("tiny-random-clip", "cpu", text_only=True)
     assert bundle.model.visual is None
-    emb = encode_texts(bundle, ["a cat", "a dog"], templates=True)
+
+
+def test_the_onnx_text_encoder_gives_open_clips_features(tiny_checkpoints, tmp_path) -> None:
+    """The text tower exported once to ONNX encodes as open_clip does (same tokens, features within float error);
+    a second load reuses the export; encode_texts averages the templates into unit vectors."""
+    from ovseg.clip_text import TorchTextEncoder, load_text_encoder
+
+    texts = ["a photo of a cat.", "there is the red car in the background in the scene.", "naïve café 東京"]
+    encoder = load_text_encoder("tiny-random-clip", tmp_path)
+    assert encoder.kind == "onnx" and list(tmp_path.glob("*/text.onnx"))
+    reference = TorchTextEncoder(load_clip("tiny-random-clip", "cpu", text_only=True))
+    np.testing.assert_allclose(encoder.encode(texts), reference.encode(texts), atol=1e-5)
+    assert encoder.logit_scale == pytest.approx(reference.logit_scale)
+    stamp = next(tmp_path.glob("*/text.onnx")).stat().st_mtime_ns
+    again = load_text_encoder("tiny-random-clip", tmp_path)
+    assert next(tmp_path.glob("*/text.onnx")).stat().st_mtime_ns == stamp and again.kind == "onnx"
+    emb = encode_texts(encoder, ["a cat", "a dog"], templates=True)
     assert emb.shape == (2, 32)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     with pytest.raises(OvsegError, match="prompt is empty"):
-        encode_texts(bundle, ["  "], templates=True)
+        encode_texts(encoder, ["  "], templates=True)
 
 
 @pytest.mark.slow

@@ -50,7 +50,9 @@ def page_url(tmp_path_factory, tiny_checkpoints):
     log = (folder / "server.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "ovseg.cli", "ui", "--port", str(port), "--config", "cpu", "--device", "cpu"]
-        + ["--cache", str(folder / "cache"), "--set", "embed.model=tiny-random-clip"],
+        + ["--cache", str(folder / "cache"), "--set", "embed.model=tiny-random-clip"]
+        # A random CLIP spreads its class probabilities thin: a low bar lets it label something (classes only).
+        + ["--set", "instances.threshold=0.1"],
         cwd=folder,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -186,6 +188,43 @@ def test_segment_click_and_remove_in_a_real_browser(page_url, browser, tmp_path)
     assert (tmp_path / "edited.png").stat().st_size > 10_000
     if os.environ.get("OVSEG_UI_SCREENSHOTS"):  # for people who want to look at the page
         shutil.copy(tmp_path / "edited.png", os.environ["OVSEG_UI_SCREENSHOTS"])
+
+
+def test_two_classes_show_a_label_map_and_offer_coco(page_url, browser, tmp_path) -> None:
+    """Classes one per line: every instance of each, the label map with its legend, and labels.png and the COCO file
+    (one category per class) offered for download."""
+    import json
+    import urllib.parse
+
+    from selenium.webdriver.common.by import By
+
+    browser.get(page_url)
+    _wait_for(browser, _status_says("Drop a photo"), 180, "the page to load")
+    _upload(browser, EXAMPLE)
+    _wait_for(browser, _status_says("451x300"), 120, "the photo to upload")
+    _type_prompt(browser, "")
+    box = browser.find_element(By.CSS_SELECTOR, "#classes textarea")
+    box.clear()
+    box.send_keys("the cat\nthe wall|a door")
+    browser.find_element("css selector", "#segment").click()
+    _wait_for(browser, _status_says("Found"), 600, "the instances")
+    message = _status(browser)
+    assert "of 2 classes" in message and "the cat" in message and "the wall|a door" in message, message
+    assert int(re.search(r"Found (\d+) instance", message).group(1)) >= 1, message
+    _wait_for(browser, lambda d: _shown_image(d, "#labels img"), 60, "the label map")
+    size = browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]",
+                                  browser.find_element(By.CSS_SELECTOR, "#labels img"))  # fmt: skip
+    assert size[0] == 451 and size[1] > 300  # the photo's label map with the legend strip under it
+    links = browser.find_elements(By.CSS_SELECTOR, "#downloads a")
+    names = {urllib.parse.unquote(a.get_attribute("href")).rsplit("/", 1)[-1]: a for a in links}
+    assert {"mask.png", "annotations.json", "labels.png"} <= set(names), sorted(names)
+    coco = json.loads(urllib.request.urlopen(names["annotations.json"].get_attribute("href"), timeout=30).read())
+    assert [c["name"] for c in coco["categories"]] == ["the cat", "the wall"]
+    assert coco["categories"][1]["synonyms"] == ["the wall", "a door"]
+    browser.save_screenshot(str(tmp_path / "classes.png"))
+    if os.environ.get("OVSEG_UI_SCREENSHOTS"):
+        shutil.copy(tmp_path / "classes.png", Path(os.environ["OVSEG_UI_SCREENSHOTS"]).with_name("classes.png"))
+    box.clear()  # the next test on this page asks with words again
 
 
 def test_bad_input_shows_one_line_in_the_page(page_url, browser, tmp_path) -> None:

@@ -195,7 +195,7 @@ def verify(name: str) -> list[str]:
         return [str(exc)]
     problems = []
     try:
-        check_hashes(folder, pinned_hashes(folder, name))
+        check_hashes(folder, pinned_hashes(folder, name), remembered=False)
     except OvsegError as exc:
         problems.append(str(exc))
     for file in sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts):

@@ -86,7 +86,25 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIX
         raise UnreadableImageError(f"cannot read image {name}: {one_line(exc)}") from None
 
 
+# ISO base media files (HEIC/HEIF from phones, AVIF) start with an "ftyp" box naming their brand.
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"mif2")
+_HEIF_READY = threading.Event()
+
+
+def _allow_heif(data: bytes) -> None:
+    """Teach Pillow HEIC/HEIF (pillow-heif) when a file is one; imported only then, since few photos are.
+
+    AVIF needs nothing: Pillow reads it itself."""
+    if _HEIF_READY.is_set() or data[4:8] != b"ftyp" or data[8:12] not in _HEIF_BRANDS:
+        return
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    _HEIF_READY.set()
+
+
 def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    _allow_heif(data)
     with _PILLOW_LIMIT:
         pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:

@@ -22,7 +22,25 @@ from ovseg.errors import OvsegError
 # Where claims (ovseg.claims) keep their lock files: beside the folders they guard, never synced.
 LOCKS = ".locks"
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
+
+
+# Models derived from weights (CLIP's text tower in ONNX) are kept in this folder of the cache.
+DERIVED_MODELS = "models"
+
+
+def user_cache_folder() -> Path:
+    """ovseg's folder in the user's cache (``$XDG_CACHE_HOME/ovseg``, else ``~/.cache/ovseg``): what outlives a
+    project's cache, such as the digests of weight files already checked."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ovseg"
+
+
+def derived_models_folder(cache: str | Path) -> Path:
+    """Where models made from weights are kept: ``<cache>/models``; for a cache in a bucket,
+    ``~/.cache/ovseg/models``, since a model file must be on this machine to load."""
+    if not is_url(cache):
+        return Path(cache) / DERIVED_MODELS
+    return user_cache_folder() / DERIVED_MODELS
 
 
 def is_url(location: str | Path) -> bool:

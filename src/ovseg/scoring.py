@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from ovseg.clip_features import ClipBundle
+from ovseg.clip_text import TextEncoder, tokens_kept
 from ovseg.config import ScoreSettings
 from ovseg.errors import OvsegError
 from ovseg.request import EMPTY_PROMPT, prompt_synonyms
@@ -53,14 +52,13 @@ def negatives_for(prompt: str, negatives: list[str]) -> list[str]:
     return [n.strip() for n in negatives if n.strip() and _bare(n) not in own]
 
 
-@torch.inference_mode()
 def encode_texts(
-    bundle: ClipBundle, texts: list[str], templates: bool, batch_size: int = 256, template_set: str = "ovseg7"
+    encoder: TextEncoder, texts: list[str], templates: bool, batch_size: int = 256, template_set: str = "ovseg7"
 ) -> np.ndarray:
     """(T, D) unit-norm text embeddings, each the normalised mean over its templates.
 
-    Every (text, template) sentence goes through the encoder in batches of ``batch_size``,
-    so a run encodes its prompts and negatives in one or two forward passes.
+    Every (text, template) sentence goes through the encoder (:mod:`ovseg.clip_text`) in batches
+    of ``batch_size``, so a run encodes its prompts and negatives in one or two calls.
     """
     for text in texts:
         if not text.strip():
@@ -69,18 +67,18 @@ def encode_texts(
         return np.zeros((0, 0), np.float32)
     sentences = [expand_templates(text, templates, template_set) for text in texts]
     flat = [sentence for group in sentences for sentence in group]
-    parts = []
-    for start in range(0, len(flat), batch_size):
-        tokens = bundle.tokenizer(flat[start : start + batch_size]).to(bundle.device)
-        features = bundle.model.encode_text(tokens).float()
-        parts.append(features / features.norm(dim=-1, keepdim=True).clamp_min(1e-8))
-    features = torch.cat(parts)
+    features = np.concatenate(
+        [_unit(encoder.encode(flat[start : start + batch_size])) for start in range(0, len(flat), batch_size)]
+    )
     rows, offset = [], 0
     for group in sentences:
-        mean = features[offset : offset + len(group)].mean(0)
-        rows.append((mean / mean.norm().clamp_min(1e-8)).cpu().numpy())
+        rows.append(_unit(features[offset : offset + len(group)].mean(0, keepdims=True))[0])
         offset += len(group)
-    return np.stack(rows)
+    return np.stack(rows).astype(np.float32)
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-8)).astype(np.float32)
 
 
 @dataclass
@@ -169,34 +167,22 @@ def negatives_for_classes(classes: list[str], negatives: list[str]) -> list[str]
     return kept
 
 
-def score_for_prompt(bundle: ClipBundle, mask_embeddings: np.ndarray, prompt: str, settings: ScoreSettings) -> Scores:
+def score_for_prompt(encoder: TextEncoder, mask_embeddings: np.ndarray, prompt: str, settings: ScoreSettings) -> Scores:
     """Encode prompt and negatives, then score one image: for one-off use (the benchmark's "before").
 
     The ``score`` stage encodes each text once per run instead (:mod:`ovseg.pipeline.score`).
     """
-    synonyms = encode_texts(bundle, prompt_synonyms(prompt), settings.templates, template_set=settings.template_set)
+    synonyms = encode_texts(encoder, prompt_synonyms(prompt), settings.templates, template_set=settings.template_set)
     negatives = negatives_for(prompt, settings.negatives)
     neg_emb = (
-        encode_texts(bundle, negatives, settings.templates, template_set=settings.template_set)
+        encode_texts(encoder, negatives, settings.templates, template_set=settings.template_set)
         if negatives
         else np.zeros((0, 0))
     )
-    temperature = settings.temperature if settings.temperature is not None else bundle.logit_scale
+    temperature = settings.temperature if settings.temperature is not None else encoder.logit_scale
     return score_synonyms(mask_embeddings, synonyms, neg_emb, temperature)
 
 
 def clip_reads(tokenizer, text: str, templates: bool, template_set: str = "ovseg7") -> str | None:
-    """What of ``text`` CLIP's text encoder sees, when not all of it: None when every sentence fits its context.
-
-    CLIP reads ``context_length`` tokens (77) including start and end, and a template adds a
-    few more, so a long prompt is silently cut; the caller warns with what is kept.
-    """
-    context = getattr(tokenizer, "context_length", None)
-    if not context or not hasattr(tokenizer, "encode"):
-        return None  # a tokenizer that cannot count: nothing to say
-    wrapper = max(len(tokenizer.encode(s)) for s in expand_templates("", templates, template_set))
-    room = context - 2 - wrapper
-    tokens = tokenizer.encode(text.strip())
-    if len(tokens) <= room:
-        return None
-    return tokenizer.decode(tokens[:room]).strip()
+    """What of ``text`` CLIP's text encoder sees inside the templates, when not all of it: None when it all fits."""
+    return tokens_kept(tokenizer, text, expand_templates("", templates, template_set))

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 
 from ovseg.errors import OvsegError
 from ovseg.locations import atomic_path
@@ -65,6 +64,8 @@ def store_path(folder: Path, key: str) -> Path:
 
 def write_arrays(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
     """Write named arrays and JSON attributes into a new zarr store, atomically."""
+    import zarr
+
     with atomic_path(Path(path)) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
         root.attrs.update(attrs)
@@ -83,6 +84,8 @@ def write_arrays(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any
 
 
 def read_arrays(path: Path, names: list[str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    import zarr
+
     path = Path(path)
     if not path.is_dir():
         raise OvsegError(f"artifact missing: {path} (run the earlier stages first: `dvc repro`)")

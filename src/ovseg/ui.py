@@ -24,8 +24,8 @@ from PIL import Image
 from ovseg.api import Segmenter, SegmentResult
 from ovseg.config import preset_names
 from ovseg.errors import OvsegError
-from ovseg.pipeline.select import COCO_FILE
-from ovseg.viz import overlay, side_by_side
+from ovseg.pipeline.select import COCO_FILE, LABELS_FILE
+from ovseg.viz import overlay, side_by_side, with_legend
 
 CANDIDATES_SHOWN = 12
 EDIT_MODES = ("remove", "replace", "style")
@@ -101,10 +101,18 @@ class Workbench:
                 shutil.rmtree(old, ignore_errors=True)
         return Path(tempfile.mkdtemp(prefix="request-", dir=self.scratch))
 
-    def segment(self, state: PageState, preset: str, prompt: str, top_k: int) -> SegmentResult:
-        """The prompt's selection, corrected by the state's clicks (clicks alone when there are no words)."""
+    def segment(self, state: PageState, preset: str, prompt: str, top_k: int, classes: str = "") -> SegmentResult:
+        """The prompt's selection, corrected by the state's clicks (clicks alone when there are no words);
+        or, with ``classes`` (one per line), every instance of each class."""
         if state.photo is None:
             raise OvsegError("drop a photo first")
+        names = class_lines(classes)
+        if names:
+            if prompt.strip():
+                raise OvsegError("type what to find or list classes, not both")
+            if state.clicks:
+                raise OvsegError("clicks correct one prompt; clear them to label several classes")
+            return self.segmenter(preset).segment(state.photo, names, top_k=int(top_k), candidates=CANDIDATES_SHOWN)
         if not prompt.strip() and not state.clicks:
             raise OvsegError("type what to find, or click on the object in the picture")
         points = [(x, y) for x, y, _ in state.clicks]
@@ -129,6 +137,20 @@ class Workbench:
         if mode != "remove" and not edit_prompt.strip():
             raise OvsegError(f"{mode} needs an edit prompt, e.g. 'a red bicycle'")
         return self.segmenter(preset).edit(state.photo, state.result, mode, edit_prompt.strip())
+
+
+def class_lines(text: str) -> list[str]:
+    """The classes box: one class per line ("sofa|couch" lists synonyms), blank lines ignored."""
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def label_view(result: SegmentResult) -> Image.Image | None:
+    """The label map of a result with classes, with a legend: each class's colour, name and instance count."""
+    picture = result.label_picture()
+    if picture is None:
+        return None
+    entries = [("background", (0, 0, 0))] + [(f"{name} ({n})", colour) for name, colour, n in result.legend()]
+    return with_legend(picture, entries)
 
 
 def picture(result: SegmentResult, clicks: list[tuple[float, float, int]]) -> Image.Image:
@@ -165,6 +187,8 @@ def downloads(bench: Workbench, result: SegmentResult, edited: Image.Image | Non
     """
     folder = result.save(bench.request_folder() / "selection", visualize=False)
     files = [str(folder / "mask.png"), str(folder / COCO_FILE)]
+    if result.classes:
+        files.append(str(folder / LABELS_FILE))
     if edited is not None:
         edited.save(folder.parent / "edited.png")
         files.append(str(folder.parent / "edited.png"))
@@ -186,47 +210,64 @@ def build_app(bench: Workbench, default_preset: str):
 
     def on_upload(path, state: PageState, preset):
         if not path:  # the file was removed (by the user, or below after a bad file): keep the message
-            return None, [], None, gr.skip(), PageState(), gr.skip()
+            return None, None, [], None, gr.skip(), PageState(), gr.skip()
         try:
             photo = bench.open_photo(path, preset)
         except OvsegError as exc:  # clear the file box so another file can be dropped
             message = str(exc).replace(str(path), Path(path).name)  # not Gradio's temp folder
-            return None, [], None, status_line(message, error=True), PageState(), None
+            return None, None, [], None, status_line(message, error=True), PageState(), None
         message = f"{Path(path).name}: {photo.width}x{photo.height}. Type what to find, or click on the object."
-        return photo, [], None, message, PageState(photo=path), gr.skip()
+        return photo, None, [], None, message, PageState(photo=path), gr.skip()
 
-    def on_segment(state: PageState, preset, prompt, top_k, progress=gr.Progress()):  # noqa: B008
+    def on_segment(state: PageState, preset, prompt, top_k, classes, progress=gr.Progress()):  # noqa: B008
         new = PageState(photo=state.photo)  # new words: start again without the old clicks
-        return _segment(state, new, preset, prompt, top_k, progress)
+        return _segment(state, new, preset, prompt, top_k, classes, progress)
 
-    def on_click(state: PageState, preset, prompt, top_k, click_mode, evt: gr.SelectData, progress=gr.Progress()):  # noqa: B008
+    def on_click(
+        state: PageState,
+        preset,
+        prompt,
+        top_k,
+        classes,
+        click_mode,
+        evt: gr.SelectData,
+        progress=gr.Progress(),  # noqa: B008
+    ):
         if state.photo is None:
-            return gr.skip(), gr.skip(), gr.skip(), status_line("drop a photo first", error=True), state
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), status_line("drop a photo first", error=True), state
         x, y = evt.index[:2]
         new = PageState(photo=state.photo, clicks=[*state.clicks, (float(x), float(y), int(click_mode == "include"))])
-        return _segment(state, new, preset, prompt, top_k, progress)
+        return _segment(state, new, preset, prompt, top_k, classes, progress)
 
-    def on_clear(state: PageState, preset, prompt, top_k, progress=gr.Progress()):  # noqa: B008
-        return _segment(state, PageState(photo=state.photo), preset, prompt, top_k, progress)
+    def on_clear(state: PageState, preset, prompt, top_k, classes, progress=gr.Progress()):  # noqa: B008
+        return _segment(state, PageState(photo=state.photo), preset, prompt, top_k, classes, progress)
 
-    def _segment(state: PageState, new: PageState, preset, prompt, top_k, progress):
+    def _segment(state: PageState, new: PageState, preset, prompt, top_k, classes, progress):
         """``new`` segmented; on an error the page keeps ``state``, the result it shows, usable for editing."""
         progress(0.1, desc="masks and features (reused from the cache after the first time)")
         started = time.perf_counter()
         try:
-            result = bench.segment(new, preset, prompt or "", top_k)
+            result = bench.segment(new, preset, prompt or "", top_k, classes or "")
         except OvsegError as exc:
-            return gr.skip(), gr.skip(), gr.skip(), status_line(str(exc), error=True), state
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), status_line(str(exc), error=True), state
         state = new
         state.result = result
         seconds = time.perf_counter() - started
-        what = f"'{result.prompt}'" if result.prompt else "the clicks"
-        clicks = f", {len(state.clicks)} click(s)" if state.clicks else ""
-        message = (
-            f"Found {len(result.masks)} mask(s) for {what}{clicks} in {seconds:.2f} s"
-            f" ({int(result.merged.sum())} px). Click the picture to include or exclude a region."
-        )
-        return picture(result, state.clicks), candidate_gallery(result), downloads(bench, result), message, state
+        if result.classes:
+            counts = ", ".join(f"{name} {n}" for name, _, n in result.legend())
+            message = (
+                f"Found {len(result.masks)} instance(s) of {len(result.classes)} classes ({counts}) in {seconds:.2f} s"
+                f" ({int(result.merged.sum())} px). The label map is below the selection."
+            )
+        else:
+            what = f"'{result.prompt}'" if result.prompt else "the clicks"
+            clicks = f", {len(state.clicks)} click(s)" if state.clicks else ""
+            message = (
+                f"Found {len(result.masks)} mask(s) for {what}{clicks} in {seconds:.2f} s"
+                f" ({int(result.merged.sum())} px). Click the picture to include or exclude a region."
+            )
+        shown = picture(result, state.clicks)
+        return shown, label_view(result), candidate_gallery(result), downloads(bench, result), message, state
 
     def on_edit(state: PageState, preset, mode, edit_prompt, progress=gr.Progress()):  # noqa: B008
         progress(0.1, desc=f"{mode}: loading the painting model and editing")
@@ -247,7 +288,13 @@ def build_app(bench: Workbench, default_preset: str):
 
     def on_pick(state: PageState, evt: gr.SelectData):
         if state.result is None or state.result.candidates is None or not len(state.result.candidates):
-            return gr.skip(), gr.skip(), status_line("segment with words first: candidates come from them", True), state
+            return (
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
+                status_line("segment with words first: candidates come from them", True),
+                state,
+            )
         rank = int(evt.index)
         before = len(state.result.masks)
         state = PageState(photo=state.photo, clicks=state.clicks, result=state.result.toggle(rank))
@@ -256,7 +303,8 @@ def build_app(bench: Workbench, default_preset: str):
             f"Candidate #{rank + 1} {verb}: {len(state.result.masks)} mask(s) selected"
             f" ({int(state.result.merged.sum())} px). Click it again to undo."
         )
-        return picture(state.result, state.clicks), downloads(bench, state.result), message, state
+        result = state.result
+        return picture(result, state.clicks), label_view(result), downloads(bench, result), message, state
 
     with gr.Blocks(title="ovseg", delete_cache=(REQUEST_FILES_TTL_S // 4, REQUEST_FILES_TTL_S)) as app:
         gr.Markdown(
@@ -268,6 +316,12 @@ def build_app(bench: Workbench, default_preset: str):
             with gr.Column(scale=1):
                 photo_file = gr.File(label="Photo", type="filepath", elem_id="photo")
                 prompt = gr.Textbox(label="What to find", placeholder="the cat", elem_id="prompt", lines=1)
+                classes = gr.Textbox(
+                    label="Or label several classes, one per line (every instance of each; sofa|couch: synonyms)",
+                    placeholder="car\nperson|pedestrian\ntraffic sign",
+                    elem_id="classes",
+                    lines=3,
+                )
                 preset = gr.Dropdown(presets, value=default_preset, label="Preset", elem_id="preset")
                 top_k = gr.Slider(1, 10, value=3, step=1, label="Masks to merge (top-K)")
                 click_mode = gr.Radio(["include", "exclude"], value="include", label="A click on the picture will")
@@ -278,6 +332,9 @@ def build_app(bench: Workbench, default_preset: str):
             with gr.Column(scale=2):
                 result_image = gr.Image(
                     label="Selection (click to correct)", type="pil", interactive=False, elem_id="result", format="png"
+                )
+                labels_image = gr.Image(
+                    label="Label map (several classes)", type="pil", interactive=False, elem_id="labels", format="png"
                 )
                 gallery = gr.Gallery(
                     label="Best candidates: click one to add it, again to drop it",
@@ -297,14 +354,15 @@ def build_app(bench: Workbench, default_preset: str):
                     label="Before / after", type="pil", interactive=False, elem_id="before-after", format="png"
                 )
 
-        segment_outputs = [result_image, gallery, files, status, state]
+        segment_outputs = [result_image, labels_image, gallery, files, status, state]
+        asked = [state, preset, prompt, top_k, classes]
         app.load(on_page_load, None, status)
-        gallery.select(on_pick, [state], [result_image, files, status, state])
+        gallery.select(on_pick, [state], [result_image, labels_image, files, status, state])
         photo_file.change(on_upload, [photo_file, state, preset], [*segment_outputs, photo_file])
-        segment_button.click(on_segment, [state, preset, prompt, top_k], segment_outputs)
-        prompt.submit(on_segment, [state, preset, prompt, top_k], segment_outputs)
-        result_image.select(on_click, [state, preset, prompt, top_k, click_mode], segment_outputs)
-        clear_button.click(on_clear, [state, preset, prompt, top_k], segment_outputs)
+        segment_button.click(on_segment, asked, segment_outputs)
+        prompt.submit(on_segment, asked, segment_outputs)
+        result_image.select(on_click, [*asked, click_mode], segment_outputs)
+        clear_button.click(on_clear, asked, segment_outputs)
         edit_button.click(on_edit, [state, preset, edit_mode, edit_prompt], [before_after, files, status])
     return app
 

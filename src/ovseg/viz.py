@@ -6,7 +6,6 @@ import colorsys
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from scipy import ndimage
 
 TITLE_CHARS = 60  # a prompt longer than this is shortened where people read it (titles, tables)
 PREVIEW_SIDE = 4096  # pictures for people (before/after, overlays) are at most this on their long side
@@ -48,6 +47,8 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _outline(mask: np.ndarray, width: int) -> np.ndarray:
+    from scipy import ndimage
+
     return mask & ~ndimage.binary_erosion(mask, iterations=max(1, width), border_value=0)
 
 
@@ -118,4 +119,26 @@ def side_by_side(before: Image.Image, after: Image.Image, labels: tuple[str, str
     font = ImageFont.load_default(size=max(12, before.height // 30))
     for x, text in ((6, labels[0]), (before.width + gap + 6, labels[1])):
         draw.text((x, 6), text, fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+    return canvas
+
+
+def with_legend(picture: Image.Image, entries: list[tuple[str, tuple[int, int, int]]]) -> Image.Image:
+    """``picture`` with a strip below naming each colour (a label map's classes), one swatch and name each."""
+    font = ImageFont.load_default(size=max(12, picture.height // 30))
+    swatch, pad = font.size, max(4, font.size // 2)
+    x, y, placed = pad, pad, []
+    for text, colour in entries:
+        width = swatch + pad + int(font.getlength(text)) + 2 * pad
+        if x + width > picture.width and x > pad:  # wrap to the next line
+            x, y = pad, y + swatch + pad
+        placed.append((x, y, text, colour))
+        x += width
+    rows = y + swatch + pad
+    canvas = Image.new("RGB", (picture.width, picture.height + rows), "white")
+    canvas.paste(picture.convert("RGB"), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for x, y, text, colour in placed:
+        top = picture.height + y
+        draw.rectangle((x, top, x + swatch, top + swatch), fill=colour, outline=(0, 0, 0))
+        draw.text((x + swatch + pad, top), text, fill=(0, 0, 0), font=font)
     return canvas

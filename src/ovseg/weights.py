@@ -8,14 +8,16 @@ model raises an error naming the ``ovseg weights download`` command that fetches
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from ovseg.errors import OvsegError, WeightsMissingError
 from ovseg.fileio import content_key, sha256_file
-from ovseg.locations import read_json
+from ovseg.locations import read_json, user_cache_folder, write_json
 
 SAM2 = "sam2"
 SAM_ONNX = "sam-onnx"
@@ -299,13 +301,43 @@ def pinned_hashes(folder: Path, name: str | None = None) -> dict[str, str]:
     return pins
 
 
-def check_hashes(folder: Path, pins: dict[str, str]) -> None:
-    """Raise a one-line error naming the first file whose sha256 is not the pinned one."""
+HASHES_FILE = "sha256.json"
+
+
+def remembered_sha256(path: Path) -> str:
+    """A weight file's sha256, computed once per (path, size, modification time) and remembered.
+
+    Why: loading a model checks its pinned hash, and hashing a 900 MB checkpoint on every run
+    costs seconds. The digests live in ``~/.cache/ovseg/sha256.json`` (``$XDG_CACHE_HOME``); a file
+    replaced or rewritten has a new size or time and is hashed again. ``ovseg weights verify``
+    hashes every byte regardless.
+    """
+    path = Path(path).resolve()
+    stat = path.stat()
+    record = user_cache_folder() / HASHES_FILE
+    try:
+        memo = read_json(record) if record.is_file() else {}
+    except (OSError, ValueError):  # unreadable or half-written by a crash: start again
+        memo = {}
+    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    if key not in memo:
+        memo[key] = sha256_file(path)
+        with contextlib.suppress(OSError):  # a read-only home: hash again next time
+            write_json(record, memo)
+    return memo[key]
+
+
+def check_hashes(folder: Path, pins: dict[str, str], remembered: bool = True) -> None:
+    """Raise a one-line error naming the first file whose sha256 is not the pinned one.
+
+    ``remembered``: trust a digest computed before for the same path, size and time (loading);
+    False hashes every byte again (``ovseg weights verify``).
+    """
     for filename, expected in pins.items():
         path = Path(folder) / filename
         if not path.is_file():
             raise WeightsMissingError(f"{path} is missing")
-        actual = sha256_file(path)
+        actual = remembered_sha256(path) if remembered else sha256_file(path)
         if actual != expected:
             raise OvsegError(
                 f"{path} does not match its pinned sha256 (got {actual[:12]}…, expected {expected[:12]}…): "
@@ -332,8 +364,7 @@ def free_accelerator_memory() -> None:
     """Return cached GPU memory after a stage drops its model, so the next model fits a 6 GB card."""
     import gc
 
-    import torch
-
     gc.collect()
-    if torch.cuda.is_available():
+    torch = sys.modules.get("torch")  # no torch imported yet: no model held memory there, nothing to return
+    if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,37 +35,47 @@ def run_score_benchmark(
     import tempfile
 
     from ovseg.clip_features import load_clip
+    from ovseg.clip_text import TorchTextEncoder, load_text_encoder
     from ovseg.errors import OvsegError
     from ovseg.scoring import encode_texts, negatives_for, prompt_synonyms, score_for_prompt, score_synonyms
     from ovseg.tiny import build_random_like
 
     device = resolve_device(settings.device)
+    negatives = negatives_for(prompt, settings.score.negatives)
+    synonyms = prompt_synonyms(prompt)
     with tempfile.TemporaryDirectory(prefix="ovseg-score-bench-") as tmp:
+        exports = Path(tmp) / "exports"
         try:
-            bundle = load_clip(settings.embed.model, device, text_only=True)
-            weights = "real"
+            load_clip(settings.embed.model, device, text_only=True)
+            weights, root = "real", None
         except OvsegError:
             log(f"building {settings.embed.model} with random weights ...")
             build_random_like(settings.embed.model, Path(tmp) / settings.embed.model)
-            with checkpoints_at(Path(tmp)):
-                bundle = load_clip(settings.embed.model, device, text_only=True)
-            weights = "random (timing only)"
-        dim = int(bundle.model.text_projection.shape[1])
+            weights, root = "random (timing only)", Path(tmp)
+        with checkpoints_at(root) if root else contextlib.nullcontext():
+            encoder = load_text_encoder(settings.embed.model, exports, device)
+            reference = TorchTextEncoder(load_clip(settings.embed.model, device, text_only=True))
+        texts = synonyms + negatives
+        timed = {}
+        for name, which in (("torch", reference), ("onnx", encoder)):
+            encode_texts(which, texts[:1], settings.score.templates)  # first call: allocations, thread pools
+            started = time.perf_counter()
+            timed[name] = encode_texts(which, texts, settings.score.templates, template_set=settings.score.template_set)
+            timed[f"{name}_s"] = time.perf_counter() - started
+        dim = timed["onnx"].shape[1]
         rng = np.random.default_rng(0)
         features = [rng.standard_normal((candidates, dim)).astype(np.float32) for _ in range(images)]
         features = [f / np.linalg.norm(f, axis=1, keepdims=True) for f in features]
         log(f"before: encoding the texts for each of {images} images ...")
         started = time.perf_counter()
-        before = [score_for_prompt(bundle, f, prompt, settings.score).score for f in features]
+        before = [score_for_prompt(encoder, f, prompt, settings.score).score for f in features]
         before_s = time.perf_counter() - started
         log("now: encoding each text once, one matrix product ...")
         started = time.perf_counter()
-        negatives = negatives_for(prompt, settings.score.negatives)
-        synonyms = prompt_synonyms(prompt)
         vectors = encode_texts(
-            bundle, synonyms + negatives, settings.score.templates, template_set=settings.score.template_set
+            encoder, synonyms + negatives, settings.score.templates, template_set=settings.score.template_set
         )
-        temperature = settings.score.temperature if settings.score.temperature is not None else bundle.logit_scale
+        temperature = settings.score.temperature if settings.score.temperature is not None else encoder.logit_scale
         scores = score_synonyms(
             np.concatenate(features), vectors[: len(synonyms)], vectors[len(synonyms) :], temperature
         ).score
@@ -83,4 +94,8 @@ def run_score_benchmark(
         "now_s": round(now_s, 3),
         "speedup": round(before_s / now_s, 1) if now_s else None,
         "same_scores": bool(same),
+        "text_encoder": encoder.kind,
+        "encode_torch_s": round(timed["torch_s"], 4),
+        "encode_onnx_s": round(timed["onnx_s"], 4),
+        "onnx_vs_torch_max_abs": float(np.abs(timed["onnx"] - timed["torch"]).max()),
     }

@@ -7,8 +7,6 @@ with CPU offload so it fits a 6 GB GPU.
 
 from __future__ import annotations
 
-import torch
-
 from ovseg.config import EditSettings
 from ovseg.editing.backend import EditRequest, Painter
 from ovseg.errors import OvsegError, one_line
@@ -31,6 +29,7 @@ def load_inpaint_pipeline(name: str, device: str, offload: str = "auto"):
     less than 10 GB keeps only the running sub-model on the GPU (model CPU offload) and
     one with less than 8 GB also slices attention, which is how it fits 6 GB.
     """
+    import torch
     from diffusers import StableDiffusionInpaintPipeline
 
     folder = resolve_model_dir(name, INPAINT)
@@ -75,6 +74,8 @@ def set_scheduler(pipe, name: str) -> None:
 
 def diffusion_painter(pipe, request: EditRequest, settings: EditSettings) -> Painter:
     """Wrap the pipeline as crop image + crop mask -> painted crop, seeded for determinism."""
+
+    import torch
 
     def paint(image, mask):
         generator = torch.Generator(device="cpu").manual_seed(settings.seed)

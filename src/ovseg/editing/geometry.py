@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from ovseg.config import EditSettings
 from ovseg.editing.backend import Painter
@@ -24,6 +23,8 @@ from ovseg.rle import box_xywh
 
 def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
     """Grow a mask by a disk of radius ``pixels`` (exact Euclidean distance)."""
+    from scipy import ndimage
+
     if pixels <= 0 or not mask.any():
         return mask.astype(bool)
     return ndimage.distance_transform_edt(~mask) <= pixels
@@ -34,6 +35,8 @@ def feather(region: np.ndarray, pixels: int) -> np.ndarray:
 
     The ramp runs inwards so the soft edge never leaks past the dilated mask.
     """
+    from scipy import ndimage
+
     if pixels <= 0:
         return region.astype(np.float32)
     inside = ndimage.distance_transform_edt(region)

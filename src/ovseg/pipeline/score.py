@@ -19,6 +19,7 @@ import numpy as np
 from ovseg.config import Settings
 from ovseg.errors import OvsegError
 from ovseg.fileio import content_key
+from ovseg.locations import derived_models_folder
 from ovseg.pipeline import embed, masks
 from ovseg.pipeline.common import (
     Engine,
@@ -37,7 +38,7 @@ from ovseg.store import MaskProposals
 from ovseg.weights import CLIP, model_fingerprint, resolve_model_dir
 
 VERSION = "score-v1"
-TEXT_VERSION = "text-v1"
+TEXT_VERSION = "text-v2"  # v2: encoded by the ONNX export of the text tower (ovseg.clip_text)
 FOLDER = "scores"
 TEXT_FOLDER = "text"
 
@@ -108,22 +109,20 @@ def text_embeddings(run: Run, model_name: str, texts: list[str]) -> tuple[dict[s
     settings = run.settings
     fingerprint = model_fingerprint(model_name, CLIP)
     templates = settings.score.template_set if settings.score.templates else None
-    keys = {t: content_key(TEXT_VERSION, fingerprint, t, templates) for t in texts}
+    from ovseg.clip_text import encoder_kind
+
+    kind = encoder_kind(model_name, derived_models_folder(run.cache))
+    keys = {t: content_key(TEXT_VERSION, fingerprint, t, templates, kind) for t in texts}
     folder = run.stage_folder(TEXT_FOLDER)
     done = folder.done_keys()
     missing = [t for t in texts if keys[t] not in done]
     if missing:
-        from ovseg.clip_features import load_clip
-
         folder.ensure_writable()
         from ovseg.scoring import encode_texts
 
-        # With a pool the full CLIP (already loaded for embed) serves; alone, the text tower is enough.
-        text_only = run.pool is None
-        key = ModelPool.key("clip", model_name)
-        with pooled(run, key, lambda: load_clip(model_name, run.device, text_only=text_only)) as bundle:
-            encoded = encode_texts(bundle, missing, settings.score.templates, template_set=settings.score.template_set)
-            logit_scale = bundle.logit_scale
+        with pooled(run, ModelPool.key("clip-text", model_name), lambda: text_encoder(run, model_name)) as encoder:
+            encoded = encode_texts(encoder, missing, settings.score.templates, template_set=settings.score.template_set)
+            logit_scale = encoder.logit_scale
         for text, vector in zip(missing, encoded, strict=True):
             attrs = {"text": text, "model": model_name, "templates": settings.score.templates}
             attrs["logit_scale"] = logit_scale
@@ -134,6 +133,13 @@ def text_embeddings(run: Run, model_name: str, texts: list[str]) -> tuple[dict[s
         vectors[text], scale = arrays["embedding"], float(attrs["logit_scale"])
     temperature = settings.score.temperature if settings.score.temperature is not None else scale
     return vectors, temperature
+
+
+def text_encoder(run: Run, model_name: str):
+    """CLIP's text encoder for this run (:func:`ovseg.clip_text.load_text_encoder`): exports kept in the cache."""
+    from ovseg.clip_text import load_text_encoder
+
+    return load_text_encoder(model_name, derived_models_folder(run.cache), run.settings.device)
 
 
 def score_store(
@@ -227,17 +233,22 @@ _WARNED: set[tuple[str, str]] = set()
 def check_prompt(run: Run) -> None:
     """Warn (once per process) when the prompt is longer than CLIP reads, saying what CLIP keeps.
 
-    Only the CLIP's tokenizer is loaded (no weights), so faces call this before any model loads.
+    Only CLIP's tokenizer is built (:func:`ovseg.clip_text.clip_tokenizer`: no torch, no weights),
+    so faces call this before any model loads.
     """
-    import open_clip
-
+    from ovseg.clip_text import clip_tokenizer
     from ovseg.scoring import clip_reads
 
     model, prompt = run.settings.embed.model, run.request.title
     if not prompt or (model, prompt) in _WARNED:
         return
     _WARNED.add((model, prompt))
-    tokenizer = open_clip.get_tokenizer(f"local-dir:{resolve_model_dir(model, CLIP).resolve()}")
+    folder = resolve_model_dir(model, CLIP)
+    tokenizer = clip_tokenizer(folder)
+    if tokenizer is None:  # a CLIP with another tokenizer: only open_clip knows it
+        import open_clip
+
+        tokenizer = open_clip.get_tokenizer(f"local-dir:{folder.resolve()}")
     score = run.settings.score
     for synonym in [t for name in (run.request.classes or (prompt,)) for t in prompt_synonyms(name)]:
         kept = clip_reads(tokenizer, synonym, score.templates, score.template_set)

@@ -38,7 +38,7 @@ from ovseg.pipeline.common import (
     read_records,
     record_fields,
 )
-from ovseg.selection import Selection, paint_label_map, select_instances, select_masks
+from ovseg.selection import Instances, Selection, paint_label_map, select_instances, select_masks
 from ovseg.store import write_arrays
 from ovseg.viz import label_image, overlay, palette, preview, resize_mask
 
@@ -248,6 +248,18 @@ def select_for(run: Run, entry: score.ScoreEntry) -> tuple[Selection, Any, np.nd
     return select_masks(scores, proposals.masks, run.settings.select), proposals, scores
 
 
+def instances_for(run: Run, entry: score.ScoreEntry) -> tuple[Instances, Any, np.ndarray]:
+    """Every instance of each class in one photo (a scores entry with classes); its candidates and their
+    (N, C) class probabilities."""
+    proposals, class_scores = score.scored_classes(run, entry)
+    settings = run.settings
+    return (
+        select_instances(class_scores, proposals.masks, settings.instances, settings.select.min_area_frac),
+        (proposals),
+        class_scores,
+    )
+
+
 def plan(run: Run, engine: Engine) -> Plan:
     entries = {
         stem: score.ScoreEntry(**record_fields(score.ScoreEntry, data))
@@ -305,8 +317,7 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
 
 def compute_classes(run: Run, item: dict[str, Any], entry: score.ScoreEntry) -> dict[str, Any]:
     """One photo of a run with several classes: every instance of each class, a label map, one mask each."""
-    proposals, class_scores = score.scored_classes(run, entry)
-    found = select_instances(class_scores, proposals.masks, run.settings.instances, run.settings.select.min_area_frac)
+    found, proposals, class_scores = instances_for(run, entry)
     image = run.load_photo(entry.image)
     best = class_scores.max(axis=1) if len(class_scores) else np.zeros(0)
     top = np.argsort(-best, kind="stable")[:TOP_CANDIDATES]

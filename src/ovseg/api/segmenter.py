@@ -20,135 +20,30 @@ through the stages' own writers).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import io
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from ovseg.coco import coco_annotations
+from ovseg.api.results import SegmentResult, one_line_errors
 from ovseg.config import Settings, apply_overrides, settings_from_params
 from ovseg.editing import check_backend, load_painting_model, painter_for, request_for
 from ovseg.engines.local import LocalEngine
-from ovseg.errors import OvsegError, from_os_error
+from ovseg.errors import OvsegError
 from ovseg.fileio import MIN_IMAGE_SIDE, working_image
 from ovseg.folders import OutputFolder
 from ovseg.locations import atomic_path, image_stem, is_url
 from ovseg.pipeline import ModelPool, Run, edit, embed, masks, new_run, score, select
 from ovseg.pipeline.common import run_stages
-from ovseg.request import RunRequest
+from ovseg.request import RunRequest, check_classes, split_prompt
 from ovseg.rle import box_xywh
 from ovseg.selection import refine_with_clicks
-from ovseg.viz import overlay, resize_mask
+from ovseg.viz import resize_mask
 
 ImageLike = str | Path | Image.Image | np.ndarray
-
-
-def _one_line_errors(method):
-    """A full disk or a folder without permission reaches the caller as OvsegError, like every user-facing error."""
-
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        try:
-            return method(*args, **kwargs)
-        except OSError as exc:
-            raise from_os_error(exc) from None
-
-    return wrapper
-
-
-@dataclass
-class SegmentResult:
-    """What was found in one photo: each selected mask, its score and box, and their union."""
-
-    image: Image.Image
-    prompt: str | None
-    masks: np.ndarray  # (K, H, W) bool, at the photo's size (clicks that re-draw the region: K = 1)
-    scores: np.ndarray  # (K,) the prompt's scores (a click's mask: the model's predicted IoU)
-    boxes: np.ndarray  # (K, 4) XYWH in photo pixels
-    merged: np.ndarray  # (H, W) bool: what remove / replace / style edit
-    details: dict[str, Any] = field(default_factory=dict)
-    # The best-scoring mask candidates for the prompt (selected or not), so people can see what
-    # else the mask model proposed: (N, H, W) bool at the photo's size and their scores.
-    candidates: np.ndarray | None = None
-    candidate_scores: np.ndarray | None = None
-
-    def overlay(self) -> Image.Image:
-        """The photo with the masks tinted and labelled with their scores: the same picture as overlay.png."""
-        labels = [f"#{i + 1} {s:.2f}" for i, s in enumerate(self.scores)]
-        return overlay(self.image, list(self.masks), labels, title=self.prompt or "clicks")
-
-    def toggle(self, rank: int) -> SegmentResult:
-        """This result with candidate ``rank`` (0 = best, as :attr:`candidates` lists them) added, or dropped
-        when it is selected: what a click on a candidate does on the web page."""
-        if self.candidates is None or not 0 <= rank < len(self.candidates):
-            raise OvsegError(f"there is no candidate #{rank + 1}: this result lists {len(self.candidates or [])}")
-        index = int(self.details["candidate_indices"][rank])
-        indices = list(self.details.get("indices") or [None] * len(self.masks))
-        ious = list(self.details.get("predicted_iou") or [None] * len(self.masks))
-        if index in indices:
-            keep = [i for i, selected in enumerate(indices) if selected != index]
-            masks, scores = self.masks[keep], self.scores[keep]
-            indices, ious = [indices[i] for i in keep], [ious[i] for i in keep]
-        else:
-            masks = np.concatenate([self.masks, self.candidates[rank][None]])
-            scores = np.append(self.scores, self.candidate_scores[rank]).astype(np.float32)
-            indices, ious = [*indices, index], [*ious, float(self.details["candidate_iou"][rank])]
-        height, width = self.merged.shape
-        return dataclasses.replace(
-            self,
-            masks=masks.reshape(-1, height, width),
-            scores=scores,
-            boxes=np.array([box_xywh(m) for m in masks], np.float32).reshape(-1, 4),
-            merged=masks.any(0) if len(masks) else np.zeros((height, width), bool),
-            details={**self.details, "indices": indices, "predicted_iou": ious},
-        )
-
-    def record(self) -> select.SelectionRecord:
-        """This result as ``selection.json`` describes a selection (:class:`~ovseg.pipeline.select.SelectionRecord`)."""
-        clicks = self.details.get("clicks") or {}
-        any_clicks = bool(clicks.get("points")) or clicks.get("box") is not None
-        return select.SelectionRecord.of_masks(
-            self.details.get("image", "image.png"),
-            self.prompt,
-            list(self.masks),
-            [float(s) for s in self.scores],
-            list(self.details.get("indices") or [None] * len(self.masks)),
-            list(self.details.get("predicted_iou") or [None] * len(self.masks)),
-            self.merged,
-            key=None,
-            num_candidates=self.details.get("num_candidates"),
-            settings=self.details.get("select_settings"),
-            artifacts=self.details.get("artifacts"),
-            note=None if len(self.masks) else "nothing selected",
-            clicks=clicks if any_clicks else None,
-        )
-
-    def to_coco(self) -> dict[str, Any]:
-        """This result as a COCO dataset (one image, the prompt as category, RLE segmentations)."""
-        return coco_annotations([self.record().to_json()], self.prompt or "clicks")
-
-    @_one_line_errors
-    def save(self, folder: str | Path, visualize: bool = True) -> Path:
-        """Write the result as the select stage does: ``mask.png``, ``masks/NN.png``, ``overlay.png``,
-        ``selection.zarr``, ``selection.json`` and ``annotations.json`` (COCO), all at once."""
-        folder = Path(folder)
-        select.write_selection(
-            OutputFolder(str(folder.parent)),
-            folder.name,
-            self.record(),
-            self.image,
-            list(self.masks),
-            [float(s) for s in self.scores],
-            visualize=visualize,
-            mask_pngs=True,
-            coco=True,
-        )
-        return folder
 
 
 class Segmenter:
@@ -172,17 +67,26 @@ class Segmenter:
         self.pool.get(masks.model_key(run), lambda: masks.load(run))
         self.pool.get(embed.model_key(run), lambda: load_clip(self.settings.embed.model, run.device))
 
-    def _run(self, settings: Settings, location: str, prompt: str = "") -> Run:
-        request = RunRequest(images=location, prompt=prompt)
+    def _run(self, settings: Settings, location: str, prompt: str = "", classes: tuple[str, ...] = ()) -> Run:
+        request = RunRequest(images=location, prompt=prompt, classes=classes)
         return new_run(settings, request, cache=str(self.cache), output=str(self.cache / "api"), pool=self.pool)
+
+    def _scored(self, run: Run, location: str, query: str | tuple[str, ...]) -> score.ScoreEntry:
+        """The photo's scores for a prompt or a tuple of classes: the masks, embed and score stages, cached."""
+        engine = LocalEngine()
+        run_stages(run, engine, [masks.STAGE, embed.STAGE])
+        plan = score.plan_prompts(run, [query])
+        if plan.items:
+            engine.compute(score.STAGE, run, plan)
+        return plan.state["per_prompt"][query][image_stem(location)]
 
     # --- segmentation -------------------------------------------------------------------
 
-    @_one_line_errors
+    @one_line_errors
     def segment(
         self,
         image: ImageLike,
-        prompt: str | None = None,
+        prompt: str | list[str] | tuple[str, ...] | None = None,
         *,
         points: list[tuple[float, float]] | None = None,
         labels: list[int] | None = None,
@@ -197,8 +101,18 @@ class Segmenter:
         candidate under it and each exclude click dropping the ones under it, then the region
         re-prompted with the clicks so the mask follows them. ``candidates``: also return that
         many of the best-scoring candidates (the web page shows them).
+
+        A list of classes (``["car", "person|pedestrian"]``, each may list synonyms): every instance
+        of each class, as ``ovseg run --prompt car --prompt person`` finds them, with its class in
+        :attr:`SegmentResult.categories` and a label map in :attr:`SegmentResult.labels`; ``top_k``
+        then caps each class. A list of one is that prompt alone.
         """
-        prompt = (prompt or "").strip()
+        prompt, classes = split_prompt(prompt) if isinstance(prompt, (list, tuple)) else ((prompt or "").strip(), ())
+        if classes:
+            if points or box is not None:
+                raise OvsegError("clicks and boxes refine one prompt: give one prompt with them, not a list of classes")
+            check_classes(classes)
+            return self._segment_classes(image, classes, top_k, candidates)
         if not prompt and not points and box is None:
             raise OvsegError("say what to find (a prompt) or click on it (points=[(x, y)], labels=[1])")
         location = self._location(image)
@@ -225,12 +139,7 @@ class Segmenter:
         }
         if prompt:
             score.check_prompt(run)
-            engine = LocalEngine()
-            run_stages(run, engine, [masks.STAGE, embed.STAGE])
-            plan = score.plan_prompts(run, [prompt])
-            if plan.items:
-                engine.compute(score.STAGE, run, plan)
-            entry = plan.state["per_prompt"][prompt][image_stem(location)]
+            entry = self._scored(run, location, prompt)
             selection, proposals, scores = select.select_for(run, entry)
             indices = refine_with_clicks(selection.indices, proposals.masks, scores, clicks, click_labels)
             masks_found = proposals.masks[indices]
@@ -275,6 +184,53 @@ class Segmenter:
             details=details,
         )
 
+    def _segment_classes(
+        self, image: ImageLike, classes: tuple[str, ...], top_k: int | None, candidates: int
+    ) -> SegmentResult:
+        """Every instance of each class in the photo (``segment`` with a list of classes)."""
+        location = self._location(image)
+        settings = self.settings
+        if top_k is not None:
+            if top_k < 1:
+                raise OvsegError(f"top_k must be at least 1, got {top_k}")
+            settings = dataclasses.replace(settings, instances=dataclasses.replace(settings.instances, top_k=top_k))
+        run = self._run(settings, location, classes=classes)
+        photo = run.load_photo(location)
+        score.check_prompt(run)
+        entry = self._scored(run, location, classes)
+        found, proposals, class_scores = select.instances_for(run, entry)
+        full = np.array([resize_mask(proposals.masks[i], photo.size) for i in found.indices], bool)
+        full = full.reshape(-1, photo.height, photo.width)
+        best = class_scores.max(axis=1) if len(class_scores) else np.zeros(0, np.float32)
+        shown = np.argsort(-best, kind="stable")[:candidates]
+        details = {
+            "image": location,
+            "preset": settings.preset,
+            "indices": list(found.indices),
+            "predicted_iou": [float(proposals.predicted_iou[i]) for i in found.indices],
+            "num_candidates": len(proposals),
+            "select_settings": settings.section("instances"),
+            "artifacts": {"masks": entry.masks, "embeddings": entry.embeddings, "scores": entry.scores},
+            "candidate_indices": [int(i) for i in shown],
+            "candidate_iou": proposals.predicted_iou[shown].tolist(),
+            "candidate_categories": [int(np.argmax(class_scores[i])) + 1 for i in shown],
+        }
+        return SegmentResult(
+            image=photo,
+            prompt=None,
+            masks=full,
+            scores=np.asarray(found.scores, np.float32),
+            boxes=np.array([box_xywh(m) for m in full], np.float32).reshape(-1, 4),
+            merged=resize_mask(found.merged, photo.size),
+            details=details,
+            candidates=np.array([resize_mask(proposals.masks[i], photo.size) for i in shown], bool).reshape(
+                -1, photo.height, photo.width
+            ),
+            candidate_scores=np.asarray(best[shown], np.float32),
+            classes=classes,
+            categories=np.asarray([c + 1 for c in found.classes], np.int64),
+        )
+
     def _reprompt(self, run: Run, work, merged, clicks, click_labels, box) -> np.ndarray:
         """The selection re-drawn by the mask model from its box and the clicks, if that agrees with it."""
         ys, xs = np.nonzero(merged)
@@ -301,12 +257,12 @@ class Segmenter:
         """The photo with the result's region restyled ("impressionist painting, like Monet")."""
         return self.edit(image, result, "style", prompt)
 
-    @_one_line_errors
+    @one_line_errors
     def edit(self, image: ImageLike, result: SegmentResult, mode: str, prompt: str = "") -> Image.Image:
         """``mode`` (remove | replace | style) applied to the result's region; what the three methods above call."""
         return self._edit(image, result, mode, prompt)[1]
 
-    @_one_line_errors
+    @one_line_errors
     def save_edit(
         self, folder: str | Path, image: ImageLike, result: SegmentResult, mode: str, prompt: str = ""
     ) -> Image.Image:
