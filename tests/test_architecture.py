@@ -12,11 +12,13 @@ from stage_deps import SRC, imported, module_file
 LAYERS = {
     "base": [
         "config", "request", "weights", "downloads", "store", "fileio", "locations", "folders",
-        "errors", "viz", "rle", "claims",
+        "errors", "viz", "rle", "claims", "params_text", "videoio",
     ],
-    "models": ["masks", "clip_features", "clip_text", "clip_dense", "scoring", "selection", "editing", "tiny", "coco", "datasets",
+    "models": ["masks", "video", "clip_features", "clip_text", "clip_dense", "scoring", "selection", "editing",
+               "tiny", "coco", "datasets",
                "labelmaps"],
-    "orchestration": ["pipeline", "engines", "evaluation", "semantic_eval", "protocols", "benchmarks", "cache_gc"],
+    "orchestration": ["pipeline", "engines", "evaluation", "semantic_eval", "video_eval", "protocols", "benchmarks",
+                      "cache_gc"],
     "faces": ["cli", "stage_runner", "api", "ui"],
 }  # fmt: skip
 ORDER = ["base", "models", "orchestration", "faces"]

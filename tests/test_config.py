@@ -4,8 +4,9 @@ import pytest
 import yaml
 from conftest import REPO
 
-from ovseg.config import deep_merge, load_params, preset_names, settings_from_params, update_params_text
+from ovseg.config import deep_merge, load_params, preset_names, settings_from_params
 from ovseg.errors import OvsegError
+from ovseg.params_text import update_params_text
 
 
 def test_presets_resolve_and_differ() -> None:

@@ -8,12 +8,12 @@ only what a change invalidates.
 
 __version__ = "0.1.0"
 
-__all__ = ["SegmentResult", "Segmenter", "__version__"]
+__all__ = ["SegmentResult", "Segmenter", "VideoResult", "__version__"]
 
 
 def __getattr__(name: str):
     """``from ovseg import Segmenter`` without importing torch for every ``import ovseg``."""
-    if name in ("Segmenter", "SegmentResult"):
+    if name in ("Segmenter", "SegmentResult", "VideoResult"):
         from ovseg import api
 
         return getattr(api, name)

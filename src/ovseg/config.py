@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import re
 import typing
 from dataclasses import dataclass
 from functools import cache
@@ -142,7 +141,34 @@ class EngineSettings:
     batch_size: int
 
 
+@dataclass(frozen=True)
+class VideoSettings:
+    """How videos are read and followed (README "Videos").
+
+    Reading: ``start`` / ``end`` (a frame number, ``12``, or seconds, ``1.5s``), ``every`` N-th frame or
+    ``fps`` frames a second; ``folder_fps``: the rate of a folder of frames (it has none of its own);
+    ``cut_threshold``: a frame whose colours differ this much from the previous one's starts a scene.
+    Following: words are looked for every ``keyframe_every`` frames and at scene cuts; ``propagator``
+    (auto | flow-sam | sam2) carries objects between them; the rest tune ``flow-sam``.
+    """
+
+    start: str | None
+    end: str | None
+    every: int
+    fps: float | None
+    folder_fps: float
+    cut_threshold: float
+    keyframe_every: int
+    propagator: str
+    box_grow: float
+    negative_ring: int
+    flow_scale: float
+    lost_area: float
+    recover_iou: float
+
+
 ENGINES = ("local", "ray")
+PROPAGATOR_NAMES = ("auto", "flow-sam", "sam2")  # ovseg.video.PROPAGATORS, and auto
 
 
 @dataclass(frozen=True)
@@ -162,6 +188,7 @@ class Settings:
     select: SelectSettings
     instances: InstancesSettings
     edit: EditSettings
+    video: VideoSettings
     engine: EngineSettings
 
     def section(self, name: str) -> dict[str, Any]:
@@ -176,6 +203,7 @@ SECTION_TYPES = {
     "select": SelectSettings,
     "instances": InstancesSettings,
     "edit": EditSettings,
+    "video": VideoSettings,
     "engine": EngineSettings,
 }
 
@@ -231,6 +259,8 @@ def _check_type(section: str, name: str, value: Any, annotation: Any) -> Any:
             raise OvsegError(f"parameter {where} must be an integer, got {value!r}")
         return value
     if annotation is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):  # `start: 12` in params.yaml
+            return str(value)
         if not isinstance(value, str):
             raise OvsegError(f"parameter {where} must be text, got {value!r}")
         return value
@@ -279,11 +309,24 @@ def _validate(settings: Settings) -> None:
     if settings.edit.resolution % 8 or settings.edit.resolution < 64:
         raise OvsegError(f"edit.resolution must be a multiple of 8 and >= 64, got {settings.edit.resolution}")
     _validate_masks(settings.masks)
+    _validate_video(settings.video)
     engine = settings.engine
     if engine.kind not in ENGINES:
         raise OvsegError(f"engine.kind must be one of {', '.join(ENGINES)}, got {engine.kind!r}")
     if engine.concurrency < 1 or engine.batch_size < 1 or engine.num_gpus < 0 or engine.num_cpus <= 0:
         raise OvsegError("engine.concurrency and engine.batch_size must be >= 1, num_gpus >= 0 and num_cpus > 0")
+
+
+def _validate_video(video: VideoSettings) -> None:
+    from ovseg.videoio import Cut
+
+    Cut(video.start, video.end, video.every, video.fps)  # one line for a bad start, end, every or fps
+    if video.keyframe_every < 1 or video.folder_fps <= 0 or not 0 < video.cut_threshold <= 1:
+        raise OvsegError("video.keyframe_every must be >= 1, video.folder_fps > 0 and video.cut_threshold in (0, 1]")
+    if video.propagator not in PROPAGATOR_NAMES:
+        raise OvsegError(f"video.propagator must be one of {', '.join(PROPAGATOR_NAMES)}, got {video.propagator!r}")
+    if not 0 < video.flow_scale <= 1 or video.box_grow < 0 or video.negative_ring < 0:
+        raise OvsegError("video.flow_scale must be in (0, 1], video.box_grow and video.negative_ring >= 0")
 
 
 def _validate_masks(masks: MasksSettings) -> None:
@@ -346,57 +389,6 @@ def load_params(path: Path | str = "params.yaml") -> dict[str, Any]:
 
 def load_settings(path: Path | str = "params.yaml") -> Settings:
     return settings_from_params(load_params(path))
-
-
-def _yaml_scalar(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
-
-
-def update_params_text(text: str, updates: dict[str, Any]) -> str:
-    """Set keys (``prompt`` or ``select.top_k``) in params.yaml text, keeping its comments.
-
-    Why not load and dump: users annotate params.yaml, and `ovseg run --dvc` should not
-    erase their notes. Only the value on the key's own line changes; missing keys are
-    added at the end of their block.
-    """
-    lines = text.splitlines()
-    for dotted, value in updates.items():
-        parts = dotted.split(".")
-        if len(parts) > 2:
-            raise OvsegError(f"cannot set nested parameter {dotted!r}")
-        rendered = _yaml_scalar(value)
-        if len(parts) == 1:
-            start, stop, indent = 0, len(lines), ""
-        else:
-            header = next((i for i, line in enumerate(lines) if re.match(rf"^{re.escape(parts[0])}:", line)), None)
-            if header is None:
-                lines += [f"{parts[0]}:"]
-                header = len(lines) - 1
-            elif re.match(rf"^{re.escape(parts[0])}:\s*\{{\s*\}}", lines[header]):
-                lines[header] = f"{parts[0]}:"
-            stop = next(
-                (
-                    i
-                    for i in range(header + 1, len(lines))
-                    if lines[i] and not lines[i][0].isspace() and not lines[i].startswith("#")
-                ),
-                len(lines),
-            )
-            start, indent = header + 1, "  "
-        key = parts[-1]
-        pattern = re.compile(rf"^{indent}{re.escape(key)}:(\s*)([^#]*?)(\s*#.*)?$")
-        for i in range(start, stop):
-            match = pattern.match(lines[i])
-            if match:
-                comment = match.group(3) or ""
-                lines[i] = f"{indent}{key}: {rendered}{comment}"
-                break
-        else:
-            insert_at = stop
-            while insert_at > start and not lines[insert_at - 1].strip():
-                insert_at -= 1
-            lines.insert(insert_at, f"{indent}{key}: {rendered}")
-    return "\n".join(lines) + "\n"
 
 
 def parse_override(item: str) -> tuple[str, Any]:

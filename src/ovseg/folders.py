@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -29,9 +30,11 @@ from ovseg.errors import OvsegError
 from ovseg.locations import LOCKS, atomic_path, check_folder, filesystem, is_url, json_bytes, write_json
 from ovseg.store import (
     DONE_SUFFIX,
+    FILES_SUFFIX,
     MANIFEST,
     STORE_SUFFIX,
     MaskProposals,
+    files_name,
     marker_name,
     preview_name,
     read_arrays,
@@ -159,6 +162,48 @@ class StageFolder(Folder):
         if preview is not None:
             self.fs.pipe_file(f"{self.path}/{preview_name(key)}", preview)
         self.fs.pipe_file(f"{self.path}/{marker_name(key)}", marker)
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """An empty local folder to build a files store in (beside the stage's folder when that is local, so
+        publishing it is a rename), removed afterwards whatever happens."""
+        if self.local:
+            self.path.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=".ovseg-build-", suffix=".tmp", dir=self.path if self.local else None))
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def publish_files(self, key: str, folder: Path, record: dict[str, Any]) -> None:
+        """Make the local ``folder`` (plain files: frames, masks) the files store for ``key``, then its marker."""
+        marker = json_bytes({"key": key, **record})
+        if self.local:
+            target = self.path / files_name(key)
+            self.path.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target) as tmp:
+                os.replace(folder, tmp)
+            with atomic_path(self.path / marker_name(key)) as tmp:
+                tmp.write_bytes(marker)
+            return
+        for file in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+            self.fs.put_file(str(file), f"{self.path}/{files_name(key)}/{file.relative_to(folder).as_posix()}")
+        self.fs.pipe_file(f"{self.path}/{marker_name(key)}", marker)
+
+    @contextlib.contextmanager
+    def files(self, key: str) -> Iterator[Path]:
+        """A local folder holding the files store for ``key`` (remote: fetched to a scratch folder first)."""
+        if self.local:
+            yield self.path / files_name(key)
+            return
+        with tempfile.TemporaryDirectory(prefix="ovseg-fetch-") as scratch:
+            target = Path(scratch) / files_name(key)
+            prefix = f"{self.path}/{files_name(key)}"
+            for name in self.fs.find(prefix):
+                relative = PurePosixPath(name).relative_to(PurePosixPath(prefix))
+                (target / relative).parent.mkdir(parents=True, exist_ok=True)
+                self.fs.get_file(name, str(target / relative))
+            yield target
 
     @contextlib.contextmanager
     def store(self, key: str) -> Iterator[Path]:
@@ -310,7 +355,9 @@ def sync_folder(source: str, target: str) -> tuple[int, int]:
 
 # A cache store's name: a hex content key, then what part of the store it is.
 _KEYED = re.compile(
-    r"^[0-9a-f]{16,}(" + "|".join(re.escape(s) for s in (STORE_SUFFIX, preview_name(""), DONE_SUFFIX)) + ")$"
+    r"^[0-9a-f]{16,}("
+    + "|".join(re.escape(s) for s in (STORE_SUFFIX, FILES_SUFFIX, preview_name(""), DONE_SUFFIX))
+    + ")$"
 )
 
 

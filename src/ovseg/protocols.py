@@ -18,7 +18,7 @@ from typing import Any
 from ovseg.config import Settings
 from ovseg.errors import OvsegError
 
-PROTOCOLS = ("prompt", "semantic")
+PROTOCOLS = ("prompt", "semantic", "video")
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,8 @@ class EvalOptions:
     background_threshold: float = 0.0  # semantic: pixels less sure than this are background
     short_side: int | None = None  # semantic: resize photos to this shorter side first
     layout: str | None = None  # semantic: voc | context | cityscapes | ade20k | coco-stuff | coco-object (auto)
-    limit: int | None = None  # only the first N photos
+    limit: int | None = None  # only the first N photos (videos: sequences)
+    video_start: str = "mask"  # video: follow from the first frame's mask, or from one click on each object
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -62,6 +63,7 @@ def options_from_params(params: dict[str, Any], **given: Any) -> EvalOptions:
             short_side=_optional_int(pick("short_side", "eval_short_side", None)),
             layout=pick("layout", "eval_layout", None),
             limit=_optional_int(pick("limit", "eval_limit", None)),
+            video_start=str(pick("video_start", "eval_video_start", "mask")),
         )
     except (TypeError, ValueError) as exc:
         raise OvsegError(f"evaluation parameters: {exc}") from None
@@ -74,6 +76,10 @@ def _optional_int(value: Any) -> int | None:
 def evaluate_dataset(settings: Settings, options: EvalOptions, cache: Path, out: Path) -> dict[str, Any]:
     """Run the chosen protocol, write its reports under ``out``, return its metrics (``metrics.json``)."""
     title = f"{options.dataset} — preset {settings.preset}"
+    from ovseg.video_eval import evaluate_video, is_davis
+
+    if options.protocol == "video" or is_davis(options.dataset):  # DAVIS's layout: the video protocol
+        return evaluate_video(settings, options.dataset, cache, out, options.video_start, options.limit)
     if options.protocol == "semantic":
         return _semantic(settings, options, cache, out, title)
     return _prompt(settings, options, cache, out, title)
@@ -106,6 +112,10 @@ def _semantic(settings: Settings, options: EvalOptions, cache: Path, out: Path, 
 
 def describe(metrics: dict[str, Any]) -> list[str]:
     """The lines a log shows for a protocol's metrics."""
+    if metrics.get("protocol") == "video":
+        from ovseg.video_eval import describe as describe_video
+
+        return [describe_video(metrics)]
     if metrics.get("protocol") == "semantic":
         return [
             f"semantic: mIoU {metrics['miou']:.4f}, mAcc {metrics['macc']:.4f}, aAcc {metrics['aacc']:.4f} "

@@ -26,6 +26,57 @@ def prompt_synonyms(prompt: str) -> list[str]:
     return names
 
 
+def parse_point(text: str, option: str = "--point") -> tuple[float, float, int]:
+    """``X,Y`` or ``X,Y,LABEL`` (1 include, 0 exclude) as numbers, or one line saying what is wrong."""
+    parts = str(text).split(",")
+    try:
+        values = [float(v) for v in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (2, 3) or (len(values) == 3 and values[2] not in (0, 1)):
+        raise OvsegError(f"{option} {text!r}: expected X,Y or X,Y,LABEL with LABEL 1 (include) or 0 (exclude)")
+    return values[0], values[1], int(values[2]) if len(values) == 3 else 1
+
+
+def parse_box(text: str, option: str = "--box") -> tuple[float, float, float, float]:
+    """``X1,Y1,X2,Y2`` as numbers with X2 > X1 and Y2 > Y1, or one line saying what is wrong."""
+    try:
+        x1, y1, x2, y2 = (float(v) for v in str(text).split(","))
+    except ValueError:
+        raise OvsegError(f"{option} {text!r}: expected X1,Y1,X2,Y2 (pixels of the photo)") from None
+    if x2 <= x1 or y2 <= y1:
+        raise OvsegError(f"{option} {text!r}: X2 must be right of X1 and Y2 below Y1")
+    return x1, y1, x2, y2
+
+
+@dataclass(frozen=True)
+class VideoSeeds:
+    """What to follow in a video besides words: clicks (x, y, label) or a box on ``frame``, or a first mask.
+
+    ``mask``: an indexed PNG (0 background, one object per other value: DAVIS's annotations), on ``frame``.
+    """
+
+    points: tuple[tuple[float, float, int], ...] = ()
+    box: tuple[float, float, float, float] | None = None
+    frame: int = 0
+    mask: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.frame < 0:
+            raise OvsegError(f"--frame must be 0 or more, got {self.frame}")
+        if self.mask is not None:
+            from pathlib import Path
+
+            if self.points or self.box is not None:
+                raise OvsegError("give a first mask, or clicks and a box, not both")
+            if not Path(self.mask).is_file():
+                raise OvsegError(f"mask not found: {self.mask}")
+        elif not self.points and self.box is None:
+            raise OvsegError("say what to follow: --point X,Y, --box X1,Y1,X2,Y2 or --mask first.png")
+        elif self.box is None and not any(label == 1 for *_, label in self.points):
+            raise OvsegError("a click to follow needs at least one include point (X,Y or X,Y,1) or a box")
+
+
 @dataclass(frozen=True)
 class RunRequest:
     """One run's question.
@@ -43,6 +94,8 @@ class RunRequest:
     edit_prompt: str = ""
     recursive: bool = False  # also the photos in sub-folders, their results mirroring the folders
     classes: tuple[str, ...] = ()  # several classes at once (labelling): each may list synonyms, "sofa|couch"
+    videos: str | None = None  # a clip, a folder of frames, or a folder of clips: the run is on videos
+    seeds: VideoSeeds | None = None  # videos: clicks, a box or a first mask to follow (besides words)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -53,6 +106,10 @@ class RunRequest:
             check_classes(self.classes)
             if self.prompt:
                 raise OvsegError("give one prompt or a list of classes, not both")
+        if self.seeds is not None and self.videos is None:
+            raise OvsegError("--frame and --mask are for videos (--video); clicks on a photo go with --image")
+        if self.videos is not None and self.mode not in ("segment", "remove"):
+            raise OvsegError(f"videos can be segmented or have things removed, not {self.mode} (yet)")
 
     @property
     def title(self) -> str:
@@ -100,6 +157,7 @@ def split_prompt(value: Any) -> tuple[str, tuple[str, ...]]:
 def request_from_params(params: dict[str, Any]) -> RunRequest:
     """The request part of params.yaml (or of ``ovseg run``'s options merged into it)."""
     prompt, classes = split_prompt(params.get("prompt"))
+    videos = params.get("videos")
     return RunRequest(
         images=str(params.get("images") or "data/images"),
         prompt=prompt,
@@ -107,7 +165,28 @@ def request_from_params(params: dict[str, Any]) -> RunRequest:
         mode=str(params.get("mode") or "segment"),
         edit_prompt=str(params.get("edit_prompt") or "").strip(),
         recursive=_flag(params.get("recursive", False)),
+        videos=str(videos) if videos else None,
+        seeds=seeds_from_params(params.get("follow")) if videos else None,
     )
+
+
+def seeds_from_params(follow: Any) -> VideoSeeds | None:
+    """params.yaml's ``follow`` section (``points``, ``box``, ``frame``, ``mask``), or None when it gives nothing."""
+    if not follow:
+        return None
+    if not isinstance(follow, dict):
+        raise OvsegError(f"parameter follow must be a mapping (points, box, frame, mask), got {follow!r}")
+    unknown = sorted(set(follow) - {"points", "box", "frame", "mask"})
+    if unknown:
+        raise OvsegError(f"unknown parameter follow.{unknown[0]} (known: box, frame, mask, points)")
+    points = tuple(parse_point(p, "follow.points") for p in follow.get("points") or [])
+    box = parse_box(follow["box"], "follow.box") if follow.get("box") else None
+    if not points and box is None and not follow.get("mask"):
+        return None
+    frame = follow.get("frame") or 0
+    if isinstance(frame, bool) or not isinstance(frame, int):
+        raise OvsegError(f"parameter follow.frame must be a frame number, got {frame!r}")
+    return VideoSeeds(points, box, frame, str(follow["mask"]) if follow.get("mask") else None)
 
 
 def _flag(value: Any) -> bool:

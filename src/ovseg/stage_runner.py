@@ -21,11 +21,16 @@ def run_stage(name: str, params_file: str = "params.yaml") -> None:
 
     def one(settings: Settings, params: dict) -> str:
         from ovseg.engines.local import LocalEngine
-        from ovseg.pipeline import new_run, stage_named
+        from ovseg.pipeline import VIDEO_STAGES, new_run, stage_named
         from ovseg.pipeline.common import run_stages
 
-        run = new_run(settings, request_from_params(params), prune=True)
-        return run_stages(run, LocalEngine(), [stage_named(name)])[0].line()
+        stage = stage_named(name)
+        request = request_from_params(params)
+        run = new_run(settings, request, prune=True)
+        if stage in VIDEO_STAGES and request.videos is None:  # a project of photos: its video stages rest
+            stage.folder(run).ensure_writable()  # DVC wants the stage's output folder to exist
+            return f"{name}: no videos (params.yaml: videos: null), nothing to do"
+        return run_stages(run, LocalEngine(), [stage])[0].line()
 
     run_job(name, one, params_file)
 

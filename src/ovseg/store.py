@@ -10,6 +10,7 @@ spells the layout of a stage folder:
 | ``<key>.zarr``            | the store: named arrays plus JSON attributes                |
 | ``<key>.done``            | the completion marker, written last (with run timings)     |
 | ``<key>.candidates.png``  | the masks stage's picture of every candidate                |
+| ``<key>.files/``          | a store of plain files: a video's frames, its tracks' masks  |
 | ``manifest.json``         | the stage's latest run: photo -> keys, skipped files, timings |
 
 A store is complete when its marker exists, written after every file of the store (and
@@ -35,6 +36,7 @@ MANIFEST = "manifest.json"
 STORE_SUFFIX = ".zarr"
 DONE_SUFFIX = ".done"
 PREVIEW_SUFFIX = ".candidates.png"
+FILES_SUFFIX = ".files"  # a store that is a folder of plain files (JPEG frames, PNG masks) and a JSON index
 
 
 def store_name(key: str) -> str:
@@ -49,9 +51,13 @@ def preview_name(key: str) -> str:
     return f"{key}{PREVIEW_SUFFIX}"
 
 
+def files_name(key: str) -> str:
+    return f"{key}{FILES_SUFFIX}"
+
+
 def key_of(name: str) -> str | None:
     """The key a stage folder's entry belongs to (its store, marker or preview), or None (manifest, temp)."""
-    for suffix in (PREVIEW_SUFFIX, STORE_SUFFIX, DONE_SUFFIX):
+    for suffix in (PREVIEW_SUFFIX, STORE_SUFFIX, FILES_SUFFIX, DONE_SUFFIX):
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return None

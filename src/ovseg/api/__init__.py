@@ -7,5 +7,6 @@ own writers).
 
 from ovseg.api.results import SegmentResult
 from ovseg.api.segmenter import Segmenter
+from ovseg.api.video import VideoResult
 
-__all__ = ["SegmentResult", "Segmenter"]
+__all__ = ["SegmentResult", "Segmenter", "VideoResult"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from ovseg.api.results import SegmentResult, one_line_errors
+from ovseg.api.video import VideoResult
 from ovseg.config import Settings, apply_overrides, settings_from_params
 from ovseg.editing import check_backend, load_painting_model, painter_for, request_for
 from ovseg.engines.local import LocalEngine
@@ -242,6 +244,60 @@ class Segmenter:
         )
         overlap = (drawn & merged).sum() / max(1, (drawn | merged).sum())
         return drawn if overlap >= 0.5 else merged
+
+    # --- videos ---------------------------------------------------------------------------
+
+    @one_line_errors
+    def track(
+        self,
+        video: str | Path,
+        prompt: str | list[str] | None = None,
+        *,
+        points: list[tuple[float, float]] | None = None,
+        labels: list[int] | None = None,
+        box: tuple[float, float, float, float] | None = None,
+        frame: int = 0,
+        mask: str | Path | None = None,
+    ) -> VideoResult:
+        """Follow what ``prompt`` names (words found at keyframes), clicks or a box on ``frame``, or a first
+        ``mask`` (an indexed PNG, one object per id) through every frame of ``video`` (a clip or a folder of
+        frames). The same stages and cache as ``ovseg run --video``."""
+        from ovseg.engines import run_pipeline
+        from ovseg.pipeline import follow, frames
+        from ovseg.request import VideoSeeds
+        from ovseg.store import files_name
+        from ovseg.videoio import list_clips
+
+        words, classes = split_prompt(list(prompt) if isinstance(prompt, (list, tuple)) else prompt)
+        seeds = None
+        if points or box is not None or mask is not None:
+            if words or classes:
+                raise OvsegError("follow words, or clicks / a box / a mask: not both")
+            points = list(points or [])
+            kinds = list(labels) if labels is not None else [1] * len(points)
+            clicks = [(float(x), float(y), int(label)) for (x, y), label in zip(points, kinds, strict=True)]
+            seeds = VideoSeeds(
+                tuple(clicks), tuple(box) if box is not None else None, frame, str(mask) if mask else None
+            )
+        elif not words and not classes:
+            raise OvsegError("say what to follow: a prompt, points=[(x, y)], a box or a mask")
+        clips = list_clips(video)
+        if len(clips) != 1:
+            raise OvsegError(f"{video} holds {len(clips)} videos: track one at a time")
+        request = RunRequest(videos=str(video), prompt=words, classes=classes, seeds=seeds)
+        run = new_run(self.settings, request, cache=str(self.cache), output=str(self.cache / "api"), pool=self.pool)
+        if words or classes:
+            score.check_prompt(run)
+        run_pipeline(run, [frames.STAGE, follow.STAGE])
+        entry = follow.tracks_entries(run.cache)[clips[0].name]
+        tracks = Path(run.stage_folder(follow.FOLDER).path) / files_name(entry["tracks"])
+        decoded = Path(run.stage_folder(frames.FOLDER).path) / files_name(entry["frames"])
+        index = json.loads((tracks / follow.TRACKS_INDEX).read_text())
+        return VideoResult(
+            clip=clips[0].name, frames=index["frames"], fps=index["fps"], size=tuple(index["size"]),
+            objects=index["objects"], propagator=index["propagator"], seconds_per_frame=index["seconds_per_frame"],
+            tracks_folder=tracks, frames_folder=decoded,
+        )  # fmt: skip
 
     # --- editing --------------------------------------------------------------------------
 

@@ -42,7 +42,13 @@ def evaluate(
     layout: str | None = typer.Option(
         None, "--layout", help="semantic: voc | context | cityscapes | ade20k | coco-stuff | coco-object (detected)."
     ),
-    limit: int | None = typer.Option(None, "--limit", help="Only the first N photos."),
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N photos (videos: sequences)."),
+    video_start: str | None = typer.Option(
+        None,
+        "--video-start",
+        help="videos (DAVIS layout): mask (the first frame's, default) | click (one click on "
+        "each object's innermost point).",
+    ),
     sets: list[str] = typer.Option(
         [], "--set", help="Override a setting, e.g. --set masks.sampling=grid (repeatable)."
     ),
@@ -65,10 +71,14 @@ def evaluate(
             short_side=short_side,
             layout=layout,
             limit=limit,
+            video_start=video_start,
         )
         metrics = evaluate_dataset(settings, options, cache, out)
     except OvsegError as exc:
         fail(exc)
+    if metrics["protocol"] == "video":
+        _print_video(metrics, out)
+        return
     if metrics["protocol"] == "semantic":
         _print_semantic(metrics, out)
         return
@@ -77,6 +87,21 @@ def evaluate(
         _print_metrics(metrics, out)
     else:
         console.print(f"CLIP not evaluated (--proposals-only); written to {out}/")
+
+
+def _print_video(metrics: dict[str, Any], out: Path) -> None:
+    from ovseg.video_eval import describe
+
+    table = Table(title=f"DAVIS measures ({metrics['start']} start), frames 1..n-2 of each sequence")
+    for column in ("sequence", "J", "F", "J&F", "frames", "s/frame"):
+        table.add_column(column, justify="left" if column == "sequence" else "right")
+    for name, s in metrics["sequences"].items():
+        table.add_row(name, f"{s['J']:.3f}", f"{s['F']:.3f}", f"{s['JF']:.3f}", str(s["frames"]),
+                      f"{s['seconds_per_frame']:.2f}")  # fmt: skip
+    table.add_row("mean", f"{metrics['J']:.3f}", f"{metrics['F']:.3f}", f"{metrics['JF']:.3f}", "", "")
+    console.print(table)
+    console.print(describe(metrics), highlight=False)
+    console.print(f"written to {out}/", highlight=False)
 
 
 def _print_semantic(metrics: dict[str, Any], out: Path) -> None:

@@ -51,14 +51,33 @@ def run(
         [], "--point", help="A click X,Y[,LABEL] on --image (label 1 include, 0 exclude; repeatable)."
     ),
     box: str | None = typer.Option(None, "--box", help="A box X1,Y1,X2,Y2 around what to find on --image."),
+    video: str | None = typer.Option(
+        None,
+        "--video",
+        help="A video (mp4, mov, webm, mkv) or a folder of frames: follow what --prompt, --point, "
+        "--box or --mask names through every frame (README 'Videos').",
+    ),
+    videos: str | None = typer.Option(None, "--videos", help="A folder of videos (or of frame folders)."),
+    frame: int | None = typer.Option(None, "--frame", help="Videos: the frame --point, --box or --mask are on."),
+    mask: str | None = typer.Option(
+        None, "--mask", help="Videos: a first mask to follow (an indexed PNG: one object per id, as DAVIS's)."
+    ),
+    start: str | None = typer.Option(None, "--start", help="Videos: from this frame (12) or time (1.5s)."),
+    end: str | None = typer.Option(None, "--end", help="Videos: up to this frame (12) or time (1.5s)."),
+    every: int | None = typer.Option(None, "--every", help="Videos: take every N-th frame."),
+    fps: float | None = typer.Option(None, "--fps", help="Videos: take so many frames a second."),
 ) -> None:
     """Find PROMPT (or what --point / --box show) in the photos and (optionally) edit it: the whole pipeline."""
     from ovseg.config import apply_overrides, load_params, parse_override, settings_from_params
     from ovseg.request import request_from_params
 
     try:
-        if image is not None and images is not None:
-            raise OvsegError("give --image or --images, not both")
+        sources = [name for name, given_ in (("--image", image), ("--images", images), ("--video", video),
+                                              ("--videos", videos)) if given_ is not None]  # fmt: skip
+        if len(sources) > 1:
+            raise OvsegError(f"give one of --image, --images, --video, --videos, not {' and '.join(sources)}")
+        if video is None and videos is None and (mask or frame is not None or start or end or every or fps):
+            raise OvsegError("--frame, --mask, --start, --end, --every and --fps are for videos: give --video")
         base = load_params(params) if params.is_file() else {}
         source = image or images
         prompt: str | list[str] | None = (prompts[0] if len(prompts) == 1 else list(prompts)) if prompts else None
@@ -74,10 +93,20 @@ def run(
         )
         if engine is not None:
             sets = [*sets, f"engine.kind={engine}"]
+        cut = {"start": start, "end": end, "every": every, "fps": fps}
+        sets = [*sets, *(f"video.{k}={v}" for k, v in cut.items() if v is not None)]
         merged = apply_overrides({**base, **updates}, sets)
         if top_k is not None:
             merged["select"] = {**(merged.get("select") or {}), "top_k": top_k}
         settings = settings_from_params(merged)  # validate before touching anything
+        if video is not None or videos is not None:
+            if dvc:
+                raise OvsegError("--dvc runs params.yaml's pipeline: set videos: (and follow:) there instead")
+            from ovseg.cli.videos import run_videos, video_request
+
+            request = video_request(merged, video or videos, points, box, frame, mask)
+            run_videos(settings, request, cache, output, visualize)
+            return
         clicks, labels, region = parse_clicks(points, box)
         if clicks or region is not None:
             if image is None:
@@ -112,27 +141,11 @@ def parse_clicks(
     points: list[str], box: str | None
 ) -> tuple[list[tuple[float, float]], list[int], tuple[float, float, float, float] | None]:
     """``--point X,Y[,LABEL]`` and ``--box X1,Y1,X2,Y2`` as numbers, or one line saying which is malformed."""
-    clicks, labels = [], []
-    for text in points:
-        parts = text.split(",")
-        try:
-            values = [float(v) for v in parts]
-        except ValueError:
-            values = []
-        if len(values) not in (2, 3) or (len(values) == 3 and values[2] not in (0, 1)):
-            raise OvsegError(f"--point {text!r}: expected X,Y or X,Y,LABEL with LABEL 1 (include) or 0 (exclude)")
-        clicks.append((values[0], values[1]))
-        labels.append(int(values[2]) if len(values) == 3 else 1)
-    region = None
-    if box is not None:
-        try:
-            x1, y1, x2, y2 = (float(v) for v in box.split(","))
-        except ValueError:
-            raise OvsegError(f"--box {box!r}: expected X1,Y1,X2,Y2 (pixels of the photo)") from None
-        if x2 <= x1 or y2 <= y1:
-            raise OvsegError(f"--box {box!r}: X2 must be right of X1 and Y2 below Y1")
-        region = (x1, y1, x2, y2)
-    return clicks, labels, region
+    from ovseg.request import parse_box, parse_point
+
+    parsed = [parse_point(text) for text in points]
+    clicks, labels = [(x, y) for x, y, _ in parsed], [label for *_, label in parsed]
+    return clicks, labels, parse_box(box) if box is not None else None
 
 
 def run_clicks(params: dict[str, Any], request, clicks, labels, region, top_k, cache, output, visualize) -> None:
@@ -162,8 +175,8 @@ def run_clicks(params: dict[str, Any], request, clicks, labels, region, top_k, c
 
 def run_dvc(params: Path, changes: dict[str, Any]) -> None:
     """Write the options into params.yaml (comments kept) and let DVC rerun what changed."""
-    from ovseg.config import update_params_text
     from ovseg.locations import atomic_path
+    from ovseg.params_text import update_params_text
 
     if not params.is_file():
         raise OvsegError(f"--dvc needs the project's {params}; run it in the ovseg project folder")

@@ -55,10 +55,10 @@ def engine_for(run: Run) -> Scheduler:
 
 def run_pipeline(run: Run, stages: Iterable[Stage] | None = None) -> list[StageReport]:
     """Every stage (or ``stages``) for the run's photos, with the engine its settings name."""
-    from ovseg.pipeline import STAGES
+    from ovseg.pipeline import stages_for
 
     engine = engine_for(run)
     run = engine.prepare(run)
-    reports = run_stages(run, engine, STAGES if stages is None else stages)
+    reports = run_stages(run, engine, stages_for(run.request) if stages is None else stages)
     engine.after(run, reports)
     return reports

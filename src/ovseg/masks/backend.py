@@ -32,6 +32,12 @@ class PromptModel(Protocol):
         """
         ...
 
+    def candidates(self, coords: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every mask the model gives for one prompt (``coords`` (N, 2), ``labels`` (N,) as above): SAM's single
+        answer and its multimask ones, (M, h, w) low-resolution logits and (M,) predicted IoU. What a tracker
+        chooses from (:mod:`ovseg.video.flow_tracker`)."""
+        ...
+
     @property
     def low_res_valid(self) -> tuple[int, int]:
         """Rows and columns of the low-resolution grid that show the image (the rest is padding)."""

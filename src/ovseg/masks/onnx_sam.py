@@ -218,44 +218,53 @@ class OnnxSam:
         self.calls = 0
         self._low_res = (0, 0)
 
-    def predict(self, coords: np.ndarray, labels: np.ndarray, multimask: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _decode(self, prompt_coords: np.ndarray, prompt_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One prompt through the decoder: every mask it gives (the cut graph: SAM's single answer first, then its
+        three multimask ones; the plain export: its one) as low-resolution logits, and their predicted IoU."""
         if self._embedding is None:
             raise RuntimeError("set_image must be called before predict")
         scale = self.side / max(self._size)
-        all_logits, all_iou = [], []
-        for prompt_coords, prompt_labels in zip(coords, labels, strict=True):
-            points = np.asarray(prompt_coords, np.float32) * scale
-            point_labels = np.asarray(prompt_labels, np.float32)
-            if not np.isin(point_labels, (2, 3)).any():  # the export expects a padding point when there is no box
-                points = np.concatenate([points, np.zeros((1, 2), np.float32)])
-                point_labels = np.concatenate([point_labels, np.array([-1.0], np.float32)])
-            feed = {
-                "image_embeddings": self._embedding,
-                "point_coords": points[None],
-                "point_labels": point_labels[None],
-                "mask_input": np.zeros([d if isinstance(d, int) else 1 for d in self._mask_input_shape], np.float32),
-                "has_mask_input": np.zeros(1, np.float32),
-                "orig_im_size": np.array(self._size, np.float32),
-            }
-            outputs = self._decoder.run(None, {k: v for k, v in feed.items() if k in self._decoder_inputs})
-            self.calls += 1
-            if self.multimask_available:
-                masks, iou = outputs[0][0], outputs[1][0]
-                pick = slice(1, None) if multimask and masks.shape[0] > 1 else slice(0, 1)
-                all_logits.append(masks[pick])
-                all_iou.append(iou[pick])
-            else:
-                names = [o.name for o in self._decoder.get_outputs()]
-                values = dict(zip(names, outputs, strict=True))
-                all_logits.append(values["low_res_masks"][0])
-                all_iou.append(values["iou_predictions"][0])
-        logits = np.stack(all_logits).astype(np.float32)
-        rows, cols = self._low_res_grid = logits.shape[-2:]
+        points = np.asarray(prompt_coords, np.float32) * scale
+        point_labels = np.asarray(prompt_labels, np.float32)
+        if not np.isin(point_labels, (2, 3)).any():  # the export expects a padding point when there is no box
+            points = np.concatenate([points, np.zeros((1, 2), np.float32)])
+            point_labels = np.concatenate([point_labels, np.array([-1.0], np.float32)])
+        feed = {
+            "image_embeddings": self._embedding,
+            "point_coords": points[None],
+            "point_labels": point_labels[None],
+            "mask_input": np.zeros([d if isinstance(d, int) else 1 for d in self._mask_input_shape], np.float32),
+            "has_mask_input": np.zeros(1, np.float32),
+            "orig_im_size": np.array(self._size, np.float32),
+        }
+        outputs = self._decoder.run(None, {k: v for k, v in feed.items() if k in self._decoder_inputs})
+        self.calls += 1
+        if self.multimask_available:
+            logits, iou = outputs[0][0], outputs[1][0]
+        else:
+            values = dict(zip([o.name for o in self._decoder.get_outputs()], outputs, strict=True))
+            logits, iou = values["low_res_masks"][0], values["iou_predictions"][0]
+        self._note_low_res(logits.shape[-2:])
+        return logits.astype(np.float32), iou.astype(np.float32)
+
+    def _note_low_res(self, grid: tuple[int, int]) -> None:
+        rows, cols = self._low_res_grid = tuple(grid)
         self._low_res = (
             min(rows, math.ceil(self._resized[0] * rows / self.side)),
             min(cols, math.ceil(self._resized[1] * cols / self.side)),
         )
-        return logits, np.stack(all_iou).astype(np.float32)
+
+    def predict(self, coords: np.ndarray, labels: np.ndarray, multimask: bool) -> tuple[np.ndarray, np.ndarray]:
+        all_logits, all_iou = [], []
+        for prompt_coords, prompt_labels in zip(coords, labels, strict=True):
+            masks, iou = self._decode(prompt_coords, prompt_labels)
+            pick = slice(1, None) if self.multimask_available and multimask and masks.shape[0] > 1 else slice(0, 1)
+            all_logits.append(masks[pick])
+            all_iou.append(iou[pick])
+        return np.stack(all_logits).astype(np.float32), np.stack(all_iou).astype(np.float32)
+
+    def candidates(self, coords: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._decode(coords, labels)
 
     @property
     def low_res_valid(self) -> tuple[int, int]:

@@ -64,18 +64,22 @@ def load_sam2(name: str, device: str) -> torch.nn.Module:
 
 
 def _build_from_config_file(build_sam2, config: Path, checkpoint: Path, device: str) -> torch.nn.Module:
-    """`build_sam2` with a config outside the sam2 package (custom or test models).
+    """`build_sam2` with a config outside the sam2 package (custom or test models)."""
+    with hydra_config_dir(config.parent):
+        return build_sam2(config.name, str(checkpoint), device=device)
 
-    sam2 composes configs from its own hydra module; for one build we point hydra at
-    the config's folder instead, then put sam2's module back.
-    """
+
+@contextlib.contextmanager
+def hydra_config_dir(folder: Path):
+    """sam2 composes configs from its own hydra module; for one build hydra looks in ``folder`` instead, then
+    sam2's module is put back (the image model and the video predictor are built the same way)."""
     from hydra import initialize_config_dir, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(config.parent.resolve()), version_base="1.2"):
-            return build_sam2(config.name, str(checkpoint), device=device)
+        with initialize_config_dir(config_dir=str(Path(folder).resolve()), version_base="1.2"):
+            yield
     finally:
         GlobalHydra.instance().clear()
         initialize_config_module("sam2", version_base="1.2")
@@ -136,6 +140,11 @@ class Sam2Prompter:
         self.calls += points.shape[0]
         self._low_res = tuple(logits.shape[-2:])
         return logits.float().clamp(-32.0, 32.0).cpu().numpy(), iou.float().cpu().numpy()
+
+    def candidates(self, coords: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        single, single_iou = self.predict(np.asarray(coords)[None], np.asarray(labels)[None], multimask=False)
+        several, several_iou = self.predict(np.asarray(coords)[None], np.asarray(labels)[None], multimask=True)
+        return np.concatenate([single[0], several[0]]), np.concatenate([single_iou[0], several_iou[0]])
 
     @property
     def low_res_valid(self) -> tuple[int, int]:

@@ -8,6 +8,18 @@
 | select   | :mod:`.select` | ``<output>/segment/<photo>/``                 | scores and masks keys, select settings |
 | edit     | :mod:`.edit`   | ``<output>/edit/<photo>/``                    | photo, selection key, request, painter |
 
+Videos have stages of their own, for the work that needs order (:data:`VIDEO_STAGES`):
+
+| stage     | module            | writes                                  | unit        |
+| --------- | ----------------- | --------------------------------------- | ----------- |
+| frames    | :mod:`.frames`    | ``cache/frames/<key>.files/`` (JPEGs)   | one clip    |
+| follow    | :mod:`.follow`    | ``cache/tracks/<key>.files/`` (masks)   | one clip, in order |
+| video_out | :mod:`.video_out` | ``<output>/video/<clip>/``              | one clip    |
+
+Words on a video run the photo stages (masks, embed, score) on each clip's keyframes first, from
+the follow stage's plan, so those frames are photos to them: cached, and computed in parallel by
+the engine.
+
 Each module holds its version and key, its plan (what to compute, what to reuse), its
 per-photo function, the typed record it writes (a dataclass documenting the manifest entry
 or ``selection.json`` / ``edit.json``) and its ``STAGE`` contract (:class:`.common.Stage`).
@@ -19,18 +31,24 @@ from __future__ import annotations
 
 from ovseg.config import Settings
 from ovseg.editing import check_backend
-from ovseg.pipeline import edit, embed, masks, score, select
+from ovseg.pipeline import edit, embed, follow, frames, masks, score, select, video_out
 from ovseg.pipeline.common import ModelPool, Run, Stage, StageReport
 from ovseg.request import RunRequest
 
 STAGES: tuple[Stage, ...] = (masks.STAGE, embed.STAGE, score.STAGE, select.STAGE, edit.STAGE)
+VIDEO_STAGES: tuple[Stage, ...] = (frames.STAGE, follow.STAGE, video_out.STAGE)
 
-__all__ = ["STAGES", "ModelPool", "Run", "Stage", "StageReport", "new_run", "stage_named"]
+__all__ = ["STAGES", "VIDEO_STAGES", "ModelPool", "Run", "Stage", "StageReport", "new_run", "stage_named", "stages_for"]
 
 
 def stage_named(name: str) -> Stage:
     """The stage called ``name`` (what a DVC stage script runs)."""
-    return next(stage for stage in STAGES if stage.name == name)
+    return next(stage for stage in (*STAGES, *VIDEO_STAGES) if stage.name == name)
+
+
+def stages_for(request: RunRequest) -> tuple[Stage, ...]:
+    """The stages a request runs: the photo DAG, or the video stages for a run on videos."""
+    return VIDEO_STAGES if request.videos is not None else STAGES
 
 
 def new_run(settings: Settings, request: RunRequest, **where) -> Run:

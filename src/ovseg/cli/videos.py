@@ -1,0 +1,59 @@
+"""``ovseg run --video``: the video stages on a clip, a folder of frames or a folder of clips, and their table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from ovseg.cli.common import console
+from ovseg.errors import OvsegError
+
+
+def video_request(params: dict[str, Any], location: str, points: list[str], box: str | None, frame, mask):
+    """The request of a run on videos: what to follow (words, clicks, a box, a first mask) and where."""
+    from ovseg.request import RunRequest, VideoSeeds, parse_box, parse_point, split_prompt
+
+    prompt, classes = split_prompt(params.get("prompt"))
+    seeds = None
+    if points or box or mask:
+        seeds = VideoSeeds(tuple(parse_point(p) for p in points), parse_box(box) if box else None, frame or 0, mask)
+        if prompt or classes:
+            raise OvsegError("follow words, or clicks / a box / a mask: not both (give --prompt alone, or none)")
+    elif frame is not None:
+        raise OvsegError("--frame says where --point, --box or --mask are: give one of them")
+    mode = str(params.get("mode") or "segment")
+    return RunRequest(
+        images=str(params.get("images") or "data/images"), prompt=prompt, classes=classes, mode=mode,
+        videos=str(location), seeds=seeds,
+    )  # fmt: skip
+
+
+def run_videos(settings, request, cache: str, output: str, visualize: bool) -> None:
+    """The video stages with the engine the settings name, then one row per clip."""
+    from ovseg.engines import run_pipeline
+    from ovseg.pipeline import frames, new_run, video_out
+
+    if request.seeds is None and not (request.prompt or request.classes):
+        raise OvsegError('say what to follow: --prompt "the dog", --point X,Y [--frame N], --box or --mask first.png')
+    run = new_run(settings, request, cache=cache, output=output, visualize=visualize)
+    if request.prompt or request.classes:
+        from ovseg.pipeline import score
+
+        score.check_prompt(run)
+    for report in run_pipeline(run):
+        console.print(report.line(), highlight=False)
+    records = video_out.video_records(output)
+    table = Table(title=f"follow: {request.title or 'clicks, box or mask'!r}")
+    for column in ("clip", "frames", "objects", "frames present, per object", "s/frame", "result"):
+        table.add_column(column, justify="left" if column in ("clip", "result") else "right")
+    skipped = frames.skipped_clips(cache)
+    for clip, record in records.items():
+        objects = record.get("objects", [])
+        present = ", ".join(f"#{o['id']} {o['label']}: {o['present']}" for o in objects) or "-"
+        result = f"{output}/{video_out.RESULTS}/{clip}/{video_out.OVERLAY if visualize else 'masks/'}"
+        table.add_row(clip, str(record.get("frames")), str(len(objects)), present,
+                      f"{record.get('seconds_per_frame', 0):.2f}", result)  # fmt: skip
+    for name, reason in skipped.items():
+        table.add_row(name, "-", "-", "-", "-", f"[yellow]skipped: {reason}[/]")
+    console.print(table)

@@ -1,0 +1,294 @@
+"""Video stage 2, ``follow``: each clip's objects followed through every frame, one clip at a time, in order.
+
+Writes ``cache/tracks/<key>.files/``: ``masks/NNNNN.png`` (one indexed PNG per frame, 0 background,
+k object k, DAVIS's format) and ``tracks.json`` (:class:`TracksIndex`). What is followed:
+
+* **words** (the prompt, or several classes): the photo stages (masks, embed, score) run on the
+  clip's keyframes, under ``cache/video/``, cached as for any photo, so a new prompt reruns no mask
+  model; every instance found there is followed (:func:`ovseg.video.tracking.follow`);
+* **clicks or a box** on one frame (``--point X,Y --frame N``, ``--box``), or **a first mask**
+  (``--mask first.png``: an indexed PNG, one object per id, DAVIS's semi-supervised start).
+
+The key is ``hash(version, the frames, what is followed (clicks, box, the mask's bytes; the
+keyframes' scores keys for words), the video settings, the propagation backend and its
+weights)``: a click change reruns this stage alone (and the video writer), never the decoder or
+a mask model of the keyframes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ovseg.errors import OvsegError
+from ovseg.fileio import content_key, sha256_bytes
+from ovseg.folders import StageFolder
+from ovseg.pipeline import embed, frames, masks, score
+from ovseg.pipeline.common import Engine, LazyModel, ModelPool, Plan, Run, Stage, StageReport, run_stages
+from ovseg.request import RunRequest
+from ovseg.store import files_name
+from ovseg.weights import model_fingerprint
+
+VERSION = "follow-v1"
+FOLDER = "tracks"
+KEYFRAMES_CACHE = "video"  # the photo stages' folders for keyframes: <cache>/video/{masks,embeddings,scores}
+TRACKS_INDEX = "tracks.json"
+
+
+@dataclass
+class TracksIndex:
+    """``tracks.json`` of a tracks store: the clip's frames, and per object what it is and what happened to it.
+
+    ``objects``: per object ``id``, ``label`` (the prompt or class, ``click``, ``box``, ``mask k``),
+    ``category`` (1-based class, words only), ``first_frame``, and per frame ``score``, ``present``,
+    ``box`` (XYWH or None), ``area``. ``seconds_per_frame``: following's time per frame.
+    """
+
+    clip: str
+    frames: int
+    size: list[int]
+    fps: float
+    propagator: str
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    seconds_per_frame: float = 0.0
+    classes: list[str] | None = None
+
+
+def query_of(request: RunRequest) -> tuple[str, ...] | None:
+    """What words ask for, as classes (one prompt is one class), or None for clicks, a box or a mask."""
+    if request.classes:
+        return tuple(request.classes)
+    return (request.prompt,) if request.prompt else None
+
+
+def keyframes_of(count: int, cuts: list[int], every: int) -> list[int]:
+    """The first frame, every ``every``-th, and the scene cuts: where words are looked for."""
+    return sorted({0, *range(0, count, max(1, every)), *(c for c in cuts if c < count)})
+
+
+def _keyframe_run(run: Run, photos: tuple[str, ...]) -> Run:
+    """The photo stages' run on a clip's keyframes: their own cache root, nothing pruned, no pictures."""
+    request = RunRequest(images=photos)
+    cache = f"{str(run.cache).rstrip('/')}/{KEYFRAMES_CACHE}"
+    return dataclasses.replace(run, request=request, cache=cache, prune=False, visualize=False)
+
+
+def score_keyframes(run: Run, engine: Engine, entry: frames.FramesEntry, query: tuple[str, ...]) -> dict[int, dict]:
+    """The photo stages on one clip's keyframes (cached like any photo): keyframe -> its masks and scores keys."""
+    keyframes = keyframes_of(entry.count, entry.cuts or [], run.settings.video.keyframe_every)
+    store = run.stage_folder(frames.FOLDER)
+    photos = tuple(store.join(f"{files_name(entry.frames)}/{k:05d}.jpg") for k in keyframes)
+    sub = _keyframe_run(run, photos)
+    run_stages(sub, engine, [masks.STAGE, embed.STAGE])
+    scored = score.plan_prompts(sub, [query])
+    if scored.items:
+        engine.compute(score.STAGE, sub, scored)
+    per_photo = scored.state["per_prompt"][query]
+    return {k: {"masks": per_photo[f"{k:05d}"].masks, "scores": per_photo[f"{k:05d}"].scores} for k in keyframes}
+
+
+def follow_key(run: Run, entry: frames.FramesEntry, seeds: dict[str, Any], keyframes: dict, query) -> str:
+    from ovseg.video import propagator_name
+
+    name = propagator_name(run.settings)
+    return content_key(
+        VERSION, entry.frames, seeds, keyframes, list(query or []), run.settings.section("video"),
+        run.settings.section("instances"), name, model_fingerprint(run.settings.masks.model, None),
+    )  # fmt: skip
+
+
+def seed_record(request: RunRequest) -> dict[str, Any]:
+    """What the user gave to follow, as plain values for the key and the workers (the mask by its bytes)."""
+    seeds = request.seeds
+    if seeds is None:
+        return {}
+    record = dataclasses.asdict(seeds)
+    if seeds.mask:
+        data = Path(seeds.mask).read_bytes()
+        record["mask_sha256"] = sha256_bytes(data)
+    return record
+
+
+def plan(run: Run, engine: Engine) -> Plan:
+    entries = frames.clip_entries(run.cache)
+    query = query_of(run.request)
+    seeds = seed_record(run.request)
+    if not seeds and query is None:
+        raise OvsegError('say what to follow: --prompt "the dog", --point X,Y [--frame N], --box or --mask first.png')
+    done = run.stage_folder(FOLDER).done_keys()
+    plan = Plan(state={"entries": {}})
+    for name, entry in entries.items():
+        keyframes = score_keyframes(run, engine, entry, query) if query and not seeds else {}
+        key = follow_key(run, entry, seeds, keyframes, query)
+        plan.state["entries"][name] = {"frames": entry.frames, "tracks": key}
+        if key in done:
+            plan.reused.append(name)
+            continue
+        plan.items.append(
+            {
+                "stem": name, "key": key, "frames": entry.frames, "seeds": seeds,
+                "keyframes": {str(k): v for k, v in keyframes.items()}, "classes": list(query or []),
+            }
+        )  # fmt: skip
+    return plan
+
+
+def seeds_for(record: dict[str, Any], shape: tuple[int, int]):
+    """The user's clicks, box or first mask as :class:`~ovseg.video.tracking.Seed` objects on their frame.
+
+    A mask is an indexed PNG (0 background, one object per other value, DAVIS's annotations), resized to
+    the frames' size if it is not."""
+    from ovseg.video.tracking import Seed
+
+    if not record:
+        return []
+    frame = int(record.get("frame") or 0)
+    if record.get("mask"):
+        with Image.open(record["mask"]) as picture:
+            ids = np.asarray(picture if picture.mode in ("P", "L", "I;16", "I") else picture.convert("L"))
+        if ids.shape != shape:
+            ids = np.asarray(Image.fromarray(ids).resize(shape[::-1], Image.Resampling.NEAREST))
+        values = [int(v) for v in np.unique(ids) if v != 0]
+        if not values:
+            raise OvsegError(f"the mask {record['mask']} is empty: nothing to follow")
+        label = "mask" if len(values) == 1 else "mask {}"
+        return [Seed(k + 1, label.format(v), frame, mask=ids == v) for k, v in enumerate(values)]
+    points = np.asarray(record.get("points") or [], np.float32).reshape(-1, 3)
+    box = tuple(record["box"]) if record.get("box") else None
+    return [
+        Seed(1, "box" if box and not len(points) else "click", frame, points=points[:, :2] if len(points) else None,
+             labels=points[:, 2].astype(np.int64) if len(points) else None, box=box)
+    ]  # fmt: skip
+
+
+def instance_finder(run: Run, keyframes: dict[int, dict[str, str]], shape: tuple[int, int]):
+    """A function keyframe -> the instances words found there (the photo stages' stores under ``cache/video``)."""
+    from ovseg.selection import select_instances
+    from ovseg.video.tracking import Found
+    from ovseg.viz import resize_mask
+
+    cache = f"{str(run.cache).rstrip('/')}/{KEYFRAMES_CACHE}"
+
+    def find(frame: int) -> list[Found]:
+        keys = keyframes[frame]
+        proposals, _ = StageFolder(cache, masks.FOLDER).proposals(keys["masks"])
+        class_scores = StageFolder(cache, score.FOLDER).read_store(keys["scores"], ["class_scores"])[0]["class_scores"]
+        settings = run.settings
+        found = select_instances(class_scores, proposals.masks, settings.instances, settings.select.min_area_frac)
+        return [
+            Found(resize_mask(proposals.masks[i], shape[::-1]), c, s)
+            for i, c, s in zip(found.indices, found.classes, found.scores, strict=True)
+        ]
+
+    return find
+
+
+def load(run: Run):
+    from ovseg.video import load_propagator
+
+    return load_propagator(run.settings, run.device)
+
+
+def model_key(run: Run) -> str:
+    return ModelPool.key("propagator", [run.settings.section("video"), run.settings.masks.model])
+
+
+def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
+    from ovseg.video.tracking import FollowPlan, follow, label_map
+    from ovseg.videoio import FrameFolder
+    from ovseg.viz import label_image
+
+    started = time.perf_counter()
+    store = run.stage_folder(FOLDER)
+    with run.stage_folder(frames.FOLDER).files(item["frames"]) as path, store.scratch() as scratch:
+        video = FrameFolder(path)
+        height, width = video[0].shape[:2]
+        keyframes = {int(k): v for k, v in item["keyframes"].items()}
+        plan = FollowPlan(
+            frames=len(video),
+            seeds=seeds_for(item["seeds"], (height, width)),
+            keyframes=sorted(keyframes),
+            find=instance_finder(run, keyframes, (height, width)) if keyframes else None,
+            classes=item["classes"],
+        )
+        propagator = model.get()
+        tracks: dict[int, Any] = {}
+        per_frame: dict[int, dict[int, Any]] = {}
+        (scratch / "masks").mkdir()
+        for frame, found in follow(propagator, video, plan, tracks):
+            labels = label_map(found, (height, width))
+            label_image(labels, max(1, int(labels.max()))).save(scratch / "masks" / f"{frame:05d}.png")
+            per_frame[frame] = {obj: _frame_record(o) for obj, o in found.items()}
+        seconds = time.perf_counter() - started
+        index = TracksIndex(
+            clip=item["stem"], frames=len(video), size=[width, height], fps=video.fps, propagator=propagator.name,
+            objects=_objects(tracks, per_frame, len(video)), seconds_per_frame=round(seconds / len(video), 4),
+            classes=item["classes"] or None,
+        )  # fmt: skip
+        (scratch / TRACKS_INDEX).write_text(json.dumps(dataclasses.asdict(index), indent=1))
+        store.publish_files(item["key"], scratch, {"seconds": round(seconds, 3), "engine": run.engine})
+    return {"stem": item["stem"], "seconds_per_frame": index.seconds_per_frame}
+
+
+def _frame_record(found) -> dict[str, Any]:
+    from ovseg.rle import box_xywh
+
+    present = bool(found.present and found.mask.any())
+    return {
+        "score": round(float(found.score), 4),
+        "present": present,
+        "box": box_xywh(found.mask) if present else None,
+        "area": int(found.mask.sum()) if present else 0,
+    }
+
+
+def _objects(tracks: dict[int, Any], per_frame: dict[int, dict[int, Any]], count: int) -> list[dict[str, Any]]:
+    absent = {"score": 0.0, "present": False, "box": None, "area": 0}
+    objects = []
+    for obj, info in sorted(tracks.items()):
+        frames_of = [per_frame.get(f, {}).get(obj, absent) for f in range(count)]
+        objects.append({"id": obj, "label": info.label, "category": info.category, "first_frame": info.first_frame,
+                        "frames": frames_of})  # fmt: skip
+    return objects
+
+
+def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
+    report = plan.report("follow", results)
+    manifest = {"clips": plan.state["entries"], "run": report.record(run.engine)}
+    run.stage_folder(FOLDER).update_json(manifest, ignore=("run",))
+    return report
+
+
+def tracks_entries(cache: str) -> dict[str, dict[str, str]]:
+    """Clip -> its frames and tracks keys, from the follow stage's latest run."""
+    manifest = StageFolder(str(cache), FOLDER).read_json()
+    if manifest is None:
+        raise OvsegError("tracks/manifest.json not found: run the follow stage first (`dvc repro` or `ovseg run`)")
+    return manifest["clips"]
+
+
+def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
+    return {"stem": item["stem"], "reused": True} if run.stage_folder(FOLDER).is_done(item["key"]) else None
+
+
+def folder(run: Run):
+    return run.stage_folder(FOLDER)
+
+
+def describe(run: Run) -> str:
+    from ovseg.video import propagator_name
+
+    return f"follow ({propagator_name(run.settings)})"
+
+
+STAGE = Stage(
+    folder=folder, name="follow", plan=plan, load=load, model_key=model_key, compute=compute, finish=finish,
+    describe=describe, reuse=reuse,
+)  # fmt: skip

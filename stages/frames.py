@@ -1,0 +1,11 @@
+"""DVC stage `frames` (README "Videos"): see src/ovseg/pipeline/frames.py.
+
+Does nothing while params.yaml's `videos` is null.
+"""
+
+import _ovseg_env  # noqa: F401  (must come first: a clear error outside the venv)
+
+from ovseg.stage_runner import run_stage
+
+if __name__ == "__main__":
+    run_stage("frames")

