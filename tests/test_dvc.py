@@ -19,6 +19,7 @@ from PIL import Image
 from ovseg.locations import read_json
 
 pytestmark = pytest.mark.slow
+VIDEO_STAGES = {"frames", "follow", "video_out"}
 
 
 def _sh(args: list[str], cwd: Path) -> str:
@@ -87,7 +88,8 @@ def _camvid_subset(repo: Path) -> Path:
 
 def test_prompt_change_reruns_only_score_and_select(dvc_repo: Path) -> None:
     first = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
-    assert _ran(first) == {"masks", "embed", "score", "select", "edit", "evaluate"}
+    assert _ran(first) == {"masks", "embed", "score", "select", "edit", "evaluate", *VIDEO_STAGES}
+    assert "frames: no videos" in first  # params.yaml's videos is null: the video stages rest
 
     # `ovseg run --dvc` edits params.yaml and runs dvc repro, like a user editing it by hand.
     second = _sh([sys.executable, "-m", "ovseg.cli", "run", "--dvc", "--prompt", "a whisker"], dvc_repo)
@@ -106,7 +108,7 @@ def test_prompt_change_reruns_only_score_and_select(dvc_repo: Path) -> None:
 
     # DVC sees code: one byte more in a stage's module makes that stage and every later one
     # stale (they import its record), and none before it.
-    later = {"masks", "embed", "score", "select", "edit", "evaluate"}
+    later = {"masks", "embed", "score", "select", "edit", "evaluate", "follow", "video_out"}
     assert _stale_after_touching(dvc_repo, "src/ovseg/pipeline/masks.py") == later
     assert _stale_after_touching(dvc_repo, "src/ovseg/pipeline/select.py") == {"select", "edit"}
     assert _stale_after_touching(dvc_repo, "src/ovseg/editing/opencv.py") == {"edit"}
@@ -219,3 +221,35 @@ def test_classes_through_dvc_a_new_class_reruns_score_and_select_only(dvc_repo: 
     assert record["classes"] == ["car", "road", "sky", "tree"]
     labels = np.asarray(Image.open(dvc_repo / "data/output/segment/0016E5_07959/labels.png"))
     assert labels.shape == (360, 480) and set(np.unique(labels)) <= {0, 1, 2, 3, 4}
+
+
+def test_videos_through_dvc_a_click_reruns_following_and_a_prompt_no_mask_model(dvc_repo: Path) -> None:
+    """params.yaml's videos and follow: the video stages; a new click reruns following only (and the writer)."""
+    frames = dvc_repo / "data" / "clip"
+    frames.mkdir(parents=True)
+    for i in range(6):
+        picture = np.asarray(synthetic_photo(120, 90, seed=1))
+        Image.fromarray(np.roll(picture, 3 * i, axis=1)).save(frames / f"{i:05d}.jpg", quality=95)
+    params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
+    params.update(videos="data/clip", follow={"points": ["40,45"], "frame": 0})
+    params["video"]["keyframe_every"] = 3
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    first = _sh([sys.executable, "-m", "dvc", "repro", "video_out"], dvc_repo)
+    assert _ran(first) == VIDEO_STAGES and "follow: computed 1" in first
+    assert len(list((dvc_repo / "data/output/video/clip/masks").glob("*.png"))) == 6
+    params["follow"] = {"points": ["100,45"], "frame": 2}
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    second = _sh([sys.executable, "-m", "dvc", "repro", "video_out"], dvc_repo)
+    assert _ran(second) == {"follow", "video_out"} and "frames" in _skipped(second)
+    # words instead: the keyframes go through the photo stages once; a new prompt computes no mask again
+    params["follow"], params["prompt"] = {}, "a red disc"
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _sh([sys.executable, "-m", "dvc", "repro", "video_out"], dvc_repo)
+    stores = dvc_repo / "cache/video/masks"
+    before = {p.name: p.stat().st_mtime_ns for p in stores.glob("*.done")}
+    assert len(before) == 2  # keyframes 0 and 3
+    params["prompt"] = "a blue box"
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    third = _sh([sys.executable, "-m", "dvc", "repro", "video_out"], dvc_repo)
+    assert _ran(third) == {"follow", "video_out"}
+    assert {p.name: p.stat().st_mtime_ns for p in stores.glob("*.done")} == before

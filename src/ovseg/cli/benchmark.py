@@ -303,6 +303,43 @@ def benchmark_rerun(
     )
 
 
+@app.command("benchmark-track")
+def benchmark_track(
+    dataset: Path = typer.Option(Path("../shared/data/davis-dev"), "--dataset", help="Videos in DAVIS's layout."),
+    config: str = typer.Option("cpu", "--config", "-c", help=PRESET_HELP),
+    sequence: list[str] = typer.Option([], "--sequence", help="Only these sequences (repeatable)."),
+    frames: int = typer.Option(0, "--frames", help="The first N frames of each sequence (0: all)."),
+    variant: list[str] = typer.Option([], "--variant", help="copy | reprompt | flow, no excl. | flow-sam"),
+    sets: list[str] = typer.Option([], "--set", help="Any setting, e.g. video.negative_ring=16 (repeatable)."),
+    out: Path = typer.Option(Path("benchmarks/track.json"), "--out"),
+) -> None:
+    """Following variants side by side on DAVIS sequences: J, F, seconds per frame, and the ratio to the masks stage."""
+    from ovseg.benchmarks.track import VARIANTS, run_track_benchmark
+    from ovseg.config import apply_overrides, settings_from_params
+    from ovseg.locations import write_json
+
+    try:
+        unknown = [v for v in variant if v not in VARIANTS]
+        if unknown:
+            raise OvsegError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+        settings = settings_from_params(apply_overrides({"preset": config, "device": "cpu"}, sets))
+        report = run_track_benchmark(settings, dataset, list(sequence) or None, frames or None, list(variant) or None,
+                                     log=console.print)  # fmt: skip
+    except OvsegError as exc:
+        fail(exc)
+    write_json(out, report)
+    names = sorted({row["sequence"] for row in report["rows"]})
+    table = Table(title=f"Following on {dataset.name} ({frames or 'all'} frames a sequence), J per sequence")
+    for column in ("variant", *names, "mean J", "mean F", "s/frame", "x masks stage"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for name, summary in report["variants"].items():
+        per = {r["sequence"]: r["J"] for r in report["rows"] if r["variant"] == name}
+        table.add_row(name, *(f"{per[n]:.3f}" for n in names), f"{summary['J']:.3f}", f"{summary['F']:.3f}",
+                      f"{summary['seconds_per_frame']:.2f}", f"{summary['vs_masks_stage']:.2f}")  # fmt: skip
+    console.print(table)
+    console.print(f"masks stage: {report['masks_stage_seconds_per_frame']:.2f} s/frame; report: {out}", highlight=False)
+
+
 @app.command("benchmark-remove")
 def benchmark_remove(
     dataset: Path = typer.Option(

@@ -18,19 +18,25 @@ from ovseg.errors import OvsegError
 from ovseg.video.backend import FrameList, Frames, ObjectMask, Propagator
 
 
-def _flow_sam(settings: Settings, device: str) -> Propagator:
-    from ovseg.masks import load_prompt_model
-    from ovseg.video.flow_tracker import FlowTracker, FlowTrackerSettings
+def flow_tracker_settings(settings: Settings):
+    """The ``flow-sam`` tracker's knobs as the ``video`` settings give them."""
+    from ovseg.video.flow_tracker import FlowTrackerSettings
 
     video = settings.video
-    tracker = FlowTrackerSettings(
+    return FlowTrackerSettings(
         box_grow=video.box_grow,
         negative_ring=video.negative_ring,
         flow_scale=video.flow_scale,
         min_area=video.lost_area,
         recover_iou=video.recover_iou,
     )
-    return FlowTracker(load_prompt_model(settings.masks.model, device), tracker)
+
+
+def _flow_sam(settings: Settings, device: str) -> Propagator:
+    from ovseg.masks import load_prompt_model
+    from ovseg.video.flow_tracker import FlowTracker
+
+    return FlowTracker(load_prompt_model(settings.masks.model, device), flow_tracker_settings(settings))
 
 
 def _sam2(settings: Settings, device: str) -> Propagator:

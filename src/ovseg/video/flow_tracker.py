@@ -38,6 +38,7 @@ from ovseg.video.flow import backward_flow, gray, warp_mask
 class FlowTrackerSettings:
     """How the CPU tracker re-prompts (the defaults are the measured ones; README "Videos")."""
 
+    use_flow: bool = True  # False: the previous mask as it was, not carried (the yardstick the flow is measured by)
     box_grow: float = 0.1  # the carried mask's box, grown by this share of its sides
     negative_ring: int = 12  # exclude clicks this many px outside the carried mask (0: none)
     negatives: int = 4
@@ -186,7 +187,11 @@ class FlowTracker:
         for frame in range(start + step, stop + step, step):
             image = self._encode(state, frame)
             now = gray(image)
-            flow = backward_flow(now, previous, self.settings.flow_scale, self.settings.flow_preset)
+            flow = (
+                backward_flow(now, previous, self.settings.flow_scale, self.settings.flow_preset)
+                if self.settings.use_flow
+                else np.zeros((*now.shape, 2), np.float32)
+            )
             given = state.known.get(frame, {})
             for obj, seen in list(current.items()):
                 current[obj] = given.get(obj) or self._follow(seen, flow, now.shape)
