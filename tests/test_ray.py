@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import EXAMPLE, Layout, stages, synthetic_photo
 
@@ -399,3 +400,32 @@ def test_classes_on_ray_write_the_local_engines_results(photos, local_cache, tmp
     record = outputs["ray"]["segment/chelsea/selection.json"]
     assert record["classes"] == list(classes) and all(s["category"] in (1, 2, 3) for s in record["selected"])
     assert "segment/chelsea/labels.png" in outputs["ray"]
+
+
+def test_videos_on_ray_write_the_local_engines_bytes(cluster, tmp_path):
+    """Clips as one task each for the ordered stages (frames, follow, video_out): the same stores and masks as the
+    local engine writes, so either engine reuses the other's work."""
+    from PIL import Image
+
+    from ovseg.request import VideoSeeds
+
+    clips = tmp_path / "clips"
+    for name, shift in (("left", 0), ("right", 30)):
+        (clips / name).mkdir(parents=True)
+        for i in range(4):
+            picture = np.asarray(synthetic_photo(120, 90, seed=1))
+            Image.fromarray(np.roll(picture, shift + 3 * i, axis=1)).save(clips / name / f"{i:05d}.jpg", quality=95)
+    first = np.zeros((90, 120), np.uint8)
+    first[30:60, 20:50] = 255
+    Image.fromarray(first).save(tmp_path / "first.png")
+    outputs = {}
+    for kind in ("local", "ray"):
+        run = _run(clips, tmp_path / kind / "cache", tmp_path / kind / "out", kind=kind)
+        run = dataclasses.replace(
+            run, request=RunRequest(videos=str(clips), seeds=VideoSeeds(mask=str(tmp_path / "first.png")))
+        )
+        reports = run_pipeline(run)
+        assert [r.stage for r in reports] == ["frames", "follow", "video", "fill"]
+        assert len(reports[1].computed) == 2
+        outputs[kind] = {**_files(tmp_path / kind / "cache", "tracks"), **_files(tmp_path / kind / "cache", "frames")}
+    assert outputs["local"] == outputs["ray"]

@@ -139,3 +139,27 @@ def test_a_killed_run_resumes_with_what_was_done_and_ends_as_an_uninterrupted_on
         for frame in range(12):
             name = f"data/output/video/{clip}/masks/{frame:05d}.png"
             assert (killed / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+def test_remove_from_a_video_writes_a_playable_edit_with_the_background_other_frames_saw(tmp_path: Path,
+                                                                                       tiny_checkpoints) -> None:  # fmt: skip
+    import av
+
+    frames, discs, squares = shapes_video(tmp_path / "frames")
+    Image.fromarray(discs[0].astype(np.uint8) * 255).save(tmp_path / "disc.png")
+    result = run_ovseg("run", "--video", str(frames), "--mask", str(tmp_path / "disc.png"), "--mode", "remove",
+                       "--config", "cpu", "--set", "embed.model=tiny-random-clip", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "from other frames" in result.stdout
+    out = tmp_path / "data/output/edit/frames"
+    record = json.loads((out / "edit.json").read_text())
+    assert record["mode"] == "remove" and len(record["frames"]) == 8 and record["from_frames"] > 0.5
+    assert all(abs(f["from_frames"] + f["from_image"] - 1) < 1e-3 for f in record["frames"])
+    for name, width in (("edited.mp4", 160), ("before_after.mp4", 160 * 2 + 4)):
+        with av.open(str(out / name)) as container:
+            pictures = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        assert len(pictures) == 8 and pictures[0].shape[:2] == (120, width), name
+        if name == "edited.mp4":
+            for picture, disc in zip(pictures, discs, strict=True):
+                red = (picture[..., 0].astype(int) - picture[..., 2]) > 60
+                assert red[disc].mean() < 0.05  # the red disc is gone

@@ -149,7 +149,10 @@ class VideoSettings:
     ``fps`` frames a second; ``folder_fps``: the rate of a folder of frames (it has none of its own);
     ``cut_threshold``: a frame whose colours differ this much from the previous one's starts a scene.
     Following: words are looked for every ``keyframe_every`` frames and at scene cuts; ``propagator``
-    (auto | flow-sam | sam2) carries objects between them; the rest tune ``flow-sam``.
+    (auto | flow-sam | sam2) carries objects between them; ``box_grow`` ... ``recover_iou`` tune
+    ``flow-sam``. Removal (``mode: remove``): pixels are carried up to ``fill_window`` frames each way
+    where forward and backward flow agree within ``fill_consistency`` px; ``fill_frames`` also writes
+    the edited frames as PNGs.
     """
 
     start: str | None
@@ -165,10 +168,12 @@ class VideoSettings:
     flow_scale: float
     lost_area: float
     recover_iou: float
+    fill_window: int
+    fill_consistency: float
+    fill_frames: bool
 
 
 ENGINES = ("local", "ray")
-PROPAGATOR_NAMES = ("auto", "flow-sam", "sam2")  # ovseg.video.PROPAGATORS, and auto
 
 
 @dataclass(frozen=True)
@@ -323,10 +328,10 @@ def _validate_video(video: VideoSettings) -> None:
     Cut(video.start, video.end, video.every, video.fps)  # one line for a bad start, end, every or fps
     if video.keyframe_every < 1 or video.folder_fps <= 0 or not 0 < video.cut_threshold <= 1:
         raise OvsegError("video.keyframe_every must be >= 1, video.folder_fps > 0 and video.cut_threshold in (0, 1]")
-    if video.propagator not in PROPAGATOR_NAMES:
-        raise OvsegError(f"video.propagator must be one of {', '.join(PROPAGATOR_NAMES)}, got {video.propagator!r}")
     if not 0 < video.flow_scale <= 1 or video.box_grow < 0 or video.negative_ring < 0:
         raise OvsegError("video.flow_scale must be in (0, 1], video.box_grow and video.negative_ring >= 0")
+    if video.fill_window < 0 or video.fill_consistency <= 0:
+        raise OvsegError("video.fill_window must be >= 0 and video.fill_consistency > 0")
 
 
 def _validate_masks(masks: MasksSettings) -> None:

@@ -93,7 +93,8 @@ def evaluate_video(
         f = float(np.mean([o["F"] for o in objects.values()]))
         per_sequence[name] = {
             "J": round(j, 4), "F": round(f, 4), "JF": round((j + f) / 2, 4), "frames": len(predicted),
-            "objects": len(values), "seconds_per_frame": index["seconds_per_frame"], "propagator": index["propagator"],
+            "objects": len(values), "seconds_per_frame": follow.seconds_per_frame(run, entry["tracks"]),
+            "propagator": index["propagator"],
             "per_frame": {str(k): {"J": o["J_frames"], "F": o["F_frames"]} for k, o in objects.items()},
         }  # fmt: skip
     metrics = {

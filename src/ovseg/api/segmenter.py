@@ -295,7 +295,8 @@ class Segmenter:
         index = json.loads((tracks / follow.TRACKS_INDEX).read_text())
         return VideoResult(
             clip=clips[0].name, frames=index["frames"], fps=index["fps"], size=tuple(index["size"]),
-            objects=index["objects"], propagator=index["propagator"], seconds_per_frame=index["seconds_per_frame"],
+            objects=index["objects"], propagator=index["propagator"],
+            seconds_per_frame=follow.seconds_per_frame(run, entry["tracks"]),
             tracks_folder=tracks, frames_folder=decoded,
         )  # fmt: skip
 

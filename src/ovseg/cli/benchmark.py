@@ -340,6 +340,41 @@ def benchmark_track(
     console.print(f"masks stage: {report['masks_stage_seconds_per_frame']:.2f} s/frame; report: {out}", highlight=False)
 
 
+@app.command("benchmark-video-remove")
+def benchmark_video_remove(
+    dataset: Path = typer.Option(Path("../shared/data/davis-dev"), "--dataset", help="Videos in DAVIS's layout."),
+    config: str = typer.Option("cpu", "--config", "-c", help=PRESET_HELP),
+    seed: int = typer.Option(0, "--seed", help="Which sequence's object goes over which sequence's frames."),
+    frames: int = typer.Option(0, "--frames", help="The first N frames of each case (0: all)."),
+    variant: list[str] = typer.Option([], "--variant", help="temporal | frame fsr | frame telea"),
+    sets: list[str] = typer.Option([], "--set", help="Any setting, e.g. video.fill_window=20 (repeatable)."),
+    out: Path = typer.Option(Path("benchmarks/video_remove.json"), "--out"),
+) -> None:
+    """Removal from videos against the true background: temporal fill and per-frame fills on the same moving holes."""
+    from ovseg.benchmarks.video_remove import VARIANTS, run_video_remove_benchmark
+    from ovseg.config import apply_overrides, settings_from_params
+    from ovseg.locations import write_json
+
+    try:
+        unknown = [v for v in variant if v not in VARIANTS]
+        if unknown:
+            raise OvsegError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+        settings = settings_from_params(apply_overrides({"preset": config, "device": "cpu"}, sets))
+        report = run_video_remove_benchmark(settings, dataset, seed, frames or None, list(variant) or None,
+                                            log=console.print)  # fmt: skip
+    except OvsegError as exc:
+        fail(exc)
+    write_json(out, report)
+    table = Table(title=f"Removal from {dataset.name}: moving object-shaped holes, seed {seed}")
+    for column in ("variant", "PSNR (dB)", "SSIM", "flicker", "ms/frame", "from other frames"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for name, row in report["variants"].items():
+        table.add_row(name, f"{row['psnr']:.2f}", f"{row['ssim']:.3f}", f"{row['flicker']:.2f}",
+                      f"{row['ms_per_frame']:.0f}", f"{row['from_frames']:.0%}")  # fmt: skip
+    console.print(table)
+    console.print(f"report: {out}", highlight=False)
+
+
 @app.command("benchmark-remove")
 def benchmark_remove(
     dataset: Path = typer.Option(

@@ -52,8 +52,24 @@ def run_videos(settings, request, cache: str, output: str, visualize: bool) -> N
         objects = record.get("objects", [])
         present = ", ".join(f"#{o['id']} {o['label']}: {o['present']}" for o in objects) or "-"
         result = f"{output}/{video_out.RESULTS}/{clip}/{video_out.OVERLAY if visualize else 'masks/'}"
+        if len(objects) > 4:
+            present = ", ".join(present.split(", ")[:4]) + f", ... ({len(objects) - 4} more)"
         table.add_row(clip, str(record.get("frames")), str(len(objects)), present,
                       f"{record.get('seconds_per_frame', 0):.2f}", result)  # fmt: skip
     for name, reason in skipped.items():
         table.add_row(name, "-", "-", "-", "-", f"[yellow]skipped: {reason}[/]")
     console.print(table)
+    if request.mode == "remove":
+        from ovseg.folders import OutputFolder
+        from ovseg.pipeline import edit
+
+        out = OutputFolder(f"{output}/{edit.RESULTS}")
+        for clip in records:
+            record = out.record(f"{clip}/{edit.EDIT_RECORD}") or {}
+            if record:
+                console.print(
+                    f"{clip}: removed; {record['from_frames']:.0%} of the hole pixels from other frames, "
+                    f"{record['from_image']:.0%} painted ({record['backend']}), {record['seconds_per_frame']:.2f} s "
+                    f"per frame -> {out.join(f'{clip}/edited.mp4')}, {out.join(f'{clip}/before_after.mp4')}",
+                    highlight=False,
+                )

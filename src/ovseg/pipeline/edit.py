@@ -16,6 +16,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ from ovseg.viz import side_by_side
 VERSION = "edit-v1"
 RESULTS = "edit"
 SUMMARY_FILE = "summary.json"
+CLIP_EDIT = "edited.mp4"  # what a clip's edit folder holds instead of edited.png
 
 
 @dataclass
@@ -102,6 +104,16 @@ def write_edit(out: OutputFolder, stem: str, before: Image.Image, after: Image.I
         after.save(tmp / "edited.png")
         side_by_side(before, after, ("before", f"after: {record.mode}")).save(tmp / "before_after.png")
         write_json(tmp / EDIT_RECORD, record.to_json())
+
+
+def write_clip_edit(out: OutputFolder, stem: str, write_files: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """A clip's edit folder (``edited.mp4``, ``before_after.mp4`` ...; :mod:`ovseg.pipeline.video_fill`), all at
+    once: ``write_files`` fills it and returns its record, written last as ``edit.json``. This module writes
+    every ``edit.json``, a photo's or a clip's."""
+    with out.write(stem, last=EDIT_RECORD) as tmp:
+        record = write_files(tmp)
+        write_json(tmp / EDIT_RECORD, record)
+    return record
 
 
 def edit_photo(
@@ -213,7 +225,7 @@ def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
         images = {stem: out.join(f"{stem}/edited.png") for stem in stems}
         out.update_json({"mode": run.request.mode, "images": images}, SUMMARY_FILE)
     if run.prune:
-        out.prune(set(stems), EDIT_RECORD)
+        out.prune(set(stems), EDIT_RECORD, unless=CLIP_EDIT)  # a clip's edit folder is the video stages' to keep
     return plan.report("edit", results, sorted(failed))
 
 

@@ -48,7 +48,8 @@ class TracksIndex:
 
     ``objects``: per object ``id``, ``label`` (the prompt or class, ``click``, ``box``, ``mask k``),
     ``category`` (1-based class, words only), ``first_frame``, and per frame ``score``, ``present``,
-    ``box`` (XYWH or None), ``area``. ``seconds_per_frame``: following's time per frame.
+    ``box`` (XYWH or None), ``area``. Following's seconds per frame are the store's marker's (a store holds
+    no timings, so every engine writes the same bytes): :func:`seconds_per_frame`.
     """
 
     clip: str
@@ -57,7 +58,6 @@ class TracksIndex:
     fps: float
     propagator: str
     objects: list[dict[str, Any]] = field(default_factory=list)
-    seconds_per_frame: float = 0.0
     classes: list[str] | None = None
 
 
@@ -229,12 +229,19 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
         seconds = time.perf_counter() - started
         index = TracksIndex(
             clip=item["stem"], frames=len(video), size=[width, height], fps=video.fps, propagator=propagator.name,
-            objects=_objects(tracks, per_frame, len(video)), seconds_per_frame=round(seconds / len(video), 4),
+            objects=_objects(tracks, per_frame, len(video)),
             classes=item["classes"] or None,
         )  # fmt: skip
         (scratch / TRACKS_INDEX).write_text(json.dumps(dataclasses.asdict(index), indent=1))
-        store.publish_files(item["key"], scratch, {"seconds": round(seconds, 3), "engine": run.engine})
-    return {"stem": item["stem"], "seconds_per_frame": index.seconds_per_frame}
+        per_frame_s = round(seconds / len(video), 4)
+        record = {"seconds": round(seconds, 3), "seconds_per_frame": per_frame_s, "engine": run.engine}
+        store.publish_files(item["key"], scratch, record)
+    return {"stem": item["stem"], "seconds_per_frame": per_frame_s}
+
+
+def seconds_per_frame(run: Run, key: str) -> float:
+    """How long following took per frame for the tracks store ``key`` (from its marker; 0 if unknown)."""
+    return float(run.stage_folder(FOLDER).marker(key).get("seconds_per_frame") or 0.0)
 
 
 def _frame_record(found) -> dict[str, Any]:

@@ -146,7 +146,7 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
             record = VideoRecord(
                 key=item["key"], clip=item["stem"], video=video.index["video"], frames=index["frames"],
                 fps=index["fps"], size=index["size"], propagator=index["propagator"], objects=objects,
-                seconds_per_frame=index["seconds_per_frame"], files=files,
+                seconds_per_frame=follow.seconds_per_frame(run, item["tracks"]), files=files,
             )  # fmt: skip
             write_json(tmp / VIDEO_RECORD, dataclasses.asdict(record))
     return {"stem": item["stem"], "record": dataclasses.asdict(record)}

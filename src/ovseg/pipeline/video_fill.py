@@ -1,0 +1,175 @@
+"""Video stage 4, ``fill``: each clip's followed objects removed, every frame filled with the background other
+frames saw (mode ``remove``), one clip at a time.
+
+Writes ``<output>/edit/<clip>/``: ``edited.mp4``, ``before_after.mp4`` (side by side), the edited
+frames as ``frames/NNNNN.png`` with ``video.fill_frames``, and ``edit.json`` last
+(:class:`ClipEditRecord`: per frame, the share of hole pixels carried from other frames, the
+share the image backend invented, and the seconds). The masks are dilated by ``edit.dilate_px``
+as photo edits are (shadows and edges go too); :mod:`ovseg.video.fill` does the rest, with
+``edit.backend``'s painter for what no frame saw (FSR on ``cpu``, diffusion where its weights are).
+
+The key is ``hash(version, the frames, the tracks, the edit settings and painter, the fill settings)``:
+a new image backend reruns this stage alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ovseg.editing import fingerprint, load_painting_model, painter_for, request_for
+from ovseg.fileio import content_key
+from ovseg.pipeline import edit, follow, frames
+from ovseg.pipeline.common import Engine, LazyModel, ModelPool, Plan, Run, Stage, StageReport, read_records
+
+VERSION = "video-fill-v1"
+SUMMARY_FILE = "videos.json"
+
+
+@dataclass
+class ClipEditRecord:
+    """``edit.json`` of a clip: how it was edited. ``frames``: per frame ``frame``, ``hole_px``, ``from_frames``,
+    ``from_image`` (shares of the hole), ``seconds``. ``from_frames`` / ``from_image``: over the whole clip."""
+
+    key: str
+    clip: str
+    mode: str
+    video: str
+    backend: str
+    settings: dict[str, Any]
+    fps: float
+    from_frames: float
+    from_image: float
+    seconds_per_frame: float
+    files: list[str] = field(default_factory=list)
+    frames: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fill_key(run: Run, entry: dict[str, str]) -> str:
+    video = run.settings.video
+    knobs = [video.fill_window, video.fill_consistency, video.flow_scale, video.fill_frames]
+    return content_key(VERSION, entry["frames"], entry["tracks"], run.settings.section("edit"),
+                       fingerprint(run.settings.edit), knobs)  # fmt: skip
+
+
+def plan(run: Run, engine: Engine) -> Plan:
+    if run.request.mode != "remove":
+        return Plan(state={"clips": []})
+    entries = follow.tracks_entries(run.cache)
+    out = run.results(edit.RESULTS)
+    previous = read_records(engine, out, edit.EDIT_RECORD, list(entries))
+    plan = Plan(state={"clips": list(entries)})
+    for clip, entry in entries.items():
+        key = fill_key(run, entry)
+        if (previous.get(clip) or {}).get("key") == key:
+            plan.reused.append(clip)
+        else:
+            plan.items.append({"stem": clip, "key": key, **entry})
+    return plan
+
+
+def load(run: Run):
+    return load_painting_model(run.settings.edit, run.device)
+
+
+def model_key(run: Run) -> str:
+    return ModelPool.key("painter", run.settings.edit)
+
+
+def image_backend(run: Run, model: LazyModel):
+    """(frame, hole) -> frame with the hole painted by ``edit.backend``, through the photo edits' own path
+    (crop, paint, paste); the hole is dilated already, and no feathering: what is under the hole's edge may
+    still be the object (the fill blends its own seams)."""
+    from ovseg.editing import edit_image
+
+    settings = dataclasses.replace(run.settings.edit, dilate_px=0, feather_px=0)
+    request = request_for("remove", "", run.settings.edit)
+
+    def paint(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        painter = painter_for(model.get(), run.settings.edit, request)
+        return np.asarray(edit_image(Image.fromarray(image), hole, settings, painter).convert("RGB"))
+
+    return paint
+
+
+def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
+    from ovseg.editing import dilate
+    from ovseg.video.fill import TemporalFiller, TemporalFillSettings
+    from ovseg.videoio import FrameFolder, VideoWriter
+    from ovseg.viz import side_by_side
+
+    started = time.perf_counter()
+    video_settings = run.settings.video
+    with run.stage_folder(frames.FOLDER).files(item["frames"]) as decoded, \
+            run.stage_folder(follow.FOLDER).files(item["tracks"]) as tracks:  # fmt: skip
+        video = FrameFolder(decoded)
+        pictures = [video[i] for i in range(len(video))]
+        holes = [
+            dilate(np.asarray(Image.open(tracks / "masks" / f"{i:05d}.png")) > 0, run.settings.edit.dilate_px)
+            for i in range(len(video))
+        ]
+    fill = TemporalFillSettings(window=video_settings.fill_window, flow_scale=video_settings.flow_scale,
+                                consistency_px=video_settings.fill_consistency)  # fmt: skip
+    filler = TemporalFiller(pictures, holes, image_backend(run, model), fill)
+    rows: list[dict[str, Any]] = []
+
+    def write(folder: Path) -> dict[str, Any]:
+        files = ["edited.mp4", "before_after.mp4"]
+        if video_settings.fill_frames:
+            (folder / "frames").mkdir()
+            files.append("frames/")
+        with VideoWriter(folder / "edited.mp4", video.fps) as edited, \
+                VideoWriter(folder / "before_after.mp4", video.fps) as both:  # fmt: skip
+            for index, result, stats in filler.run():
+                edited.write(result)
+                both.write(side_by_side(Image.fromarray(pictures[index]), Image.fromarray(result),
+                                        ("before", "after: remove")))  # fmt: skip
+                if video_settings.fill_frames:
+                    Image.fromarray(result).save(folder / "frames" / f"{index:05d}.png")
+                rows.append(dataclasses.asdict(stats))
+        seconds = (time.perf_counter() - started) / max(1, len(rows))
+        holes_px = sum(r["hole_px"] for r in rows) or 1
+        record = ClipEditRecord(
+            key=item["key"], clip=item["stem"], mode="remove", video=video.index["video"],
+            backend=run.settings.edit.backend, settings=run.settings.section("edit"), fps=video.fps,
+            from_frames=round(sum(r["from_frames"] * r["hole_px"] for r in rows) / holes_px, 4),
+            from_image=round(sum(r["from_image"] * r["hole_px"] for r in rows) / holes_px, 4),
+            seconds_per_frame=round(seconds, 4), files=files, frames=rows,
+        )  # fmt: skip
+        return dataclasses.asdict(record)
+
+    record = edit.write_clip_edit(run.results(edit.RESULTS), item["stem"], write)
+    return {"stem": item["stem"], "record": record}
+
+
+def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
+    out = run.results(edit.RESULTS)
+    clips = {clip: out.join(f"{clip}/edited.mp4") for clip in plan.state["clips"]}
+    if run.request.mode == "remove":
+        out.update_json({"mode": "remove", "clips": clips}, SUMMARY_FILE)
+    return plan.report("fill", results)
+
+
+def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
+    record = run.results(edit.RESULTS).record(f"{item['stem']}/{edit.EDIT_RECORD}")
+    return {"stem": item["stem"], "reused": True} if (record or {}).get("key") == item["key"] else None
+
+
+def folder(run: Run):
+    return run.results(edit.RESULTS)
+
+
+def describe(run: Run) -> str:
+    return f"fill (remove, {run.settings.edit.backend} where no frame saw)"
+
+
+STAGE = Stage(
+    folder=folder, name="fill", plan=plan, load=load, model_key=model_key, compute=compute, finish=finish,
+    describe=describe, reuse=reuse, claim_by="stem",
+)  # fmt: skip

@@ -1,0 +1,11 @@
+"""DVC stage `fill` (README "Remove from a video"): see src/ovseg/pipeline/video_fill.py.
+
+Does nothing unless params.yaml has `videos` and `mode: remove`.
+"""
+
+import _ovseg_env  # noqa: F401  (must come first: a clear error outside the venv)
+
+from ovseg.stage_runner import run_stage
+
+if __name__ == "__main__":
+    run_stage("fill")

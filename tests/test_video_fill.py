@@ -1,0 +1,126 @@
+"""Filling holes through time: what other frames saw is carried into the hole, the rest comes from the image backend
+once, and nothing outside the holes changes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ovseg.video.fill import TemporalFiller, TemporalFillSettings
+
+MARK = np.array([255, 0, 255], np.uint8)  # what the test image backend paints: easy to find
+
+
+def texture(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth, richly textured background (so optical flow has something to hold on to)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 255, (height // 8, width // 8, 3)).astype(np.uint8)
+    return cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def paint_mark(frame: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    out = frame.copy()
+    out[hole] = MARK
+    return out
+
+
+def test_a_static_camera_gets_back_every_pixel_the_square_uncovers(tmp_path) -> None:
+    background = texture(96, 160)
+    frames, holes = [], []
+    for i in range(10):  # a grey square moving right by 8 px a frame over a still background
+        frame, hole = background.copy(), np.zeros((96, 160), bool)
+        hole[30:60, 20 + 8 * i : 50 + 8 * i] = True
+        frame[hole] = 128
+        frames.append(frame)
+        holes.append(hole)
+    seen = np.zeros((96, 160), bool)  # pixels some frame shows
+    for hole in holes:
+        seen |= ~hole
+    results = list(TemporalFiller(frames, holes, paint_mark, TemporalFillSettings(window=12, feather_px=0)).run())
+    for frame, filled, stats in results:
+        hole = holes[frame]
+        uncovered = hole & seen
+        error = np.abs(filled[uncovered].astype(int) - background[uncovered].astype(int))
+        assert np.mean(error) < 3 and np.percentile(error, 99) < 20, frame  # the true background, within noise
+        never = hole & ~seen
+        assert (filled[never] == MARK).all()  # what no frame shows is the image backend's
+        np.testing.assert_array_equal(filled[~hole], frames[frame][~hole])  # outside the hole: unchanged
+        assert stats.from_frames + stats.from_image == pytest.approx(1.0, abs=1e-3)
+    assert results[0][2].from_frames > 0.9
+
+
+def test_a_panning_camera_carries_the_scene_along_the_flow() -> None:
+    scene = texture(96, 260, seed=3)
+    frames, holes, truths = [], [], []
+    for i in range(8):  # the camera pans right 10 px a frame; a hole stays at the same place on screen
+        truth = scene[:, 10 * i : 10 * i + 160].copy()
+        hole = np.zeros((96, 160), bool)
+        hole[25:70, 60:100] = True
+        frame = truth.copy()
+        frame[hole] = (200, 200, 200)  # a caption that stays put on screen while the scene pans
+        frames.append(frame)
+        holes.append(hole)
+        truths.append(truth)
+    results = list(TemporalFiller(frames, holes, paint_mark, TemporalFillSettings(feather_px=0)).run())
+    for frame, filled, stats in results:
+        error = np.abs(filled[holes[frame]].astype(int) - truths[frame][holes[frame]].astype(int))
+        assert np.mean(error) < 6, (frame, np.mean(error))
+        assert stats.from_frames > 0.95
+        np.testing.assert_array_equal(filled[~holes[frame]], frames[frame][~holes[frame]])
+
+
+def test_what_no_frame_sees_is_invented_once_and_carried_so_it_does_not_flicker() -> None:
+    background = texture(80, 120, seed=5)
+    frames, holes = [], []
+    calls = []
+    for _ in range(6):  # a hole that never moves on a still camera: no frame sees behind it
+        hole = np.zeros((80, 120), bool)
+        hole[20:50, 40:80] = True
+        frame = background.copy()
+        frame[hole] = 0
+        frames.append(frame)
+        holes.append(hole)
+
+    def noisy_fill(frame: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        calls.append(1)
+        out = frame.copy()
+        out[hole] = np.random.default_rng(len(calls)).integers(0, 255, (int(hole.sum()), 3))
+        return out
+
+    results = list(TemporalFiller(frames, holes, noisy_fill, TemporalFillSettings(feather_px=0)).run())
+    assert len(calls) == 1  # painted on one keyframe only
+    first = results[0][1]
+    for _, filled, stats in results:
+        np.testing.assert_array_equal(filled[holes[0]], first[holes[0]])  # the same fill in every frame
+        assert stats.from_image == pytest.approx(1.0)
+
+
+def test_the_benchmarks_holes_come_from_the_seed_and_a_perfect_fill_scores_the_maximum(tmp_path) -> None:
+    from pathlib import Path
+
+    from PIL import Image
+
+    from ovseg.benchmarks.video_remove import moving_holes, score
+
+    root = tmp_path / "davis"
+    for seq, offset in (("one", 0), ("two", 40), ("three", 80)):
+        (root / "JPEGImages/480p" / seq).mkdir(parents=True)
+        (root / "Annotations/480p" / seq).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(texture(64, 96, seed=offset + i)).save(root / "JPEGImages/480p" / seq / f"{i:05d}.jpg")
+            mask = np.zeros((64, 96), np.uint8)
+            mask[10 + i : 30 + i, 10 + offset // 4 : 30 + offset // 4] = 255
+            Image.fromarray(mask).save(root / "Annotations/480p" / seq / f"{i:05d}.png")
+    first, again = moving_holes(Path(root), 4, seed=3), moving_holes(Path(root), 4, seed=3)
+    assert [c.name for c in first] == [c.name for c in again]
+    for a, b in zip(first, again, strict=True):
+        assert all(np.array_equal(x, y) for x, y in zip(a.holes, b.holes, strict=True))
+        assert all(np.array_equal(x, y) for x, y in zip(a.frames, b.frames, strict=True))
+    other = moving_holes(Path(root), 4, seed=4)
+    assert [c.name for c in other] != [c.name for c in first] or len(first) < 3
+    case = first[0]
+    perfect = score(case, case.truth)
+    assert perfect["psnr"] == float("inf") and perfect["ssim"] == pytest.approx(1.0) and perfect["flicker"] == 0.0
+    assert score(case, case.frames)["psnr"] < 40  # the object still there: far from the truth
