@@ -141,8 +141,7 @@ def test_a_killed_run_resumes_with_what_was_done_and_ends_as_an_uninterrupted_on
             assert (killed / name).read_bytes() == (whole / name).read_bytes(), name
 
 
-def test_remove_from_a_video_writes_a_playable_edit_with_the_background_other_frames_saw(tmp_path: Path,
-                                                                                       tiny_checkpoints) -> None:  # fmt: skip
+def test_remove_from_a_video_writes_a_playable_edit_with_other_frames_background(tmp_path: Path, tiny_checkpoints):
     import av
 
     frames, discs, squares = shapes_video(tmp_path / "frames")
