@@ -19,7 +19,7 @@ from PIL import Image
 from ovseg.locations import read_json
 
 pytestmark = pytest.mark.slow
-VIDEO_STAGES = {"frames", "follow", "video_out"}
+VIDEO_STAGES = {"frames", "follow", "video_out"}  # what `dvc repro video_out` runs
 
 
 def _sh(args: list[str], cwd: Path) -> str:
@@ -88,7 +88,7 @@ def _camvid_subset(repo: Path) -> Path:
 
 def test_prompt_change_reruns_only_score_and_select(dvc_repo: Path) -> None:
     first = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
-    assert _ran(first) == {"masks", "embed", "score", "select", "edit", "evaluate", *VIDEO_STAGES}
+    assert _ran(first) == {"masks", "embed", "score", "select", "edit", "evaluate", *VIDEO_STAGES, "fill"}
     assert "frames: no videos" in first  # params.yaml's videos is null: the video stages rest
 
     # `ovseg run --dvc` edits params.yaml and runs dvc repro, like a user editing it by hand.
@@ -124,11 +124,12 @@ def test_prompt_change_reruns_only_score_and_select(dvc_repo: Path) -> None:
     fourth = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
     assert "masks: computed 1, reused 1" in fourth and "embed: computed 1, reused 1" in fourth
 
-    # Only the edit prompt changes in replace mode: only edit reruns.
+    # The mode changes: the edits rerun (fill, the videos' edit, has no video here); the rest is reused.
     params.update(mode="replace", edit_prompt="a small dog")
     (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     fifth = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
-    assert _ran(fifth) == {"edit"} and "edit: computed 2" in fifth
+    assert _ran(fifth) == {"edit", "fill"} and "edit: computed 2" in fifth
+    # Only the edit prompt changes in replace mode: only edit reruns.
     params["edit_prompt"] = "a red fox"
     (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sixth = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)

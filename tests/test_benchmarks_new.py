@@ -1,0 +1,45 @@
+"""The benchmarks that measure this round's targets, on small inputs: what they print and write is checked, not
+their times (speed targets live in the benchmarks themselves, run by hand)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_ovseg
+
+pytestmark = pytest.mark.slow
+DAVIS = REPO.parent / "shared" / "data" / "davis-dev"
+
+
+def test_benchmark_track_scores_each_variant_and_times_the_masks_stage(tmp_path: Path, tiny_checkpoints) -> None:
+    out = tmp_path / "track.json"
+    result = run_ovseg("benchmark-track", "--dataset", str(DAVIS), "--sequence", "car-shadow", "--frames", "4",
+                       "--variant", "copy", "--variant", "flow-sam", "--out", str(out), cwd=tmp_path,
+                       env={"COLUMNS": "200"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert list(report["variants"]) == ["copy", "flow-sam"] and report["masks_stage_seconds_per_frame"] > 0
+    assert report["variants"]["flow-sam"]["J"] > max(0.9, report["variants"]["copy"]["J"] + 0.05)  # the car drives off
+    assert "x masks stage" in result.stdout
+
+
+def test_benchmark_video_remove_puts_every_variant_on_the_same_holes(tmp_path: Path, tiny_checkpoints) -> None:
+    out = tmp_path / "remove.json"
+    result = run_ovseg("benchmark-video-remove", "--dataset", str(DAVIS), "--frames", "3", "--variant", "temporal",
+                       "--variant", "frame telea", "--out", str(out), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    cases = {row["case"] for row in report["rows"]}
+    assert len(cases) == 4 and all(sum(r["case"] == c for r in report["rows"]) == 2 for c in cases)
+    variants = report["variants"]
+    assert variants["temporal"]["from_frames"] > 0.05 and variants["frame telea"]["from_frames"] == 0
+
+
+def test_benchmark_score_compares_the_onnx_and_torch_text_encoders(tmp_path: Path, tiny_checkpoints) -> None:
+    out = tmp_path / "score.json"
+    result = run_ovseg("benchmark-score", "--images", "3", "--config", "tiny", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["same_scores"] and report["text_encoder"] == "onnx" and report["onnx_vs_torch_max_abs"] < 1e-4
