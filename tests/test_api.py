@@ -73,7 +73,7 @@ def test_remove_and_coco(cpu_segmenter: Segmenter) -> None:
         {**coco["annotations"][0]["segmentation"], "counts": coco["annotations"][0]["segmentation"]["counts"].encode()}
     )
     np.testing.assert_array_equal(decoded.astype(bool), eye.masks[0])
-    with pytest.raises(OvsegError, match="needs edit.backend: diffusion"):
+    with pytest.raises(OvsegError, match="sd2-inpainting"):  # replace paints new content: SD 2, not here
         cpu_segmenter.replace(EXAMPLE, eye, "a blue eye")
 
 

@@ -40,8 +40,11 @@ def test_deep_merge_keeps_base_for_none() -> None:
         ({"embed": {"strategy": "magic"}}, "embed.strategy"),
         ({"edit": {"resolution": 500}}, "multiple of 8"),
         ({"score": ["x"]}, "must be a mapping"),
-        ({"edit": {"scheduler": "lms"}}, "edit.scheduler must be one of"),
-        ({"edit": {"offload": "disk"}}, "edit.offload must be one of"),
+        ({"edit": {"backend": "diffusion", "scheduler": "lms"}}, "edit.scheduler must be one of"),
+        ({"edit": {"backend": "diffusion", "offload": "disk"}}, "edit.offload must be one of"),
+        ({"edit": {"backend": "photoshop"}}, "edit.backend must be one of auto, diffusion, lama"),
+        ({"edit": {"remove_with": ["photoshop"]}}, "edit.remove_with must list"),
+        ({"edit": {"learned_max_side": 10}}, "edit.learned_max_side must be >= 64"),
     ],
 )
 def test_bad_params_give_clear_errors(params: dict, message: str) -> None:

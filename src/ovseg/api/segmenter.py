@@ -32,7 +32,7 @@ from PIL import Image
 from ovseg.api.results import SegmentResult, one_line_errors
 from ovseg.api.video import VideoResult
 from ovseg.config import Settings, apply_overrides, settings_from_params
-from ovseg.editing import check_backend, load_painting_model, painter_for, request_for
+from ovseg.editing import check_backend, load_painting_model, painter_for, request_for, resolve_backend
 from ovseg.engines.local import LocalEngine
 from ovseg.errors import OvsegError
 from ovseg.fileio import MIN_IMAGE_SIDE, working_image
@@ -333,7 +333,7 @@ class Segmenter:
     def _edit(
         self, image: ImageLike, result: SegmentResult, mode: str, prompt: str
     ) -> tuple[Image.Image, Image.Image, edit.EditRecord]:
-        settings = self.settings
+        settings = dataclasses.replace(self.settings, edit=resolve_backend(self.settings.edit, mode))
         check_backend(settings.edit, mode)
         request = request_for(mode, prompt.strip(), settings.edit)
         location = self._location(image)

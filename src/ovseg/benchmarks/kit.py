@@ -131,3 +131,22 @@ def synthetic_candidates(width: int, height: int, count: int, seed: int = 0):
         boxes[i] = (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
     quality = np.ones(count, np.float32)
     return MaskProposals(masks, boxes, masks.reshape(count, -1).sum(1), quality, quality)
+
+
+def with_random_weights(edit, folder: Path, log: Callable[[str], None] = print):
+    """``edit`` settings whose backend's model is rebuilt with random weights in ``folder``, named by path.
+
+    By path, not by registry name: a name is checked against the real file's pinned digest, and a
+    random build must never pass for the real model under ``checkpoints/``.
+    """
+    import dataclasses
+
+    from ovseg.editing import backend_for
+    from ovseg.tiny import build_random_like
+
+    setting = backend_for(edit).weights_setting
+    if setting is None:
+        return edit
+    name = getattr(edit, setting)
+    log(f"building {name} with random weights ...")
+    return dataclasses.replace(edit, **{setting: str(build_random_like(name, Path(folder) / name))})

@@ -13,7 +13,6 @@ seed), in one run, so the numbers are side by side.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import tempfile
 import time
@@ -25,10 +24,10 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from ovseg.benchmarks.kit import PeakMemory, checkpoints_at
+from ovseg.benchmarks.kit import PeakMemory, with_random_weights
 from ovseg.config import Settings
 from ovseg.datasets import read_dataset
-from ovseg.editing import check_backend, dilate, edit_image, load_painter, request_for
+from ovseg.editing import backend_for, check_backend, dilate, edit_image, load_painter, request_for
 from ovseg.errors import OvsegError
 from ovseg.fileio import load_image
 from ovseg.rle import box_xywh
@@ -44,10 +43,12 @@ REMOVE_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ns": ("OpenCV Navier-Stokes, radius 3", {"backend": "opencv", "opencv_method": "ns", "opencv_radius": 3}),
     "fsr-best": ("OpenCV xphoto FSR, best (slow)", {"backend": "opencv", "opencv_method": "fsr_best"}),
     "shiftmap": ("OpenCV xphoto shift-map (patches)", {"backend": "opencv", "opencv_method": "shiftmap"}),
+    "lama": ("big-lama (TorchScript)", {"backend": "lama"}),
+    "migan": ("MI-GAN 512 (ONNX pipeline)", {"backend": "migan"}),
     "diffusion": ("SD 2 inpainting, removal prompts", {"backend": "diffusion"}),
 }
 # Slow variants run on fewer holes unless asked otherwise (their time per photo is what they add).
-SLOW_VARIANTS = {"fsr-best": 20, "shiftmap": 20, "diffusion": 2}
+SLOW_VARIANTS = {"fsr-best": 20, "shiftmap": 20, "lama": 10, "migan": 20, "diffusion": 2}
 
 
 @dataclasses.dataclass
@@ -155,7 +156,6 @@ def run_remove_benchmark(
     else the same architecture with random weights, for its time and memory only.
     """
     from ovseg.downloads import verify
-    from ovseg.tiny import build_random_like
 
     names = variants or list(REMOVE_VARIANTS)
     unknown = [v for v in names if v not in REMOVE_VARIANTS]
@@ -171,31 +171,29 @@ def run_remove_benchmark(
             label, overrides = REMOVE_VARIANTS[name]
             edit = dataclasses.replace(settings.edit, **overrides)
             check_backend(edit, "remove")
-            weights, where = "none", contextlib.nullcontext
-            if edit.backend == "diffusion":
-                real = not verify(edit.model)
+            weights = "none"
+            setting = backend_for(edit).weights_setting
+            if setting is not None:
+                real = not verify(getattr(edit, setting))
                 weights = "real" if real else "random (time and memory only)"
                 if not real:
-                    log(f"building {edit.model} with random weights ...")
-                    build_random_like(edit.model, Path(tmp) / edit.model)
-                    where = lambda: checkpoints_at(Path(tmp))  # noqa: E731
+                    edit = with_random_weights(edit, Path(tmp), log)
             limit = len(cases) if weights in ("none", "real") and name not in SLOW_VARIANTS else None
             limit = limit or (slow_holes if slow_holes is not None else SLOW_VARIANTS.get(name, len(cases)))
             log(f"{label}: {min(limit, len(cases))} holes ...")
-            with where():
-                started = time.perf_counter()
-                painter = load_painter(edit, request_for("remove", "", edit), device)
-                load_s = time.perf_counter() - started
-                psnrs, ssims, seconds = [], [], []
-                with PeakMemory() as memory:
-                    for hole, photo in zip(cases[:limit], photos, strict=False):
-                        truth = truths[hole.target]
-                        one = time.perf_counter()
-                        filled = np.asarray(edit_image(photo, hole.mask, edit, painter))
-                        seconds.append(time.perf_counter() - one)
-                        p, s = score_fill(filled, truth, dilate(hole.mask, edit.dilate_px))
-                        psnrs.append(p)
-                        ssims.append(s)
+            started = time.perf_counter()
+            painter = load_painter(edit, request_for("remove", "", edit), device)
+            load_s = time.perf_counter() - started
+            psnrs, ssims, seconds = [], [], []
+            with PeakMemory() as memory:
+                for hole, photo in zip(cases[:limit], photos, strict=False):
+                    truth = truths[hole.target]
+                    one = time.perf_counter()
+                    filled = np.asarray(edit_image(photo, hole.mask, edit, painter))
+                    seconds.append(time.perf_counter() - one)
+                    p, s = score_fill(filled, truth, dilate(hole.mask, edit.dilate_px))
+                    psnrs.append(p)
+                    ssims.append(s)
             measured = weights != "random (time and memory only)"
             if measured:
                 scored[name] = (psnrs, ssims)

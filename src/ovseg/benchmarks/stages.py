@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ovseg.benchmarks.kit import checkpoints_at, measure, synthetic_candidates
+from ovseg.benchmarks.kit import checkpoints_at, measure, synthetic_candidates, with_random_weights
 from ovseg.config import Settings
 from ovseg.request import RunRequest
 from ovseg.weights import resolve_device
@@ -37,7 +37,7 @@ def run_benchmark(
     """
     from ovseg.clip_features import load_clip, mask_embeddings
     from ovseg.clip_text import load_text_encoder
-    from ovseg.editing import edit_image, load_painter, request_for
+    from ovseg.editing import edit_image, load_painter, request_for, resolve_backend
     from ovseg.fileio import load_image, working_image
     from ovseg.masks import load_mask_generator
     from ovseg.scoring import score_for_prompt
@@ -89,6 +89,7 @@ def run_benchmark(
 
     if edit:
         mode = request.mode if request.edits else "remove"
+        settings = dataclasses.replace(settings, edit=resolve_backend(settings.edit, mode))
         paint = request_for(mode, request.edit_prompt or "a potted plant", settings.edit)
         mask = resize_mask(selection.merged, image.size)
 
@@ -140,9 +141,14 @@ def run_benchmark_random_weights(
     from ovseg.tiny import build_random_like
     from ovseg.weights import REGISTRY, SAM_ONNX
 
-    diffusion = edit and settings.edit.backend == "diffusion"
-    names = [settings.masks.model, settings.embed.model] + ([settings.edit.model] if diffusion else [])
+    names = [settings.masks.model, settings.embed.model]
     with tempfile.TemporaryDirectory(prefix="ovseg-random-weights-") as tmp:
+        if edit:  # the backend that would paint with every weight present: auto's first choice
+            chosen = settings.edit
+            if chosen.backend == "auto":
+                removes = not request.edits or request.mode == "remove"
+                chosen = dataclasses.replace(chosen, backend=chosen.remove_with[0] if removes else "diffusion")
+            settings = dataclasses.replace(settings, edit=with_random_weights(chosen, Path(tmp) / "edit", log))
         for name in names:
             if name in REGISTRY and REGISTRY[name].kind == SAM_ONNX:
                 log(f"{name}: ONNX weights are used as found (real), not rebuilt with random weights")

@@ -20,7 +20,7 @@ def weights_list() -> None:
     table = Table()
     table.add_column("name", no_wrap=True)
     table.add_column("kind", no_wrap=True)
-    for column in ("on disk", "size", "source", "description"):
+    for column in ("on disk", "size", "source", "licence", "description"):
         table.add_column(column, overflow="fold", justify="right" if column == "size" else "left")
     for spec in REGISTRY.values():
         try:
@@ -28,7 +28,7 @@ def weights_list() -> None:
             where, size = str(folder), f"{model_size(folder) / 2**20:,.0f} MiB"
         except OvsegError:
             where, size = "[red]missing[/]", "-"
-        table.add_row(spec.name, spec.kind, where, size, spec.source, spec.description)
+        table.add_row(spec.name, spec.kind, where, size, spec.source, spec.licence or "-", spec.description)
     console.print(table)
 
 
@@ -38,7 +38,7 @@ def weights_download(
     preset: str = typer.Option("balanced", "--preset", help="Fetch the models this preset uses."),
     force: bool = typer.Option(False, "--force", help="Download again even if present."),
 ) -> None:
-    """Fetch real weights from the Hugging Face hub into checkpoints/ (needs internet)."""
+    """Fetch real weights (Hugging Face hub, release URLs, npm) into checkpoints/ (needs internet)."""
     from ovseg.downloads import download
 
     try:

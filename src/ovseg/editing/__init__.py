@@ -1,17 +1,21 @@
 """Editing the selected region: one path for every backend, one registry that chooses the backend.
 
-| ``edit.backend`` | module            | modes                   | weights                         |
-| ---------------- | ----------------- | ----------------------- | ------------------------------- |
-| ``diffusion``    | :mod:`.diffusion` | remove, replace, style  | SD 2 inpainting (diffusers)     |
-| ``opencv``       | :mod:`.opencv`    | remove                  | none                            |
+| ``edit.backend`` | module            | modes                   | weights                                 |
+| ---------------- | ----------------- | ----------------------- | --------------------------------------- |
+| ``diffusion``    | :mod:`.diffusion` | remove, replace, style  | SD 2 inpainting (diffusers)             |
+| ``lama``         | :mod:`.lama`      | remove                  | big-lama, TorchScript                   |
+| ``migan``        | :mod:`.migan`     | remove                  | MI-GAN's ONNX pipeline (onnxruntime)    |
+| ``opencv``       | :mod:`.opencv`    | remove                  | none                                    |
 
-:data:`BACKENDS` is the one place a backend is chosen; everything else asks it through the
-functions below. Every backend paints through :func:`.geometry.edit_image` (dilate, crop,
-paint, paste feathered), so what an edit leaves untouched does not depend on the backend.
+:data:`BACKENDS` is the one place a backend is chosen (``edit.backend: auto`` is resolved here too,
+by :func:`resolve_backend`); everything else asks it through the functions below. Every backend
+paints through :func:`.geometry.edit_image` (dilate, crop, paint, paste feathered), so what an edit
+leaves untouched does not depend on the backend.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -28,11 +32,17 @@ from ovseg.editing.diffusion import (
     set_scheduler,
 )
 from ovseg.editing.geometry import CropBox, crop_box, cut, dilate, feather, paste
+from ovseg.editing.lama import LamaBackend
+from ovseg.editing.migan import MiganBackend
 from ovseg.editing.opencv import OpenCVBackend
 from ovseg.errors import OvsegError
 from ovseg.request import MODES
+from ovseg.weights import weights_present
 
-BACKENDS: dict[str, EditBackend] = {backend.name: backend for backend in (DiffusionBackend(), OpenCVBackend())}
+BACKENDS: dict[str, EditBackend] = {
+    backend.name: backend for backend in (DiffusionBackend(), LamaBackend(), MiganBackend(), OpenCVBackend())
+}
+AUTO = "auto"  # edit.backend: removal by the first available of edit.remove_with, the rest by diffusion
 
 __all__ = [
     "BACKENDS",
@@ -56,20 +66,53 @@ __all__ = [
     "painter_for",
     "paste",
     "request_for",
+    "resolve_backend",
+    "weights_on_disk",
     "set_scheduler",
 ]
 
 
+def weights_on_disk(backend: EditBackend, settings: EditSettings) -> bool:
+    """Whether ``backend``'s weights (as ``settings`` name them) are on disk; True when it needs none."""
+    if backend.weights_setting is None:
+        return True
+    return weights_present(getattr(settings, backend.weights_setting), backend.weights_kind)
+
+
+def resolve_backend(settings: EditSettings, mode: str) -> EditSettings:
+    """``settings`` with ``edit.backend: auto`` made concrete for ``mode``; any other backend as it is.
+
+    Removal takes the first of ``edit.remove_with`` that can run here (LaMa once its weights are
+    downloaded, else the next: FSR on ``cpu``, SD 2 elsewhere); replace and style paint new content,
+    which only diffusion can. Resolved once per run, before any cache key is made, so a key, the
+    run's table and ``edit.json`` all name the backend that really painted.
+    """
+    if settings.backend != AUTO:
+        return settings
+    if mode != "remove":
+        return dataclasses.replace(settings, backend="diffusion")
+    unknown = [name for name in settings.remove_with if name not in BACKENDS]
+    if unknown or not settings.remove_with:
+        raise OvsegError(f"edit.remove_with must list backends among {', '.join(BACKENDS)}, got {settings.remove_with}")
+    for name in settings.remove_with:
+        if weights_on_disk(BACKENDS[name], settings):
+            return dataclasses.replace(settings, backend=name)
+    first = settings.remove_with[0]
+    return dataclasses.replace(settings, backend=first)  # none can run: the first says what it is missing
+
+
 def backend_for(settings: EditSettings) -> EditBackend:
-    """The backend ``edit.backend`` names, or one line listing those that exist."""
+    """The backend ``edit.backend`` names (``auto`` resolved first), or one line listing those that exist."""
     backend = BACKENDS.get(settings.backend)
     if backend is None:
-        raise OvsegError(f"edit.backend must be one of {', '.join(BACKENDS)}, got {settings.backend!r}")
+        names = ", ".join([AUTO, *BACKENDS])
+        raise OvsegError(f"edit.backend must be one of {names}, got {settings.backend!r}")
     return backend
 
 
 def check_backend(settings: EditSettings, mode: str) -> None:
     """Fail before any work when the backend's settings are wrong or it cannot do ``mode``."""
+    settings = resolve_backend(settings, mode) if mode in MODES else settings
     backend = backend_for(settings)
     backend.check(settings)
     if mode not in MODES:
@@ -111,7 +154,10 @@ def painter_for(model: Any, settings: EditSettings, request: EditRequest) -> Pai
 
 def edit_image(image: Image.Image, mask: np.ndarray, settings: EditSettings, paint: Painter) -> Image.Image:
     """Paint ``mask`` of ``image`` through the shared path, at the size ``edit.backend`` paints at."""
-    return geometry.edit_image(image, mask, settings, paint, resize=backend_for(settings).resizes_to_model)
+    backend = backend_for(settings)
+    return geometry.edit_image(
+        image, mask, settings, paint, resize=backend.resizes_to_model, min_side=backend.min_crop_side(settings)
+    )
 
 
 def load_painter(settings: EditSettings, request: EditRequest, device: str) -> Painter:

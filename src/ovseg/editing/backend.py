@@ -39,9 +39,16 @@ class EditBackend(Protocol):
     # True: a model trained at one size (SD 2: 512 px) paints the crop resized to edit.resolution;
     # False: the crop is painted at the photo's own pixels (resizing would only blur a fill from them).
     resizes_to_model: bool
+    # The edit setting naming its weights (a registry name or a folder) and their kind in ovseg.weights;
+    # None for a backend without weights. ``edit.backend: auto`` takes the first whose weights are on disk.
+    weights_setting: str | None
+    weights_kind: str | None
 
     def check(self, settings: EditSettings) -> None:
         """Raise a one-line :class:`~ovseg.errors.OvsegError` for settings this backend cannot use."""
+
+    def min_crop_side(self, settings: EditSettings) -> int:
+        """The smallest crop (photo pixels) painted around a hole: a model needs context around small holes."""
 
     def fingerprint(self, settings: EditSettings) -> str:
         """What identifies the painting model in the edit's cache key (weights, library version)."""

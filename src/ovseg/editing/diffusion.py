@@ -102,6 +102,7 @@ class DiffusionBackend:
     name = "diffusion"
     modes = ("remove", "replace", "style")
     resizes_to_model = True
+    weights_setting, weights_kind = "model", INPAINT
 
     def check(self, settings: EditSettings) -> None:
         if settings.scheduler != "default" and settings.scheduler not in SCHEDULERS:
@@ -109,6 +110,9 @@ class DiffusionBackend:
             raise OvsegError(f"edit.scheduler must be one of {names}, got {settings.scheduler!r}")
         if settings.offload not in OFFLOAD_MODES:
             raise OvsegError(f"edit.offload must be one of {', '.join(OFFLOAD_MODES)}, got {settings.offload!r}")
+
+    def min_crop_side(self, settings: EditSettings) -> int:
+        return settings.resolution // 2  # SD 2 sees at least half its own size of the photo around a hole
 
     def fingerprint(self, settings: EditSettings) -> str:
         return model_fingerprint(settings.model, INPAINT)

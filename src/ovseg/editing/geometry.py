@@ -10,6 +10,7 @@ is untouched, whichever backend painted.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,12 +90,19 @@ def paste(original: np.ndarray, generated_crop: np.ndarray, alpha: np.ndarray, b
 
 
 def edit_image(
-    image: Image.Image, mask: np.ndarray, settings: EditSettings, paint: Painter, *, resize: bool = True
+    image: Image.Image,
+    mask: np.ndarray,
+    settings: EditSettings,
+    paint: Painter,
+    *,
+    resize: bool = True,
+    min_side: int | None = None,
 ) -> Image.Image:
     """Inpaint ``mask`` (bool, image resolution) of ``image`` with ``paint``; returns a same-size image.
 
-    ``resize``: paint the crop at ``edit.resolution`` (a model's size; the crop is at least half
-    of it, for context) or, when false, at the photo's own pixels.
+    ``resize``: paint the crop at ``edit.resolution`` (a model's size) or, when false, at the photo's
+    own pixels. ``min_side``: the smallest crop, for context around small holes (default: half of
+    ``edit.resolution`` when resizing, else none), never more than the photo's longer side.
     """
     if mask.shape != (image.height, image.width):
         raise OvsegError(f"mask size {mask.shape[::-1]} does not match image size {image.size}")
@@ -102,7 +110,9 @@ def edit_image(
         return image.copy()
     region = dilate(mask, settings.dilate_px)
     alpha = feather(region, settings.feather_px)
-    min_side = min(settings.resolution // 2, max(image.size)) if resize else 8
+    if min_side is None:
+        min_side = settings.resolution // 2 if resize else 8
+    min_side = min(min_side, max(image.size))
     box = crop_box(tuple(box_xywh(region)), image.size, settings.context, min_side)
     original = np.asarray(image.convert("RGB"))
     size = (settings.resolution, settings.resolution) if resize else (box.side, box.side)
@@ -111,3 +121,27 @@ def edit_image(
     crop_mask = crop_mask.point(lambda v: 255 if v > 0 else 0)  # conservative: any touched pixel repaints
     painted = paint(crop_image, crop_mask).convert("RGB").resize((box.side, box.side), Image.Resampling.LANCZOS)
     return Image.fromarray(paste(original, np.asarray(painted), alpha, box))
+
+
+def fill_at_most(
+    image: Image.Image, mask: Image.Image, max_side: int, fill: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> Image.Image:
+    """``fill(rgb, holes) -> rgb`` on a crop scaled down to ``max_side`` when larger, scaled back up after;
+    the known pixels come back exactly as they were.
+
+    Why: a learned fill's time grows with the crop's area, while a hole that big gains little detail from
+    the extra pixels (the fill is smooth at that scale anyway).
+    """
+    rgb = np.asarray(image.convert("RGB"))
+    holes = np.asarray(mask.convert("L")) > 0
+    height, width = holes.shape
+    scale = max_side / max(height, width)
+    if scale >= 1.0:
+        filled = fill(rgb, holes)
+    else:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        small = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BOX))
+        small_holes = np.asarray(Image.fromarray(holes.astype(np.uint8) * 255).resize(size, Image.Resampling.BOX)) > 0
+        painted = Image.fromarray(fill(small, small_holes)).resize((width, height), Image.Resampling.BICUBIC)
+        filled = np.asarray(painted)
+    return Image.fromarray(np.where(holes[..., None], filled, rgb))

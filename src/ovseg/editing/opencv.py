@@ -37,6 +37,7 @@ class OpenCVBackend:
     name = "opencv"
     modes = ("remove",)
     resizes_to_model = False  # fills from the photo's own pixels, at their own scale
+    weights_setting = weights_kind = None  # a library call
 
     def check(self, settings: EditSettings) -> None:
         if settings.opencv_method not in METHODS or settings.opencv_radius < 1 or settings.opencv_max_fill_px < 64:
@@ -49,6 +50,9 @@ class OpenCVBackend:
                 f"edit.opencv_method {settings.opencv_method} needs opencv-contrib-python-headless "
                 "(scripts/install.sh installs it), or use --set edit.opencv_method=telea"
             )
+
+    def min_crop_side(self, settings: EditSettings) -> int:
+        return 8  # fills from the hole's border: more context only costs time
 
     def fingerprint(self, settings: EditSettings) -> str:
         import cv2

@@ -30,8 +30,10 @@ one entry here (and one ``dvc.yaml`` stanza).
 
 from __future__ import annotations
 
+import dataclasses
+
 from ovseg.config import Settings
-from ovseg.editing import check_backend
+from ovseg.editing import check_backend, resolve_backend
 from ovseg.pipeline import edit, embed, follow, frames, masks, score, select, video_fill, video_out
 from ovseg.pipeline.common import ModelPool, Run, Stage, StageReport
 from ovseg.request import RunRequest
@@ -55,5 +57,6 @@ def stages_for(request: RunRequest) -> tuple[Stage, ...]:
 def new_run(settings: Settings, request: RunRequest, **where) -> Run:
     """A run, checked before any work: a request the settings cannot do stops here with one line."""
     if request.edits:
+        settings = dataclasses.replace(settings, edit=resolve_backend(settings.edit, request.mode))
         check_backend(settings.edit, request.mode)
     return Run(settings, request, **where)

@@ -230,7 +230,8 @@ def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
 
 
 def describe(run: Run) -> str:
-    return f"edit ({run.request.mode})"
+    """The progress label, naming the backend that paints (``edit.backend: auto`` resolved)."""
+    return f"edit ({run.request.mode}, {run.settings.edit.backend})" if run.request.edits else "edit (segment)"
 
 
 def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
