@@ -27,7 +27,7 @@ from ovseg.config import settings_from_params
 from ovseg.engines import run_pipeline
 from ovseg.errors import OvsegError
 from ovseg.locations import read_json
-from ovseg.pipeline import Run, stage_named
+from ovseg.pipeline import Run, new_run, stage_named
 from ovseg.pipeline.common import run_stages
 from ovseg.request import RunRequest
 
@@ -42,7 +42,9 @@ SETS = {"masks": {"max_prompts": 16}, "embed": {"model": "tiny-random-clip"}}
 def _run(images, cache, output=None, mode: str = "segment", kind: str = "ray", **engine) -> Run:
     engine = {"kind": kind, "batch_size": 1, **engine}
     settings = settings_from_params({"preset": "cpu", "device": "cpu", **SETS, "engine": engine})
-    return Run(settings, RunRequest(str(images), "the cat", mode), str(cache), str(output or f"{cache}/output"))
+    return new_run(
+        settings, RunRequest(str(images), "the cat", mode), cache=str(cache), output=str(output or f"{cache}/output")
+    )
 
 
 def _ray_stages(run: Run, *names: str) -> list:
@@ -367,11 +369,11 @@ def test_the_golden_run_is_byte_identical_on_both_engines(golden_photos, cluster
     digests = {}
     for kind in ("local", "ray"):
         engine = dataclasses.replace(settings.engine, kind=kind)
-        run = Run(
+        run = new_run(
             dataclasses.replace(settings, engine=engine),
             RunRequest(str(golden_photos), "the cat", "remove"),
-            str(tmp_path / kind / "cache"),
-            str(tmp_path / kind / "output"),
+            cache=str(tmp_path / kind / "cache"),
+            output=str(tmp_path / kind / "output"),
         )
         run_pipeline(run)
         digests[kind] = golden.digest(tmp_path / kind / "cache", tmp_path / kind / "output")

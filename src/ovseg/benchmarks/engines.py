@@ -20,7 +20,7 @@ from typing import Any
 
 from ovseg.config import Settings
 from ovseg.folders import EDIT_RECORD
-from ovseg.pipeline import Run, masks, select
+from ovseg.pipeline import masks, new_run, select
 from ovseg.pipeline.common import run_stages
 from ovseg.request import RunRequest
 from ovseg.store import MANIFEST
@@ -79,7 +79,7 @@ def run_engine_benchmark(
         root = Path(tempfile.mkdtemp(prefix=f"ovseg-{label.replace(' ', '')}-"))
         cache, output = str(root / "cache"), str(root / "output")
         started = time.perf_counter()
-        run = Run(settings, request, cache, output)
+        run = new_run(settings, request, cache=cache, output=output)
         if all_stages:
             reports = run_pipeline(run)
         else:

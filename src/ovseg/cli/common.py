@@ -35,9 +35,17 @@ def given(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def preset_models(preset: str) -> list[str]:
-    """The weights a preset needs: its mask model, its CLIP, its inpainting model."""
+def preset_models(preset: str, removal: bool = False) -> list[str]:
+    """The weights a preset needs: its mask model, its CLIP, its inpainting model; with ``removal``, also
+    the learned removers its ``edit.remove_with`` prefers (LaMa), which it uses once they are on disk."""
     from ovseg.config import settings_from_params
+    from ovseg.editing import BACKENDS
 
     settings = settings_from_params({"preset": preset})
-    return [settings.masks.model, settings.embed.model, settings.edit.model]
+    names = [settings.masks.model, settings.embed.model, settings.edit.model]
+    if removal:
+        for backend in (BACKENDS[name] for name in settings.edit.remove_with):
+            model = getattr(settings.edit, backend.weights_setting) if backend.weights_setting else None
+            if model is not None and model not in names:
+                names.append(model)
+    return names

@@ -34,7 +34,7 @@ def weights_list() -> None:
 
 @weights_app.command("download")
 def weights_download(
-    names: list[str] = typer.Argument(None, help="Models to fetch; default: those of --preset."),
+    names: list[str] = typer.Argument(None, help="Models to fetch; default: those of --preset, LaMa included."),
     preset: str = typer.Option("balanced", "--preset", help="Fetch the models this preset uses."),
     force: bool = typer.Option(False, "--force", help="Download again even if present."),
 ) -> None:
@@ -42,7 +42,7 @@ def weights_download(
     from ovseg.downloads import download
 
     try:
-        for name in names or preset_models(preset):
+        for name in names or preset_models(preset, removal=True):
             console.print(f"downloading {name} ...")
             console.print(f"  -> {download(name, force=force, log=console.print)}")
     except OvsegError as exc:
