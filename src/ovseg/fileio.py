@@ -118,12 +118,18 @@ def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
             f"({max_pixels:,}), the guard against decompression bombs; if the photo is real, allow it with "
             f"--set max_image_pixels={width * height} (params.yaml: max_image_pixels)"
         )
+    _check_side(width, height, name)
+    with img:
+        photo = ImageOps.exif_transpose(img).convert("RGB")
+    _check_side(*photo.size, name)  # a HEIF's clean-aperture crop can leave less than its header said
+    return photo
+
+
+def _check_side(width: int, height: int, name: str) -> None:
     if min(width, height) < MIN_IMAGE_SIDE:
         raise UnreadableImageError(
             f"cannot read image {name}: {width}x{height} pixels is too small (at least {MIN_IMAGE_SIDE} a side)"
         )
-    with img:
-        return ImageOps.exif_transpose(img).convert("RGB")
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -13,6 +13,7 @@ upsamplings and a sigmoid. Nothing here loads weights: real LaMa comes only as t
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -170,7 +171,8 @@ def save_random_lama(path: Path, *, width: int = 64, blocks: int = 18, seed: int
     torch.manual_seed(seed)
     model = LamaInpainter(LamaGenerator(width=width, blocks=blocks)).eval()
     example = (torch.rand(1, 3, 64, 64), (torch.rand(1, 1, 64, 64) > 0.7).float())
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript's deprecation notice: the real file is TorchScript
         traced = torch.jit.trace(model, example, check_trace=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     traced.save(str(path))
