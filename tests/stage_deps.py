@@ -37,6 +37,8 @@ def _contracts() -> dict[str, tuple[str, list[str]]]:
         named = re.search(r'run_stage\("(\w+)"\)', text)
         if named:
             roots = [f"ovseg.pipeline.{named.group(1)}"]
+            if module_file(roots[0]) is None:  # the contract is the module named as the stage: none, no deps
+                raise SystemExit(f"{script} runs stage {named.group(1)!r} but src/ovseg/pipeline has no such module")
         else:
             roots = sorted(m for m in imported_text(text) if m != "ovseg.stage_runner")
         stages[name] = (script, roots)

@@ -108,10 +108,11 @@ def test_prompt_change_reruns_only_score_and_select(dvc_repo: Path) -> None:
 
     # DVC sees code: one byte more in a stage's module makes that stage and every later one
     # stale (they import its record), and none before it.
-    later = {"masks", "embed", "score", "select", "edit", "evaluate", "follow", "video_out"}
+    # (fill, the videos' edit, paints with the image backends and writes through the edit stage's records.)
+    later = {"masks", "embed", "score", "select", "edit", "evaluate", "follow", "video_out", "fill"}
     assert _stale_after_touching(dvc_repo, "src/ovseg/pipeline/masks.py") == later
-    assert _stale_after_touching(dvc_repo, "src/ovseg/pipeline/select.py") == {"select", "edit"}
-    assert _stale_after_touching(dvc_repo, "src/ovseg/editing/opencv.py") == {"edit"}
+    assert _stale_after_touching(dvc_repo, "src/ovseg/pipeline/select.py") == {"select", "edit", "fill"}
+    assert _stale_after_touching(dvc_repo, "src/ovseg/editing/opencv.py") == {"edit", "fill"}
 
     # `ovseg cache gc` drops the old prompt's scores only; DVC then reruns from score, reusing the rest.
     collected = _sh([sys.executable, "-m", "ovseg.cli", "cache", "gc"], dvc_repo)

@@ -15,7 +15,7 @@ Videos have stages of their own, for the work that needs order (:data:`VIDEO_STA
 | frames    | :mod:`.frames`    | ``cache/frames/<key>.files/`` (JPEGs)   | one clip    |
 | follow    | :mod:`.follow`    | ``cache/tracks/<key>.files/`` (masks)   | one clip, in order |
 | video_out | :mod:`.video_out` | ``<output>/video/<clip>/``              | one clip    |
-| fill      | :mod:`.video_fill`| ``<output>/edit/<clip>/`` (remove mode) | one clip, in order |
+| fill      | :mod:`.fill`      | ``<output>/edit/<clip>/`` (remove mode) | one clip, in order |
 
 Words on a video run the photo stages (masks, embed, score) on each clip's keyframes first, from
 the follow stage's plan, so those frames are photos to them: cached, and computed in parallel by
@@ -34,12 +34,12 @@ import dataclasses
 
 from ovseg.config import Settings
 from ovseg.editing import check_backend, resolve_backend
-from ovseg.pipeline import edit, embed, follow, frames, masks, score, select, video_fill, video_out
+from ovseg.pipeline import edit, embed, fill, follow, frames, masks, score, select, video_out
 from ovseg.pipeline.common import ModelPool, Run, Stage, StageReport
 from ovseg.request import RunRequest
 
 STAGES: tuple[Stage, ...] = (masks.STAGE, embed.STAGE, score.STAGE, select.STAGE, edit.STAGE)
-VIDEO_STAGES: tuple[Stage, ...] = (frames.STAGE, follow.STAGE, video_out.STAGE, video_fill.STAGE)
+VIDEO_STAGES: tuple[Stage, ...] = (frames.STAGE, follow.STAGE, video_out.STAGE, fill.STAGE)
 
 __all__ = ["STAGES", "VIDEO_STAGES", "ModelPool", "Run", "Stage", "StageReport", "new_run", "stage_named", "stages_for"]
 

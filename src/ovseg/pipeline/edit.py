@@ -107,7 +107,7 @@ def write_edit(out: OutputFolder, stem: str, before: Image.Image, after: Image.I
 
 
 def write_clip_edit(out: OutputFolder, stem: str, write_files: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
-    """A clip's edit folder (``edited.mp4``, ``before_after.mp4`` ...; :mod:`ovseg.pipeline.video_fill`), all at
+    """A clip's edit folder (``edited.mp4``, ``before_after.mp4`` ...; :mod:`ovseg.pipeline.fill`), all at
     once: ``write_files`` fills it and returns its record, written last as ``edit.json``. This module writes
     every ``edit.json``, a photo's or a clip's."""
     with out.write(stem, last=EDIT_RECORD) as tmp:
