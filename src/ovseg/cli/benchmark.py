@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from ovseg.cli.common import PRESET_HELP, app, console, fail, given
 from ovseg.errors import OvsegError
+
+if TYPE_CHECKING:
+    from ovseg.config import Settings
 
 
 @app.command()
@@ -303,6 +307,16 @@ def benchmark_rerun(
     )
 
 
+def _video_benchmark_settings(config: str, sets: list[str], asked: list[str], variants) -> Settings:
+    """The video benchmarks' settings (the preset on CPU, with ``--set``s), once the asked variants are known ones."""
+    from ovseg.config import apply_overrides, settings_from_params
+
+    unknown = [v for v in asked if v not in variants]
+    if unknown:
+        raise OvsegError(f"unknown variant {unknown[0]!r}; choose from {', '.join(variants)}")
+    return settings_from_params(apply_overrides({"preset": config, "device": "cpu"}, sets))
+
+
 @app.command("benchmark-track")
 def benchmark_track(
     dataset: Path = typer.Option(Path("../shared/data/davis-dev"), "--dataset", help="Videos in DAVIS's layout."),
@@ -315,14 +329,10 @@ def benchmark_track(
 ) -> None:
     """Following variants side by side on DAVIS sequences: J, F, seconds per frame, and the ratio to the masks stage."""
     from ovseg.benchmarks.track import VARIANTS, run_track_benchmark
-    from ovseg.config import apply_overrides, settings_from_params
     from ovseg.locations import write_json
 
     try:
-        unknown = [v for v in variant if v not in VARIANTS]
-        if unknown:
-            raise OvsegError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
-        settings = settings_from_params(apply_overrides({"preset": config, "device": "cpu"}, sets))
+        settings = _video_benchmark_settings(config, sets, variant, VARIANTS)
         report = run_track_benchmark(settings, dataset, list(sequence) or None, frames or None, list(variant) or None,
                                      log=console.print)  # fmt: skip
     except OvsegError as exc:
@@ -352,14 +362,10 @@ def benchmark_video_remove(
 ) -> None:
     """Removal from videos against the true background: temporal fill and per-frame fills on the same moving holes."""
     from ovseg.benchmarks.video_remove import VARIANTS, run_video_remove_benchmark
-    from ovseg.config import apply_overrides, settings_from_params
     from ovseg.locations import write_json
 
     try:
-        unknown = [v for v in variant if v not in VARIANTS]
-        if unknown:
-            raise OvsegError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
-        settings = settings_from_params(apply_overrides({"preset": config, "device": "cpu"}, sets))
+        settings = _video_benchmark_settings(config, sets, variant, VARIANTS)
         report = run_video_remove_benchmark(settings, dataset, seed, frames or None, list(variant) or None,
                                             log=console.print)  # fmt: skip
     except OvsegError as exc:
