@@ -86,6 +86,7 @@ def test_user_mistakes_get_one_line_and_exit_2(workspace: Path, args: list[str],
     import re
 
     assert re.search(message, " ".join(result.stderr.split())), result.stderr
+    assert not list(workspace.glob("cache/*/*.done"))  # said before any photo is computed
 
 
 def test_weights_commands(workspace: Path, tmp_path: Path) -> None:

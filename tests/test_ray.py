@@ -131,69 +131,10 @@ def _results(output: Path) -> dict[str, object]:
     return files
 
 
-def test_ray_writes_the_local_engines_bytes_and_a_second_run_computes_nothing(
-    photos, local_cache, tmp_path, monkeypatch
-):
-    run = _run(photos, tmp_path)
-    masks, embed = _ray_stages(run, "masks", "embed")
-    assert sorted(masks.computed) == ["0016E5_07959", "chelsea", "shapes"]
-    assert masks.skipped == ["corrupt.jpg"] and sorted(embed.computed) == sorted(masks.computed)
-    manifest = read_json(tmp_path / "masks" / "manifest.json")
-    assert "cannot read image" in manifest["skipped"]["corrupt.jpg"] and "corrupt" not in manifest["images"]
-    assert manifest["run"]["errors"] == 1 and manifest["run"]["computed"] == PHOTOS
-    for stage in ("masks", "embeddings"):
-        assert _files(tmp_path, stage) == _files(local_cache, stage), stage
-    # strict: the corrupt photo (the only one left to do) stops the stage; the manifest is not rewritten.
-    stamp = (tmp_path / "masks" / "manifest.json").stat().st_mtime_ns
-    with pytest.raises(OvsegError, match="corrupt.jpg"):
-        _ray_stages(dataclasses.replace(run, settings=dataclasses.replace(run.settings, strict=True)), "masks")
-    assert (tmp_path / "masks" / "manifest.json").stat().st_mtime_ns == stamp
-    # Again: every key is done and the corrupt bytes fail while planning, so no row goes to
-    # an actor: no actor starts, no model loads, no model call.
-    sent = _count_actor_rows(monkeypatch)
-    again_masks, again_embed = _ray_stages(run, "masks", "embed")
-    assert sent == []
-    assert again_masks.computed == [] and again_embed.computed == [] and len(again_masks.reused) == PHOTOS
-    assert again_masks.skipped == ["corrupt.jpg"]
-    # The local engine reuses the cluster's cache as well.
-    assert stages(_run(photos, tmp_path, kind="local"), "masks")[0].computed == []
-
-
 def test_one_or_two_actors_give_the_same_bytes(photos, local_cache, tmp_path):
     (two,) = _ray_stages(_run(photos, tmp_path, concurrency=2), "masks")
     assert len(two.computed) == PHOTOS
     assert _files(tmp_path, "masks") == _files(local_cache, "masks")
-
-
-def test_a_killed_run_rerun_ends_byte_identical_with_each_key_written_once(photos, local_cache, cluster, tmp_path):
-    cache = tmp_path / "cache"
-    command = [sys.executable, "-m", "ovseg.cli", "run", "--images", str(photos), "--prompt", "the cat"]
-    command += ["--config", "cpu", "--device", "cpu", "--engine", "ray", "--cache", str(cache), "--params", "none"]
-    command += ["--set", f"engine.address={cluster}", "--set", "engine.batch_size=1"]
-    command += ["--set", "masks.max_prompts=16", "--set", "embed.model=tiny-random-clip"]
-    driver = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not list((cache / "masks").glob("*.done")):
-        assert driver.poll() is None, "the run ended before it could be killed"
-        assert time.time() < deadline, "no image finished in 5 minutes"
-        time.sleep(0.2)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
-    # Ray ends the dead driver's actors; wait until nothing more appears.
-    settled, seen = time.time(), None
-    while time.time() - settled < 8:
-        now = sorted(p.name for p in (cache / "masks").glob("*.done"))
-        if now != seen:
-            seen, settled = now, time.time()
-        time.sleep(0.5)
-    before = {p.name: p.stat().st_mtime_ns for p in (cache / "masks").glob("*.done")}
-    assert 1 <= len(before) < PHOTOS and not (cache / "masks" / "manifest.json").exists()
-
-    (rerun,) = _ray_stages(_run(photos, cache), "masks")
-    assert len(rerun.reused) == len(before) and len(rerun.computed) == PHOTOS - len(before)
-    after = {p.name: p.stat().st_mtime_ns for p in (cache / "masks").glob("*.done")}
-    assert all(after[name] == stamp for name, stamp in before.items())  # not written again
-    assert _files(cache, "masks") == _files(local_cache, "masks")
 
 
 def _free_port() -> int:
@@ -309,28 +250,64 @@ def test_a_result_folder_in_a_bucket_is_replaced_whole_with_its_record_last(s3_s
     assert not fs.exists("results/segment/other/mask.png")
 
 
-def test_ovseg_run_engine_ray_runs_every_stage_with_a_local_cache(photos, cluster, tmp_path):
-    """The README's command: every stage on the cluster, results in data/output, a summary per stage and the table."""
+def test_the_readme_command_killed_half_way_and_run_again_ends_as_a_clean_run(photos, local_run, cluster, tmp_path):
+    """`ovseg run --engine ray`, every stage, killed while masks are computed, then run again as a user would:
+    the masks finished before the kill are reused and not written again, and the run ends with the local engine's
+    bytes in every store and result, the summaries, the table and the records in data/output/ray."""
+    cache, output = tmp_path / "cache", tmp_path / "data" / "output"
     command = [sys.executable, "-m", "ovseg.cli", "run", "--images", str(photos), "--prompt", "the cat"]
-    command += ["--mode", "remove"]
-    command += ["--config", "cpu", "--device", "cpu", "--engine", "ray", "--params", "none"]
-    command += ["--set", f"engine.address={cluster}", "--set", "masks.max_prompts=16"]
-    command += ["--set", "embed.model=tiny-random-clip"]
+    command += ["--mode", "remove", "--config", "cpu", "--device", "cpu", "--engine", "ray", "--params", "none"]
+    command += ["--set", f"engine.address={cluster}", "--set", "engine.batch_size=1"]
+    command += ["--set", "masks.max_prompts=16", "--set", "embed.model=tiny-random-clip"]
+    driver = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list((cache / "masks").glob("*.done")):
+        assert driver.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline, "no image finished in 5 minutes"
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    # Ray ends the dead driver's actors; wait until nothing more appears.
+    settled, seen = time.time(), None
+    while time.time() - settled < 8:
+        now = sorted(p.name for p in (cache / "masks").glob("*.done"))
+        if now != seen:
+            seen, settled = now, time.time()
+        time.sleep(0.5)
+    before = {p.name: p.stat().st_mtime_ns for p in (cache / "masks").glob("*.done")}
+    assert 1 <= len(before) < PHOTOS and not (cache / "masks" / "manifest.json").exists()
+
     env = {**os.environ, "COLUMNS": "200"}  # the table's paths whole
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"masks: computed {PHOTOS}, reused 0 from cache, skipped 1 unreadable" in " ".join(result.stdout.split())
+    done = len(before)
+    assert f"masks: computed {PHOTOS - done}, reused {done} from cache, skipped 1 unreadable" in " ".join(
+        result.stdout.split()
+    )
+    after = {p.name: p.stat().st_mtime_ns for p in (cache / "masks").glob("*.done")}
+    assert all(after[name] == stamp for name, stamp in before.items())  # not written again
+    for stage in ("masks", "embeddings", "scores", "text"):
+        assert _files(cache, stage) == _files(local_run.cache, stage), stage
+    assert _results(output) == _results(local_run.output)
     assert "images/s computed" in result.stdout
-    summary = read_json(tmp_path / "data/output/segment/summary.json")
-    assert set(summary["images"]) == {"0016E5_07959", "chelsea", "shapes"}
-    assert "corrupt.jpg" in summary["skipped"]
-    assert (tmp_path / "data/output/segment/chelsea/overlay.png").is_file()
-    assert (tmp_path / "data/output/edit/chelsea/before_after.png").is_file()
     assert f"edit: computed {PHOTOS}" in result.stdout and "data/output/edit/chelsea/before_after.png" in result.stdout
-    recorded = read_json(tmp_path / "data/output/ray/masks.json")
-    assert recorded["run"]["computed"] == PHOTOS and "corrupt.jpg" in recorded["skipped"]
-    run = read_json(tmp_path / "data/output/ray/run.json")
+    summary = read_json(output / "segment/summary.json")
+    assert set(summary["images"]) == {"0016E5_07959", "chelsea", "shapes"} and "corrupt.jpg" in summary["skipped"]
+    manifest = read_json(cache / "masks" / "manifest.json")
+    assert "cannot read image" in manifest["skipped"]["corrupt.jpg"] and "corrupt" not in manifest["images"]
+    assert manifest["run"]["errors"] == 1 and manifest["run"]["computed"] == PHOTOS - done
+    assert read_json(output / "ray/masks.json") == manifest
+    run = read_json(output / "ray/run.json")
     assert list(run) == ["masks", "embed", "score", "select", "edit"] and run["select"]["computed"] == PHOTOS
+
+    # strict: the corrupt photo (the only one left to do) stops the stage; the manifest is not rewritten.
+    rerun = _run(photos, cache)
+    stamp = (cache / "masks" / "manifest.json").stat().st_mtime_ns
+    with pytest.raises(OvsegError, match="corrupt.jpg"):
+        _ray_stages(dataclasses.replace(rerun, settings=dataclasses.replace(rerun.settings, strict=True)), "masks")
+    assert (cache / "masks" / "manifest.json").stat().st_mtime_ns == stamp
+    # The local engine reuses the cluster's cache as well.
+    assert stages(_run(photos, cache, kind="local"), "masks")[0].computed == []
 
 
 def test_the_engine_benchmark_times_every_stage_and_the_engines_agree(photos, cluster):

@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 
 from ovseg.config import Settings
-from ovseg.editing import check_backend, resolve_backend
+from ovseg.editing import check_backend, request_for, resolve_backend
 from ovseg.pipeline import edit, embed, fill, follow, frames, masks, score, select, video_out
 from ovseg.pipeline.common import ModelPool, Run, Stage, StageReport
 from ovseg.request import RunRequest
@@ -59,4 +59,5 @@ def new_run(settings: Settings, request: RunRequest, **where) -> Run:
     if request.edits:
         settings = dataclasses.replace(settings, edit=resolve_backend(settings.edit, request.mode))
         check_backend(settings.edit, request.mode)
+        request_for(request.mode, request.edit_prompt, settings.edit)  # replace and style need words to paint
     return Run(settings, request, **where)
