@@ -35,12 +35,17 @@ def user_cache_folder() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ovseg"
 
 
+def user_models_folder() -> Path:
+    """Models made from weights that belong to this machine, not to a project: ``~/.cache/ovseg/models``."""
+    return user_cache_folder() / DERIVED_MODELS
+
+
 def derived_models_folder(cache: str | Path) -> Path:
     """Where models made from weights are kept: ``<cache>/models``; for a cache in a bucket,
-    ``~/.cache/ovseg/models``, since a model file must be on this machine to load."""
+    :func:`user_models_folder`, since a model file must be on this machine to load."""
     if not is_url(cache):
         return Path(cache) / DERIVED_MODELS
-    return user_cache_folder() / DERIVED_MODELS
+    return user_models_folder()
 
 
 def is_url(location: str | Path) -> bool:

@@ -25,7 +25,7 @@ from PIL import Image
 
 from ovseg.errors import OvsegError, one_line
 from ovseg.fileio import content_key
-from ovseg.locations import DERIVED_MODELS, atomic_path, user_cache_folder
+from ovseg.locations import atomic_path, user_models_folder
 from ovseg.weights import remembered_sha256
 
 CUT_VERSION = "multimask-cut-v1"  # bump when _multimask_subgraph cuts differently: kept cuts are made again
@@ -91,7 +91,7 @@ def _kept_cut(decoder: Path) -> bytes | None:
     """
     try:
         key = content_key(CUT_VERSION, remembered_sha256(decoder))
-        kept: Path | None = user_cache_folder() / DERIVED_MODELS / f"sam-decoder-{key}.onnx"
+        kept: Path | None = user_models_folder() / f"sam-decoder-{key}.onnx"
         if kept.is_file():
             return kept.read_bytes() or None
     except OSError:  # no readable cache: cut as if it were the first time
