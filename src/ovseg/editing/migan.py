@@ -17,6 +17,7 @@ from ovseg.config import EditSettings
 from ovseg.editing.backend import EditRequest, Painter
 from ovseg.editing.geometry import fill_at_most
 from ovseg.errors import OvsegError, one_line
+from ovseg.onnx_sessions import session_options
 from ovseg.weights import MIGAN, check_hashes, model_fingerprint, pinned_hashes, resolve_model_dir
 
 MIN_CROP = 256  # half the pipeline's 512: a small hole gets that much of the photo around it
@@ -33,7 +34,7 @@ def load_migan(name: str, device: str):
     available = set(ort.get_available_providers())
     try:
         return ort.InferenceSession(
-            str(path), providers=[p for p in providers if p in available] or ["CPUExecutionProvider"]
+            str(path), session_options(), providers=[p for p in providers if p in available] or ["CPUExecutionProvider"]
         )
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file fails in many ways
         raise OvsegError(f"cannot load MI-GAN from {path}: {one_line(exc)}") from None

@@ -26,6 +26,7 @@ from PIL import Image
 from ovseg.errors import OvsegError, one_line
 from ovseg.fileio import content_key
 from ovseg.locations import atomic_path, user_models_folder
+from ovseg.onnx_sessions import session_options
 from ovseg.weights import remembered_sha256
 
 CUT_VERSION = "multimask-cut-v1"  # bump when _multimask_subgraph cuts differently: kept cuts are made again
@@ -62,12 +63,7 @@ def upscale_valid(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def _session(model, label: str, threads: int | None):
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.inter_op_num_threads = 1
-    if threads:
-        options.intra_op_num_threads = threads
-    options.log_severity_level = 3  # onnxruntime's warnings about unused initialisers are noise to users
+    options = session_options(threads)
     source = model if isinstance(model, bytes) else str(model)
     try:
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
@@ -136,9 +132,7 @@ def _multimask_subgraph(decoder_path: Path) -> bytes | None:
     for name in mask_chain + iou_chain:
         if name not in present:
             probe.graph.output.append(helper.make_empty_tensor_value_info(name))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(probe.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
     shapes = {i.name: i.shape for i in session.get_inputs()}
     embed_shape = [d if isinstance(d, int) else 1 for d in shapes["image_embeddings"]]
     feed = {
