@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,6 +130,13 @@ def test_the_onnx_text_encoder_gives_open_clips_features(tiny_checkpoints, tmp_p
     stamp = next(tmp_path.glob("*/text.onnx")).stat().st_mtime_ns
     again = load_text_encoder("tiny-random-clip", tmp_path)
     assert next(tmp_path.glob("*/text.onnx")).stat().st_mtime_ns == stamp and again.kind == "onnx"
+    # A models folder that cannot be made (here: under a file) still gives the same encoder, exported for the
+    # process alone in a temporary folder that is gone once the session is open.
+    (tmp_path / "a-file").write_text("")
+    scratch = len(list(Path(tempfile.gettempdir()).glob("ovseg-text-*")))
+    alone = load_text_encoder("tiny-random-clip", tmp_path / "a-file" / "models")
+    assert alone.kind == "onnx" and len(list(Path(tempfile.gettempdir()).glob("ovseg-text-*"))) == scratch
+    np.testing.assert_array_equal(alone.encode(texts), encoder.encode(texts))
     emb = encode_texts(encoder, ["a cat", "a dog"], templates=True)
     assert emb.shape == (2, 32)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)

@@ -20,7 +20,9 @@ import gzip
 import html
 import importlib.util
 import json
+import os
 import sys
+import tempfile
 import warnings
 from dataclasses import dataclass
 from functools import cache
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from filelock import FileLock
 
 from ovseg.errors import OvsegError, one_line
 from ovseg.locations import atomic_path, read_json
@@ -252,8 +255,9 @@ def encoder_kind(model_name: str, exports: Path) -> str:
 def load_text_encoder(model_name: str, exports: Path, device: str = "cpu") -> TextEncoder:
     """The text encoder of CLIP ``model_name``: its ONNX export in ``exports`` (made on first use), or open_clip.
 
-    ``exports``: a local folder where exports are kept (the run's ``cache/models``). ``device``:
-    where open_clip runs when it must (a CLIP that cannot be exported; ``auto`` as the settings say).
+    ``exports``: a local folder where exports are kept (the user's models folder, shared by every
+    project). ``device``: where open_clip runs when it must (a CLIP that cannot be exported; ``auto``
+    as the settings say).
     """
     folder = Path(exports) / export_name(model_name)
     if encoder_kind(model_name, exports) == "torch":
@@ -261,18 +265,50 @@ def load_text_encoder(model_name: str, exports: Path, device: str = "cpu") -> Te
         from ovseg.weights import resolve_device
 
         return TorchTextEncoder(load_clip(model_name, resolve_device(device), text_only=True))
-    if not (folder / "text.json").is_file():
-        from ovseg.clip_features import load_clip
+    if (folder / "text.json").is_file():
+        return _onnx_encoder(model_name, folder)
+    if not _writable(folder.parent):  # a user cache this user cannot write: the same export, for this process only
+        with tempfile.TemporaryDirectory(prefix="ovseg-text-") as scratch:
+            return _exported(model_name, Path(scratch) / folder.name)
+    with FileLock(str(folder.parent / f".{folder.name}.lock")):  # processes starting at once export once
+        return _exported(model_name, folder)
 
-        bundle = load_clip(model_name, "cpu", text_only=True)
-        try:
-            export_text_tower(bundle, folder)
-        except Exception as exc:  # noqa: BLE001 - an exporter that cannot trace this tower: open_clip encodes it
-            reason = f"CLIP's text tower could not be exported to ONNX ({one_line(exc)}); open_clip encodes its texts"
-            print(f"ovseg: note: {reason}", file=sys.stderr)
-            with atomic_path(folder / FAILED) as tmp:
-                tmp.write_text(reason + "\n")
-            return TorchTextEncoder(bundle)
+
+def _onnx_encoder(model_name: str, folder: Path) -> OnnxTextEncoder:
     meta = read_json(folder / "text.json")
     tokenizer = clip_tokenizer(resolve_model_dir(model_name, CLIP))
     return OnnxTextEncoder(folder / "text.onnx", tokenizer, float(meta["logit_scale"]))
+
+
+def _exported(model_name: str, folder: Path) -> TextEncoder:
+    """The encoder from ``folder``'s export, made first unless another process made it while this one waited."""
+    if not (folder / "text.json").is_file():
+        failed = _export(model_name, folder)
+        if failed is not None:
+            return failed
+    return _onnx_encoder(model_name, folder)
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+def _export(model_name: str, folder: Path) -> TextEncoder | None:
+    """Export CLIP ``model_name``'s text tower into ``folder``; None when done, or open_clip's encoder when the
+    exporter cannot trace this tower (a note in the folder says so, which :func:`encoder_kind` reads)."""
+    from ovseg.clip_features import load_clip
+
+    bundle = load_clip(model_name, "cpu", text_only=True)
+    try:
+        export_text_tower(bundle, folder)
+    except Exception as exc:  # noqa: BLE001 - an exporter that cannot trace this tower: open_clip encodes it
+        reason = f"CLIP's text tower could not be exported to ONNX ({one_line(exc)}); open_clip encodes its texts"
+        print(f"ovseg: note: {reason}", file=sys.stderr)
+        with atomic_path(folder / FAILED) as tmp:
+            tmp.write_text(reason + "\n")
+        return TorchTextEncoder(bundle)
+    return None

