@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -164,9 +165,10 @@ class StageActor:
 
 
 def _share_cpus(engine: EngineSettings) -> None:
-    """Size this actor's thread pools to its CPU share (torch, and onnxruntime via OMP_NUM_THREADS)."""
-    import torch
-
+    """Size this actor's torch threads to its CPU share: OMP_NUM_THREADS, which a torch imported later reads, and
+    torch's own setting when torch is already in. Importing torch here would cost an actor whose stage never uses
+    it (the OpenCV painter's edit stage) ~3 s."""
     threads = max(1, int(engine.num_cpus))
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    torch.set_num_threads(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
