@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from ovseg.claims import Claims
 from ovseg.config import Settings
 from ovseg.errors import OvsegError
 from ovseg.fileio import content_key
+from ovseg.folders import StageFolder
 from ovseg.locations import user_models_folder
 from ovseg.pipeline import embed, masks
 from ovseg.pipeline.common import (
@@ -41,6 +43,7 @@ VERSION = "score-v1"
 TEXT_VERSION = "text-v2"  # v2: encoded by the ONNX export of the text tower (ovseg.clip_text)
 FOLDER = "scores"
 TEXT_FOLDER = "text"
+TEXT_CLAIM = "encoding"  # one claim on the text folder while a run encodes the texts it lacks
 
 
 @dataclass
@@ -114,25 +117,35 @@ def text_embeddings(run: Run, model_name: str, texts: list[str]) -> tuple[dict[s
     kind = encoder_kind(model_name, user_models_folder())
     keys = {t: content_key(TEXT_VERSION, fingerprint, t, templates, kind) for t in texts}
     folder = run.stage_folder(TEXT_FOLDER)
-    done = folder.done_keys()
-    missing = [t for t in texts if keys[t] not in done]
-    if missing:
+    if any(keys[t] not in folder.done_keys() for t in texts):
         folder.ensure_writable()
-        from ovseg.scoring import encode_texts
-
-        with pooled(run, ModelPool.key("clip-text", model_name), lambda: text_encoder(run, model_name)) as encoder:
-            encoded = encode_texts(encoder, missing, settings.score.templates, template_set=settings.score.template_set)
-            logit_scale = encoder.logit_scale
-        for text, vector in zip(missing, encoded, strict=True):
-            attrs = {"text": text, "model": model_name, "templates": settings.score.templates}
-            attrs["logit_scale"] = logit_scale
-            folder.publish(keys[text], {"embedding": vector.astype(np.float32)}, attrs, {})
+        # Two runs on one cache encode a new text once: the second waits, then finds it done. (Unclaimed, both
+        # published the same key, and one could read a store while the other replaced it.)
+        with Claims(folder.path if folder.local else None).wait(TEXT_CLAIM):
+            done = folder.done_keys()
+            _encode(run, model_name, [t for t in texts if keys[t] not in done], keys, folder)
     vectors, scale = {}, 100.0
     for text in texts:
         arrays, attrs = folder.read_store(keys[text], ["embedding"])
         vectors[text], scale = arrays["embedding"], float(attrs["logit_scale"])
     temperature = settings.score.temperature if settings.score.temperature is not None else scale
     return vectors, temperature
+
+
+def _encode(run: Run, model_name: str, missing: list[str], keys: dict[str, str], folder: StageFolder) -> None:
+    """Encode the texts not in ``cache/text`` yet (CLIP's text tower loads only if there are some) and store them."""
+    if not missing:
+        return
+    settings = run.settings
+    from ovseg.scoring import encode_texts
+
+    with pooled(run, ModelPool.key("clip-text", model_name), lambda: text_encoder(run, model_name)) as encoder:
+        encoded = encode_texts(encoder, missing, settings.score.templates, template_set=settings.score.template_set)
+        logit_scale = encoder.logit_scale
+    for text, vector in zip(missing, encoded, strict=True):
+        attrs = {"text": text, "model": model_name, "templates": settings.score.templates}
+        attrs["logit_scale"] = logit_scale
+        folder.publish(keys[text], {"embedding": vector.astype(np.float32)}, attrs, {})
 
 
 def text_encoder(run: Run, model_name: str):
