@@ -20,7 +20,6 @@ import gzip
 import html
 import importlib.util
 import json
-import os
 import sys
 import tempfile
 import warnings
@@ -290,11 +289,14 @@ def _exported(model_name: str, folder: Path) -> TextEncoder:
 
 
 def _writable(folder: Path) -> bool:
+    """Whether files can be made in ``folder`` (made if missing), by the write test every stage folder gets."""
+    from ovseg.folders import Folder
+
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
+        Folder(str(folder)).ensure_writable()
+    except OvsegError:
         return False
-    return os.access(folder, os.W_OK)
+    return True
 
 
 def _export(model_name: str, folder: Path) -> TextEncoder | None:

@@ -117,7 +117,7 @@ def text_embeddings(run: Run, model_name: str, texts: list[str]) -> tuple[dict[s
     kind = encoder_kind(model_name, user_models_folder())
     keys = {t: content_key(TEXT_VERSION, fingerprint, t, templates, kind) for t in texts}
     folder = run.stage_folder(TEXT_FOLDER)
-    if any(keys[t] not in folder.done_keys() for t in texts):
+    if not set(keys.values()) <= folder.done_keys():
         folder.ensure_writable()
         # Two runs on one cache encode a new text once: the second waits, then finds it done. (Unclaimed, both
         # published the same key, and one could read a store while the other replaced it.)
