@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EXAMPLE
+from conftest import EXAMPLE, run_ovseg_in_process
 from PIL import Image
 
 from ovseg import Segmenter
@@ -95,10 +92,8 @@ def test_user_mistakes_are_one_line_errors(cpu_segmenter: Segmenter, call, messa
 def test_the_api_and_the_cli_share_the_cache(workspace: Path) -> None:
     seg = Segmenter(preset="tiny", device="cpu", cache=workspace / "cache")
     seg.segment("data/images/chelsea.png", "the cat")
-    result = subprocess.run(
-        [sys.executable, "-m", "ovseg.cli", "run", "--image", "data/images/chelsea.png", "--prompt", "the cat",
-         "--config", "tiny"],
-        cwd=workspace, capture_output=True, text=True, env=dict(os.environ), timeout=600,
-    )  # fmt: skip
+    result = run_ovseg_in_process(
+        "run", "--image", "data/images/chelsea.png", "--prompt", "the cat", "--config", "tiny", cwd=workspace
+    )
     assert result.returncode == 0, result.stderr
     assert "masks: computed 0, reused 1" in result.stdout and "score: computed 0, reused 1" in result.stdout

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_ovseg
+from conftest import REPO
+from conftest import run_ovseg_in_process as ovseg
 
 pytestmark = pytest.mark.slow
 DAVIS = REPO.parent / "shared" / "data" / "davis-dev"
@@ -15,9 +16,9 @@ DAVIS = REPO.parent / "shared" / "data" / "davis-dev"
 
 def test_benchmark_track_scores_each_variant_and_times_the_masks_stage(tmp_path: Path, tiny_checkpoints) -> None:
     out = tmp_path / "track.json"
-    result = run_ovseg("benchmark-track", "--dataset", str(DAVIS), "--sequence", "car-shadow", "--frames", "4",
-                       "--variant", "copy", "--variant", "flow-sam", "--out", str(out), cwd=tmp_path,
-                       env={"COLUMNS": "200"})  # fmt: skip
+    result = ovseg("benchmark-track", "--dataset", str(DAVIS), "--sequence", "car-shadow", "--frames", "4",
+                   "--variant", "copy", "--variant", "flow-sam", "--out", str(out), cwd=tmp_path,
+                   env={"COLUMNS": "200"})  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert list(report["variants"]) == ["copy", "flow-sam"] and report["masks_stage_seconds_per_frame"] > 0
@@ -27,8 +28,8 @@ def test_benchmark_track_scores_each_variant_and_times_the_masks_stage(tmp_path:
 
 def test_benchmark_video_remove_puts_every_variant_on_the_same_holes(tmp_path: Path, tiny_checkpoints) -> None:
     out = tmp_path / "remove.json"
-    result = run_ovseg("benchmark-video-remove", "--dataset", str(DAVIS), "--frames", "3", "--variant", "temporal",
-                       "--variant", "frame telea", "--out", str(out), cwd=tmp_path)  # fmt: skip
+    result = ovseg("benchmark-video-remove", "--dataset", str(DAVIS), "--frames", "3", "--variant", "temporal",
+                   "--variant", "frame telea", "--out", str(out), cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     cases = {row["case"] for row in report["rows"]}
@@ -39,7 +40,7 @@ def test_benchmark_video_remove_puts_every_variant_on_the_same_holes(tmp_path: P
 
 def test_benchmark_score_compares_the_onnx_and_torch_text_encoders(tmp_path: Path, tiny_checkpoints) -> None:
     out = tmp_path / "score.json"
-    result = run_ovseg("benchmark-score", "--images", "3", "--config", "tiny", "--out", str(out), cwd=tmp_path)
+    result = ovseg("benchmark-score", "--images", "3", "--config", "tiny", "--out", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["same_scores"] and report["text_encoder"] == "onnx" and report["onnx_vs_torch_max_abs"] < 1e-4

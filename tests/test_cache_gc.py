@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from conftest import Layout, load_run, manifest, segment_all, with_request
+from conftest import Layout, load_run, manifest, run_ovseg_in_process, segment_all, with_request
 
 from ovseg.cache_gc import TEMP_GRACE_SECONDS, collect_garbage
 from ovseg.locations import read_json
@@ -68,9 +66,7 @@ def test_gc_command(workspace: Path) -> None:
     run, paths = load_run(), Layout()
     segment_all(run)
     segment_all(with_request(run, prompt="a red disc"))
-    result = subprocess.run(
-        [sys.executable, "-m", "ovseg.cli", "cache", "gc"], cwd=workspace, capture_output=True, text=True
-    )
+    result = run_ovseg_in_process("cache", "gc", cwd=workspace)
     assert result.returncode == 0, result.stderr
     assert "unused: 2 (freed" in result.stdout  # two stores (each with its marker)
     assert len(_stores(paths.scores)) == 2

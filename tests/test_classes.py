@@ -8,7 +8,7 @@ from pathlib import Path
 import colour_clip
 import numpy as np
 import pytest
-from conftest import run_ovseg
+from conftest import run_ovseg_in_process as ovseg
 from PIL import Image
 
 from ovseg.config import settings_from_params
@@ -202,9 +202,9 @@ def test_the_semantic_protocol_on_coloured_shapes(tmp_path: Path, tiny_checkpoin
 
 
 def test_prompt_lists_on_the_command_line_fail_in_one_line(workspace: Path) -> None:
-    result = run_ovseg("run", "--prompt", "car", "--prompt", "car", cwd=workspace)
+    result = ovseg("run", "--prompt", "car", "--prompt", "car", cwd=workspace)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "given twice" in result.stderr
-    clicks = run_ovseg(
+    clicks = ovseg(
         "run", "--image", "data/images/chelsea.png", "--prompt", "a", "--prompt", "b", "--point", "5,5", cwd=workspace
     )
     assert clicks.returncode == 2 and "refine one prompt" in clicks.stderr
@@ -246,7 +246,7 @@ def test_evaluate_semantic_from_the_command_line(workspace: Path, tmp_path: Path
     from conftest import REPO
 
     camvid = REPO.parent / "shared" / "data" / "camvid-val"
-    result = run_ovseg(
+    result = ovseg(
         "evaluate", "--protocol", "semantic", "--dataset", str(camvid), "--limit", "2", "--config", "cpu",
         "--set", "embed.model=tiny-random-clip", "--short-side", "240", "--out", "m", cwd=workspace,
     )  # fmt: skip
@@ -259,8 +259,8 @@ def test_evaluate_semantic_from_the_command_line(workspace: Path, tmp_path: Path
     assert sorted(p.name for p in (workspace / "cache/eval/inputs-short240").iterdir()) == [
         "0016E5_07959.png", "0016E5_07961.png",
     ]  # fmt: skip
-    bad = run_ovseg("evaluate", "--protocol", "semantic", "--dataset", str(camvid), "--classes", "nope.txt",
-                    cwd=workspace)  # fmt: skip
+    bad = ovseg("evaluate", "--protocol", "semantic", "--dataset", str(camvid), "--classes", "nope.txt",
+                cwd=workspace)  # fmt: skip
     assert bad.returncode == 2 and "class-name file not found" in bad.stderr and "Traceback" not in bad.stderr
 
 

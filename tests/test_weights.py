@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_ovseg_in_process
 
 from ovseg.config import settings_from_params
 from ovseg.downloads import download, record_download, verify
@@ -61,12 +59,7 @@ def test_weights_verify_command_names_the_changed_file(tmp_path: Path) -> None:
     folder = _fake_hub_folder(tmp_path / "ck" / "some-org" / "inpaint-model")
     record_download(folder, "hf:some-org/inpaint-model", "0123abc")
     (folder / "model_index.json").write_text("{}")
-    result = subprocess.run(
-        [sys.executable, "-m", "ovseg.cli", "weights", "verify", "some-org/inpaint-model"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OVSEG_CHECKPOINTS": str(tmp_path / "ck")},
-        cwd=tmp_path,
-        timeout=300,
+    result = run_ovseg_in_process(
+        "weights", "verify", "some-org/inpaint-model", cwd=tmp_path, env={"OVSEG_CHECKPOINTS": str(tmp_path / "ck")}
     )
     assert result.returncode == 1 and "model_index.json does not match" in " ".join(result.stdout.split())
