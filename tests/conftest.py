@@ -215,8 +215,13 @@ def run_ovseg_in_process(*args: str, cwd: Path, env: dict | None = None) -> subp
     """
     from typer.testing import CliRunner
 
-    from ovseg.cli import app
+    from ovseg.cli import app, common
 
+    # A rich Console fixes its width from COLUMNS when it is made, as a new process makes it: under the command's
+    # environment (pytest-xdist's workers have COLUMNS=80, so the consoles made here would keep 80 whatever env says).
+    columns = {**os.environ, **(env or {})}.get("COLUMNS", "")
+    for console in (common.console, common.err_console):
+        console.width = int(columns) if columns.isdigit() else None
     here = Path.cwd()
     os.chdir(cwd)
     try:
