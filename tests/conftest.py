@@ -209,9 +209,9 @@ def run_ovseg_in_process(*args: str, cwd: Path, env: dict | None = None) -> subp
     """The same `ovseg` command (the Typer app `python -m ovseg.cli` runs) inside the test's process.
 
     Typer's own test runner: the same options, code, exit codes, stdout and stderr, without a new
-    interpreter importing torch and CLIP again (~7 CPU-s a command on 2 cores; ~45 commands in the
-    suite). An exception the app lets through is written to stderr as the interpreter would write it,
-    so a test that finds no traceback there has really seen none.
+    interpreter importing torch and CLIP again (up to ~7 CPU-s a command; 72 of the suite's 100
+    commands run this way). An exception the app lets through is written to stderr as the interpreter
+    would write it, so a test that finds no traceback there has really seen none.
     """
     from typer.testing import CliRunner
 
