@@ -13,11 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_ovseg_in_process
+from conftest import run_ovseg_in_process as ovseg
 
 from ovseg.locations import read_json
-
-ovseg = run_ovseg_in_process
 
 pytestmark = pytest.mark.slow
 

@@ -21,14 +21,16 @@ from urllib.parse import quote
 
 from filelock import FileLock, Timeout
 
-from ovseg.locations import LOCKS
+from ovseg.locations import LOCKS, is_url
 
 
 class Claims:
     """Claims on the entries of one folder (a cache stage folder or a results folder)."""
 
-    def __init__(self, folder: Path | None) -> None:
-        self.root = None if folder is None else Path(folder).parent / LOCKS / Path(folder).name
+    def __init__(self, folder: Path | str | None) -> None:
+        """``folder``: a local path, or a bucket URL (no locks there, as on ``None``)."""
+        local = folder is not None and not is_url(str(folder))
+        self.root = Path(folder).parent / LOCKS / Path(folder).name if local else None
 
     def _lock(self, name: str) -> FileLock | None:
         if self.root is None:

@@ -36,7 +36,7 @@ class LocalEngine:
         else:
             model = LazyModel(lambda: stage.load(run))
         folder = stage.folder(run)
-        claims = Claims(folder.path if folder.local else None)
+        claims = Claims(folder.url)
         results, busy = [], []
 
         def one(item: dict[str, Any]) -> dict[str, Any]:

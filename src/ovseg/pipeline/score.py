@@ -121,7 +121,7 @@ def text_embeddings(run: Run, model_name: str, texts: list[str]) -> tuple[dict[s
         folder.ensure_writable()
         # Two runs on one cache encode a new text once: the second waits, then finds it done. (Unclaimed, both
         # published the same key, and one could read a store while the other replaced it.)
-        with Claims(folder.path if folder.local else None).wait(TEXT_CLAIM):
+        with Claims(folder.url).wait(TEXT_CLAIM):
             done = folder.done_keys()
             _encode(run, model_name, [t for t in texts if keys[t] not in done], keys, folder)
     vectors, scale = {}, 100.0
