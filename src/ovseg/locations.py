@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -186,14 +187,18 @@ def list_images(location: str | Path | tuple[str, ...], recursive: bool = False)
 
 
 @contextlib.contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
+def atomic_path(final: Path, clear_stale: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; rename it onto ``final`` only on success.
 
     Works for files and directories (zarr stores, output folders). The temporary
     path lives in the same directory so the rename is atomic on one filesystem.
+    ``clear_stale``: first remove what a killed writer of ``final`` left (its temporary folders); only for a
+    caller that holds the claim on ``final`` (``ovseg.claims``), so that no live writer's folder goes.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    if clear_stale:
+        remove_stale(final.parent, f".{final.name}.")
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     target = tmp / final.name
     try:
@@ -205,6 +210,20 @@ def atomic_path(final: Path) -> Iterator[Path]:
         os.replace(target, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale(folder: Path, prefix: str) -> None:
+    """Remove the temporary folders ``prefix`` + 8 random characters + ``.tmp`` (``tempfile.mkdtemp``'s names) in
+    ``folder``: what a killed run left while building under that prefix."""
+    pattern = re.compile(re.escape(prefix) + r"[a-z0-9_]{8}\.tmp")
+    with contextlib.suppress(OSError):
+        for path in Path(folder).iterdir():
+            if not pattern.fullmatch(path.name):
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def json_bytes(data: Any) -> bytes:

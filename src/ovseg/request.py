@@ -49,6 +49,21 @@ def parse_box(text: str, option: str = "--box") -> tuple[float, float, float, fl
     return x1, y1, x2, y2
 
 
+def outside_frame(
+    points: tuple[tuple[float, float, int], ...], box: tuple[float, float, float, float] | None, width: int, height: int
+) -> str | None:
+    """What of the clicks and box lies outside a ``width`` x ``height`` picture, as one line, or None (the photos'
+    rule: a click is a pixel, ``0 <= x < width``; a box's corners may touch the far edges)."""
+    for x, y, _ in points:
+        if not (0 <= x < width and 0 <= y < height):
+            return f"point ({x:g}, {y:g}) is outside the {width}x{height} frame"
+    if box is not None:
+        x1, y1, x2, y2 = box
+        if min(x1, y1) < 0 or x2 > width or y2 > height:
+            return f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) goes outside the {width}x{height} frame"
+    return None
+
+
 @dataclass(frozen=True)
 class VideoSeeds:
     """What to follow in a video besides words: clicks (x, y, label) or a box on ``frame``, or a first mask.

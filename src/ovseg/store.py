@@ -68,11 +68,12 @@ def store_path(folder: Path, key: str) -> Path:
     return Path(folder) / store_name(key)
 
 
-def write_arrays(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
-    """Write named arrays and JSON attributes into a new zarr store, atomically."""
+def write_arrays(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any], clear_stale: bool = False) -> None:
+    """Write named arrays and JSON attributes into a new zarr store, atomically (``clear_stale``: see
+    :func:`ovseg.locations.atomic_path`)."""
     import zarr
 
-    with atomic_path(Path(path)) as tmp:
+    with atomic_path(Path(path), clear_stale) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
         root.attrs.update(attrs)
         for name, array in arrays.items():

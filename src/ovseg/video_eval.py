@@ -47,7 +47,7 @@ def _ids(path: Path) -> np.ndarray:
 
 def first_click(mask: np.ndarray) -> tuple[float, float, int]:
     """One include click on the object's innermost pixel (the farthest from its border)."""
-    from ovseg.video.flow_tracker import innermost_point
+    from ovseg.video.prompts import innermost_point
 
     x, y = innermost_point(mask)
     return x, y, 1

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ovseg.errors import OvsegError, UnreadableImageError, one_line
+from ovseg.fileio import MIN_IMAGE_SIDE
 from ovseg.locations import IMAGE_SUFFIXES, atomic_path
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi")
@@ -97,10 +98,21 @@ def upright(array: np.ndarray, rotation: float) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
 
 
-def decode(path: Path, cut: Cut = Cut()) -> Iterator[Frame]:
+def ffmpeg_reason(exc: BaseException) -> str:
+    """What FFmpeg said, in its words and nothing else (PyAV's message also carries the error number and the path:
+    ``[Errno 1094995529] Invalid data found when processing input: 'clip.mp4'``)."""
+    reason = getattr(exc, "strerror", None)
+    if not reason:
+        return one_line(exc)
+    return reason[0].lower() + reason[1:]
+
+
+def decode(path: Path, cut: Cut = Cut(), problems: list[str] | None = None) -> Iterator[Frame]:
     """The clip's frames that ``cut`` takes, upright RGB, one at a time (a long clip never sits in memory).
 
-    One line for a file that is not a video, is cut short before its first frame, or has none.
+    One line for a file that is not a video, is cut short before its first frame, has none, or is smaller than
+    ``MIN_IMAGE_SIDE`` a side. A clip cut short later keeps the frames before (as players show it), and
+    ``problems`` gets a line saying so.
     """
     import av
 
@@ -108,29 +120,47 @@ def decode(path: Path, cut: Cut = Cut()) -> Iterator[Frame]:
     try:
         container = av.open(str(path))
     except Exception as exc:  # noqa: BLE001 - FFmpeg fails in many ways on a file that is not a video
-        raise UnreadableImageError(f"cannot read video {name}: {one_line(exc)}") from None
+        raise UnreadableImageError(f"cannot read video {name}: {ffmpeg_reason(exc)} (not a video?)") from None
     with container:
         if not container.streams.video:
             raise UnreadableImageError(f"cannot read video {name}: it has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         fps = float(stream.average_rate or stream.guessed_rate or 30)
-        kept, last_time = 0, None
+        kept, last_time, decoded, ended = 0, None, 0, False
         try:
             for index, frame in enumerate(container.decode(stream)):
+                decoded = index + 1
                 time = float(frame.time) if frame.time is not None else index / fps
                 if not cut.keeps(index, time, fps, kept, last_time):
                     end = cut.bound(cut.end, fps)
                     if end is not None and time > end + 1e-6:
+                        ended = True
                         break
                     continue
+                if min(frame.width, frame.height) < MIN_IMAGE_SIDE:
+                    raise UnreadableImageError(
+                        f"cannot read video {name}: {frame.width}x{frame.height} pixels is too small "
+                        f"(at least {MIN_IMAGE_SIDE} a side)"
+                    )
                 array = upright(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0) or 0)
                 kept, last_time = kept + 1, time
                 yield Frame(index, round(time, 6), Image.fromarray(array))
         except av.error.FFmpegError as exc:
             if kept == 0:
-                raise UnreadableImageError(f"cannot read video {name}: {one_line(exc)}") from None
-            # a clip cut short after some frames: what was decoded stands (as players show it)
+                raise UnreadableImageError(f"cannot read video {name}: {ffmpeg_reason(exc)}") from None
+            if problems is not None:
+                problems.append(
+                    f"{name} is cut short: decoding stopped after frame {decoded - 1} ({ffmpeg_reason(exc)}); "
+                    f"the {kept} frames taken before it are kept"
+                )
+            ended = True
+        declared = int(stream.frames or 0)
+        if not ended and problems is not None and 0 < decoded < declared and (cut.end is None or kept):
+            problems.append(  # FFmpeg stops quietly at the end of what a truncated file holds
+                f"{name} is cut short: only {decoded} of the {declared} frames it declares could be decoded; "
+                f"the {kept} taken from them are kept"
+            )
         if kept == 0:
             raise UnreadableImageError(f"cannot read video {name}: no frames (in the part asked for)")
 
@@ -144,7 +174,7 @@ def clip_rate(path: Path) -> float:
             stream = container.streams.video[0]
             return float(stream.average_rate or stream.guessed_rate or 30)
     except Exception as exc:  # noqa: BLE001
-        raise UnreadableImageError(f"cannot read video {Path(path).name}: {one_line(exc)}") from None
+        raise UnreadableImageError(f"cannot read video {Path(path).name}: {ffmpeg_reason(exc)}") from None
 
 
 class VideoWriter:

@@ -259,9 +259,9 @@ class Segmenter:
         frame: int = 0,
         mask: str | Path | None = None,
     ) -> VideoResult:
-        """Follow what ``prompt`` names (words found at keyframes), clicks or a box on ``frame``, or a first
-        ``mask`` (an indexed PNG, one object per id) through every frame of ``video`` (a clip or a folder of
-        frames). The same stages and cache as ``ovseg run --video``."""
+        """Follow what ``prompt`` names (words found at keyframes), clicks or a box on ``frame`` (the clip's own
+        frame number, whatever is taken of it), or a first ``mask`` (an indexed PNG, one object per id) through
+        every frame of ``video`` (a clip or a folder of frames). The same stages and cache as ``ovseg run --video``."""
         from ovseg.engines import run_pipeline
         from ovseg.pipeline import follow, frames
         from ovseg.request import VideoSeeds

@@ -323,30 +323,48 @@ def benchmark_track(
     config: str = typer.Option("cpu", "--config", "-c", help=PRESET_HELP),
     sequence: list[str] = typer.Option([], "--sequence", help="Only these sequences (repeatable)."),
     frames: int = typer.Option(0, "--frames", help="The first N frames of each sequence (0: all)."),
-    variant: list[str] = typer.Option([], "--variant", help="copy | reprompt | flow, no excl. | flow-sam"),
+    variant: list[str] = typer.Option(
+        [], "--variant", help="copy | reprompt | flow, no excl. | flow-sam, no memory | flow-sam (repeatable)"
+    ),
+    stress: bool = typer.Option(
+        False, "--stress", help="Also each sequence with an occluder, with a look-alike, and leaving the frame."
+    ),
     sets: list[str] = typer.Option([], "--set", help="Any setting, e.g. video.negative_ring=16 (repeatable)."),
     out: Path = typer.Option(Path("benchmarks/track.json"), "--out"),
 ) -> None:
-    """Following variants side by side on DAVIS sequences: J, F, seconds per frame, and the ratio to the masks stage."""
-    from ovseg.benchmarks.track import VARIANTS, run_track_benchmark
+    """Following variants side by side on DAVIS sequences: J, F, seconds per frame, and the ratio to the masks stage
+    (with --stress: also J after the object comes back, and how often its presence is wrong)."""
+    from ovseg.benchmarks.track import PLAIN, VARIANTS, run_track_benchmark
     from ovseg.locations import write_json
 
     try:
         settings = _video_benchmark_settings(config, sets, variant, VARIANTS)
         report = run_track_benchmark(settings, dataset, list(sequence) or None, frames or None, list(variant) or None,
-                                     log=console.print)  # fmt: skip
+                                     log=console.print, stress=stress)  # fmt: skip
     except OvsegError as exc:
         fail(exc)
     write_json(out, report)
-    names = sorted({row["sequence"] for row in report["rows"]})
+    plain = [row for row in report["rows"] if row["case"] == PLAIN]
+    names = sorted({row["sequence"] for row in plain})
     table = Table(title=f"Following on {dataset.name} ({frames or 'all'} frames a sequence), J per sequence")
     for column in ("variant", *names, "mean J", "mean F", "s/frame", "x masks stage"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for name, summary in report["variants"].items():
-        per = {r["sequence"]: r["J"] for r in report["rows"] if r["variant"] == name}
+        per = {r["sequence"]: r["J"] for r in plain if r["variant"] == name}
         table.add_row(name, *(f"{per[n]:.3f}" for n in names), f"{summary['J']:.3f}", f"{summary['F']:.3f}",
                       f"{summary['seconds_per_frame']:.2f}", f"{summary['vs_masks_stage']:.2f}")  # fmt: skip
     console.print(table)
+    if stress:
+        hard = Table(title="What breaks: each sequence made harder (means over sequences)")
+        for column in ("variant", "case", "J", "F", "J after return", "presence wrong", "s/frame", "x masks stage"):
+            hard.add_column(column, justify="left" if column in ("variant", "case") else "right")
+        for name, summary in report["variants"].items():
+            for case, figures in summary["cases"].items():
+                after = "-" if figures["J_after"] is None else f"{figures['J_after']:.3f}"
+                hard.add_row(name, case, f"{figures['J']:.3f}", f"{figures['F']:.3f}", after,
+                             f"{figures['presence_wrong']:.1%}", f"{figures['seconds_per_frame']:.2f}",
+                             f"{figures['vs_masks_stage']:.2f}")  # fmt: skip
+        console.print(hard)
     console.print(f"masks stage: {report['masks_stage_seconds_per_frame']:.2f} s/frame; report: {out}", highlight=False)
 
 

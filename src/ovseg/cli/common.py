@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import typer
@@ -28,6 +29,24 @@ def fail(exc: OvsegError) -> None:
     """One line on stderr, exit code 2: how every user mistake ends."""
     err_console.print(f"[bold red]ovseg: error:[/] {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+ENV_SETTINGS = "OVSEG_SET"
+
+
+def with_settings(params: dict[str, Any], sets: list[str]) -> dict[str, Any]:
+    """``params`` with the environment's settings (``OVSEG_SET="video.end=3; masks.max_prompts=64"``), then the
+    command line's ``--set``s, applied: a shell, a CI job or a test can shorten or point every ``ovseg run`` and
+    ``ovseg evaluate`` the same way without editing the commands. The command line wins over the environment.
+    (``ovseg run --dvc`` ignores it: what DVC runs is what params.yaml says, or its cache would not know.)"""
+    from ovseg.config import apply_overrides
+
+    environment = [part.strip() for part in os.environ.get(ENV_SETTINGS, "").split(";") if part.strip()]
+    try:
+        params = apply_overrides(params, environment)
+    except OvsegError as exc:
+        raise OvsegError(f"{ENV_SETTINGS}: {exc}") from None
+    return apply_overrides(params, sets)
 
 
 def given(**values: Any) -> dict[str, Any]:

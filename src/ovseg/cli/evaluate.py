@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ovseg.cli.common import PRESET_HELP, app, console, fail, given
+from ovseg.cli.common import PRESET_HELP, app, console, fail, given, with_settings
 from ovseg.errors import OvsegError
 
 
@@ -54,12 +54,12 @@ def evaluate(
     ),
 ) -> None:
     """Judge ovseg against labelled photos: by prompt (IoU, top-1) or the papers' semantic protocol (mIoU)."""
-    from ovseg.config import apply_overrides, load_params, settings_from_params
+    from ovseg.config import load_params, settings_from_params
     from ovseg.protocols import evaluate_dataset, options_from_params
 
     try:
         base = load_params(params) if params.is_file() else {}
-        merged = apply_overrides({**base, **given(preset=config)}, sets)
+        merged = with_settings({**base, **given(preset=config)}, sets)
         settings = settings_from_params(merged)
         options = options_from_params(
             merged,

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ovseg.cli.common import PRESET_HELP, app, console, fail, given
+from ovseg.cli.common import PRESET_HELP, app, console, fail, given, with_settings
 from ovseg.errors import OvsegError, from_os_error
 
 
@@ -95,7 +95,7 @@ def run(
             sets = [*sets, f"engine.kind={engine}"]
         cut = {"start": start, "end": end, "every": every, "fps": fps}
         sets = [*sets, *(f"video.{k}={v}" for k, v in cut.items() if v is not None)]
-        merged = apply_overrides({**base, **updates}, sets)
+        merged = apply_overrides({**base, **updates}, sets) if dvc else with_settings({**base, **updates}, sets)
         if top_k is not None:
             merged["select"] = {**(merged.get("select") or {}), "top_k": top_k}
         settings = settings_from_params(merged)  # validate before touching anything
@@ -104,7 +104,7 @@ def run(
                 raise OvsegError("--dvc runs params.yaml's pipeline: set videos: (and follow:) there instead")
             from ovseg.cli.videos import run_videos, video_request
 
-            request = video_request(merged, video or videos, points, box, frame, mask)
+            request = video_request(merged, video or videos, points, box, frame, mask, prompts)
             run_videos(settings, request, cache, output, visualize)
             return
         clicks, labels, region = parse_clicks(points, box)

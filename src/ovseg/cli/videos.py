@@ -10,18 +10,25 @@ from ovseg.cli.common import console
 from ovseg.errors import OvsegError
 
 
-def video_request(params: dict[str, Any], location: str, points: list[str], box: str | None, frame, mask):
-    """The request of a run on videos: what to follow (words, clicks, a box, a first mask) and where."""
+def video_request(
+    params: dict[str, Any], location: str, points: list[str], box: str | None, frame, mask, prompts: list[str]
+):
+    """The request of a run on videos: what to follow (words, clicks, a box, a first mask) and where.
+
+    Clicks, a box or a mask on the command line replace params.yaml's ``prompt`` for the run (the prompt there
+    is the pipeline's, as for clicks on photos); only a ``--prompt`` given with them is a mistake."""
     from ovseg.request import RunRequest, VideoSeeds, parse_box, parse_point, split_prompt
 
-    prompt, classes = split_prompt(params.get("prompt"))
     seeds = None
     if points or box or mask:
-        seeds = VideoSeeds(tuple(parse_point(p) for p in points), parse_box(box) if box else None, frame or 0, mask)
-        if prompt or classes:
+        if prompts:
             raise OvsegError("follow words, or clicks / a box / a mask: not both (give --prompt alone, or none)")
+        seeds = VideoSeeds(tuple(parse_point(p) for p in points), parse_box(box) if box else None, frame or 0, mask)
+        prompt, classes = "", ()
     elif frame is not None:
         raise OvsegError("--frame says where --point, --box or --mask are: give one of them")
+    else:
+        prompt, classes = split_prompt(params.get("prompt"))
     mode = str(params.get("mode") or "segment")
     return RunRequest(
         images=str(params.get("images") or "data/images"), prompt=prompt, classes=classes, mode=mode,
@@ -32,7 +39,7 @@ def video_request(params: dict[str, Any], location: str, points: list[str], box:
 def run_videos(settings, request, cache: str, output: str, visualize: bool) -> None:
     """The video stages with the engine the settings name, then one row per clip."""
     from ovseg.engines import run_pipeline
-    from ovseg.pipeline import frames, new_run, video_out
+    from ovseg.pipeline import follow, frames, new_run, video_out
 
     if request.seeds is None and not (request.prompt or request.classes):
         raise OvsegError('say what to follow: --prompt "the dog", --point X,Y [--frame N], --box or --mask first.png')
@@ -47,7 +54,7 @@ def run_videos(settings, request, cache: str, output: str, visualize: bool) -> N
     table = Table(title=f"follow: {request.title or 'clicks, box or mask'!r}")
     for column in ("clip", "frames", "objects", "frames present, per object", "s/frame", "result"):
         table.add_column(column, justify="left" if column in ("clip", "result") else "right")
-    skipped = frames.skipped_clips(cache)
+    skipped = {**frames.skipped_clips(cache), **follow.skipped_clips(cache)}
     for clip, record in records.items():
         objects = record.get("objects", [])
         present = ", ".join(f"#{o['id']} {o['label']}: {o['present']}" for o in objects) or "-"

@@ -46,3 +46,8 @@ class PromptModel(Protocol):
     def upscale(self, logits: np.ndarray) -> np.ndarray:
         """(K, rows, cols) logits cropped to :attr:`low_res_valid` -> (K, H, W) logits at the image's size."""
         ...
+
+
+# Optional, for trackers (:mod:`ovseg.video.memory`): ``image_features() -> (features (C, rows, cols), (cell height,
+# cell width) in image pixels) | None``, the image embedding the last :meth:`PromptModel.set_image` computed. A model
+# without it is remembered by colour instead.

@@ -296,6 +296,18 @@ class OnnxSam:
     def upscale(self, logits: np.ndarray) -> np.ndarray:
         return upscale_valid(logits, self._size)
 
+    def image_features(self) -> tuple[np.ndarray, tuple[float, float]] | None:
+        """The image embedding's cells that show the image, (C, rows, cols), and their size (y, x) in image pixels:
+        what a tracker's memory describes an object by (:mod:`ovseg.video.memory`)."""
+        if self._embedding is None:
+            return None
+        channels, grid_h, grid_w = self._embedding.shape[1:]
+        cell = self.side / grid_h  # px of the model's square input per embedding cell
+        rows = min(grid_h, math.ceil(self._resized[0] / cell))
+        cols = min(grid_w, math.ceil(self._resized[1] / cell))
+        stride = cell * max(self._size) / self.side
+        return self._embedding[0, :, :rows, :cols], (stride, stride)
+
 
 def quantize_onnx_pair(source: Path, target: Path) -> Path:
     """int8 dynamic quantisation (onnxruntime) of an ONNX encoder/decoder pair, weights only.

@@ -159,6 +159,16 @@ class Sam2Prompter:
             out.append(full[:, 0].float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, *self.predictor._orig_hw[-1]), np.float32)
 
+    def image_features(self) -> tuple[np.ndarray, tuple[float, float]] | None:
+        """The image embedding (C, rows, cols) and its cells' size (y, x) in image pixels (SAM 2 squashes the image
+        to a square, so every cell shows it): what a tracker's memory describes an object by."""
+        features = getattr(self.predictor, "_features", None)
+        if not features:
+            return None
+        embedding = features["image_embed"][-1].float().cpu().numpy()
+        height, width = self.predictor._orig_hw[-1]
+        return embedding, (height / embedding.shape[1], width / embedding.shape[2])
+
 
 def make_generator(model: torch.nn.Module, settings: MasksSettings):
     """SAM2AutomaticMaskGenerator with the knobs from params.yaml."""

@@ -99,6 +99,8 @@ def image_backend(run: Run, model: LazyModel):
 
 
 def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
+    from tqdm import tqdm
+
     from ovseg.editing import dilate
     from ovseg.video.fill import TemporalFiller, TemporalFillSettings
     from ovseg.videoio import FrameFolder, VideoWriter
@@ -126,7 +128,8 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
             files.append("frames/")
         with VideoWriter(folder / "edited.mp4", video.fps) as edited, \
                 VideoWriter(folder / "before_after.mp4", video.fps) as both:  # fmt: skip
-            for index, result, stats in filler.run():
+            steps = tqdm(filler.run(), desc=f"fill {item['stem']}", total=len(pictures), unit="frame", leave=False)
+            for index, result, stats in steps:
                 edited.write(result)
                 both.write(side_by_side(Image.fromarray(pictures[index]), Image.fromarray(result),
                                         ("before", "after: remove")))  # fmt: skip

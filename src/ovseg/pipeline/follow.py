@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,19 +28,22 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ovseg.errors import OvsegError
+from ovseg.errors import OvsegError, one_line
 from ovseg.fileio import content_key, sha256_bytes
 from ovseg.folders import StageFolder
 from ovseg.pipeline import embed, frames, masks, score
-from ovseg.pipeline.common import Engine, LazyModel, ModelPool, Plan, Run, Stage, StageReport, run_stages
-from ovseg.request import RunRequest
+from ovseg.pipeline.common import Engine, LazyModel, ModelPool, Plan, Run, Stage, StageReport, run_stages, warn_skipped
+from ovseg.request import RunRequest, outside_frame
 from ovseg.store import files_name
+from ovseg.videoio import FRAMES_INDEX
 from ovseg.weights import model_fingerprint
 
-VERSION = "follow-v1"
+VERSION = "follow-v2"  # v2: flow-sam's memory; seeds placed on the clip's own frame numbers
 FOLDER = "tracks"
 KEYFRAMES_CACHE = "video"  # the photo stages' folders for keyframes: <cache>/video/{masks,embeddings,scores}
 TRACKS_INDEX = "tracks.json"
+CHECKPOINT = "checkpoint.pkl"  # in a clip's partial store while it is followed: where to go on from after a stop
+CHECKPOINT_EVERY = 10  # frames
 
 
 @dataclass
@@ -118,43 +122,99 @@ def seed_record(request: RunRequest) -> dict[str, Any]:
 
 def plan(run: Run, engine: Engine) -> Plan:
     entries = frames.clip_entries(run.cache)
-    query = query_of(run.request)
     seeds = seed_record(run.request)
+    query = None if seeds else query_of(run.request)  # clicks, a box or a mask replace the prompt
     if not seeds and query is None:
         raise OvsegError('say what to follow: --prompt "the dog", --point X,Y [--frame N], --box or --mask first.png')
     done = run.stage_folder(FOLDER).done_keys()
-    plan = Plan(state={"entries": {}})
+    plan = Plan(state={"entries": {}, "skipped": {}})
     for name, entry in entries.items():
-        keyframes = score_keyframes(run, engine, entry, query) if query and not seeds else {}
-        key = follow_key(run, entry, seeds, keyframes, query)
+        placed = seeds
+        if seeds:
+            try:
+                placed = place_seeds(run, name, entry, seeds)
+            except OvsegError as exc:  # a click off this clip: the run stops on one clip, a batch goes on
+                if run.settings.strict or len(entries) == 1:
+                    raise
+                warn_skipped(entry.video, str(exc))
+                plan.state["skipped"][name] = str(exc)
+                continue
+        keyframes = score_keyframes(run, engine, entry, query) if query else {}
+        key = follow_key(run, entry, placed, keyframes, query)
         plan.state["entries"][name] = {"frames": entry.frames, "tracks": key}
         if key in done:
             plan.reused.append(name)
             continue
         plan.items.append(
             {
-                "stem": name, "key": key, "frames": entry.frames, "seeds": seeds,
+                "stem": name, "key": key, "frames": entry.frames, "seeds": placed,
                 "keyframes": {str(k): v for k, v in keyframes.items()}, "classes": list(query or []),
             }
         )  # fmt: skip
+    if not plan.state["entries"]:
+        first = next(iter(plan.state["skipped"].values()))
+        raise OvsegError(f"nothing to follow in any of the {len(entries)} videos (first: {first})")
     return plan
 
 
-def seeds_for(record: dict[str, Any], shape: tuple[int, int]):
-    """The user's clicks, box or first mask as :class:`~ovseg.video.tracking.Seed` objects on their frame.
+def place_seeds(run: Run, clip: str, entry: frames.FramesEntry, seeds: dict[str, Any]) -> dict[str, Any]:
+    """The seeds on the frame they were given on, as this clip's frames store numbers it, checked against the clip:
+    ``--frame`` is a frame number of the clip itself, whatever ``--start``, ``--every`` or ``--fps`` took; one
+    that was not taken goes to the nearest one taken, with a note. One line (an OvsegError) for a frame outside
+    the part taken, a click or box outside the frame, or a mask of another size than the frames."""
+    index = run.stage_folder(frames.FOLDER).read_json(f"{files_name(entry.frames)}/{FRAMES_INDEX}") or {}
+    numbers = [int(f["index"]) for f in index.get("frames", [])]
+    width, height = index.get("size") or entry.size
+    asked = int(seeds.get("frame") or 0)
+    if not numbers or not numbers[0] <= asked <= numbers[-1]:
+        first, last = (numbers[0], numbers[-1]) if numbers else (0, -1)
+        raise OvsegError(f"--frame {asked} is not in the part of {clip} taken: its frames {first} to {last}")
+    position = int(np.argmin([abs(n - asked) for n in numbers]))
+    if numbers[position] != asked:
+        print(f"ovseg: note: frame {asked} of {clip} is not among the frames taken; what is given on it goes on "
+              f"frame {numbers[position]}, the nearest one taken", file=sys.stderr)  # fmt: skip
+    points = tuple(tuple(p) for p in seeds.get("points") or ())
+    box = tuple(seeds["box"]) if seeds.get("box") else None
+    wrong = outside_frame(points, box, width, height)
+    if wrong:
+        raise OvsegError(f"{wrong} of {clip}")
+    if seeds.get("mask"):
+        ids = mask_ids(seeds["mask"])
+        if ids.shape != (height, width):
+            raise OvsegError(
+                f"the mask {seeds['mask']} is {ids.shape[1]}x{ids.shape[0]}; the frames of {clip} are {width}x{height}"
+            )
+        covered = float((ids != 0).mean())
+        if run.request.mode == "remove" and covered >= 0.9:
+            print(f"ovseg: warning: the mask covers {covered:.0%} of the frame: removing it repaints nearly every "
+                  "pixel, with little of the video left to fill from", file=sys.stderr)  # fmt: skip
+    return {**seeds, "taken": position}
 
-    A mask is an indexed PNG (0 background, one object per other value, DAVIS's annotations), resized to
-    the frames' size if it is not."""
+
+def mask_ids(location: str) -> np.ndarray:
+    """A first mask's ids (0 background, one object per other value): an indexed or grey PNG as DAVIS's, or any
+    picture (read as grey); one line when it cannot be read."""
+    try:
+        with Image.open(location) as picture:
+            return np.asarray(picture if picture.mode in ("P", "L", "I;16", "I") else picture.convert("L"))
+    except (OSError, ValueError) as exc:
+        raise OvsegError(f"cannot read the mask {location}: {one_line(exc)}") from None
+
+
+def seeds_for(record: dict[str, Any], shape: tuple[int, int]):
+    """The user's clicks, box or first mask as :class:`~ovseg.video.tracking.Seed` objects on their frame (the position
+    :func:`place_seeds` found among the frames taken).
+
+    A mask is an indexed PNG (0 background, one object per other value, DAVIS's annotations) of the frames' size."""
     from ovseg.video.tracking import Seed
 
     if not record:
         return []
-    frame = int(record.get("frame") or 0)
+    frame = int(record.get("taken", record.get("frame") or 0))
     if record.get("mask"):
-        with Image.open(record["mask"]) as picture:
-            ids = np.asarray(picture if picture.mode in ("P", "L", "I;16", "I") else picture.convert("L"))
+        ids = mask_ids(record["mask"])
         if ids.shape != shape:
-            ids = np.asarray(Image.fromarray(ids).resize(shape[::-1], Image.Resampling.NEAREST))
+            raise OvsegError(f"the mask {record['mask']} is {ids.shape[1]}x{ids.shape[0]}, not {shape[1]}x{shape[0]}")
         values = [int(v) for v in np.unique(ids) if v != 0]
         if not values:
             raise OvsegError(f"the mask {record['mask']} is empty: nothing to follow")
@@ -201,13 +261,15 @@ def model_key(run: Run) -> str:
 
 
 def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
-    from ovseg.video.tracking import FollowPlan, follow, label_map
+    from tqdm import tqdm
+
+    from ovseg.video.tracking import Following, FollowPlan, label_map
     from ovseg.videoio import FrameFolder
     from ovseg.viz import label_image
 
     started = time.perf_counter()
     store = run.stage_folder(FOLDER)
-    with run.stage_folder(frames.FOLDER).files(item["frames"]) as path, store.scratch() as scratch:
+    with run.stage_folder(frames.FOLDER).files(item["frames"]) as path, store.partial(item["key"]) as partial:
         video = FrameFolder(path)
         height, width = video[0].shape[:2]
         keyframes = {int(k): v for k, v in item["keyframes"].items()}
@@ -219,24 +281,67 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
             classes=item["classes"],
         )
         propagator = model.get()
+        saved = _checkpoint(partial, item["key"])
         tracks: dict[int, Any] = {}
-        per_frame: dict[int, dict[int, Any]] = {}
-        (scratch / "masks").mkdir()
-        for frame, found in follow(propagator, video, plan, tracks):
+        per_frame: dict[int, dict[int, Any]] = saved["per_frame"] if saved else {}
+        earlier = saved["seconds"] if saved else 0.0
+        following = Following(propagator, video, plan, tracks, resume=saved["following"] if saved else None)
+        if saved:
+            print(f"ovseg: {item['stem']}: going on from the {following.done} frames followed before the stop",
+                  file=sys.stderr)  # fmt: skip
+        (partial / "masks").mkdir(exist_ok=True)
+        steps = tqdm(following, desc=f"follow {item['stem']}", total=len(video), initial=following.done,
+                     unit="frame", leave=False)  # fmt: skip
+        for frame, found in steps:
             labels = label_map(found, (height, width))
-            label_image(labels, max(1, int(labels.max()))).save(scratch / "masks" / f"{frame:05d}.png")
+            label_image(labels, max(1, int(labels.max()))).save(partial / "masks" / f"{frame:05d}.png")
             per_frame[frame] = {obj: _frame_record(o) for obj, o in found.items()}
-        seconds = time.perf_counter() - started
+            if following.done % CHECKPOINT_EVERY == 0 and following.done < len(video):
+                seconds = earlier + time.perf_counter() - started
+                _keep_checkpoint(partial, item["key"], following.checkpoint(), per_frame, seconds)
+        (partial / CHECKPOINT).unlink(missing_ok=True)
+        seconds = earlier + time.perf_counter() - started
         index = TracksIndex(
             clip=item["stem"], frames=len(video), size=[width, height], fps=video.fps, propagator=propagator.name,
             objects=_objects(tracks, per_frame, len(video)),
             classes=item["classes"] or None,
         )  # fmt: skip
-        (scratch / TRACKS_INDEX).write_text(json.dumps(dataclasses.asdict(index), indent=1))
+        (partial / TRACKS_INDEX).write_text(json.dumps(dataclasses.asdict(index), indent=1))
         per_frame_s = round(seconds / len(video), 4)
         record = {"seconds": round(seconds, 3), "seconds_per_frame": per_frame_s, "engine": run.engine}
-        store.publish_files(item["key"], scratch, record)
+        store.publish_files(item["key"], partial, record)
     return {"stem": item["stem"], "seconds_per_frame": per_frame_s}
+
+
+def _checkpoint(partial: Path, key: str) -> dict[str, Any] | None:
+    """What a stopped run of ``key`` kept in its partial store (:func:`_keep_checkpoint`), or None (none, another
+    version's, or unreadable: then following starts again from the first frame)."""
+    import pickle
+
+    path = partial / CHECKPOINT
+    if not path.is_file():
+        return None
+    try:
+        saved = pickle.loads(path.read_bytes())  # our own file, in the cache folder this run writes to
+    except Exception:  # noqa: BLE001 - a checkpoint that cannot be read is only work to redo
+        return None
+    if not isinstance(saved, dict) or saved.get("version") != VERSION or saved.get("key") != key:
+        return None
+    return saved if saved.get("following") is not None else None
+
+
+def _keep_checkpoint(partial: Path, key: str, following, per_frame: dict, seconds: float) -> None:
+    """Where following stands (:meth:`~ovseg.video.tracking.Following.checkpoint`), written whole beside the masks
+    written so far: a run killed after it goes on from there. Nothing when the propagator cannot snapshot."""
+    import pickle
+
+    from ovseg.locations import atomic_path
+
+    if following is None:
+        return
+    data = {"version": VERSION, "key": key, "following": following, "per_frame": per_frame, "seconds": seconds}
+    with atomic_path(partial / CHECKPOINT) as tmp:
+        tmp.write_bytes(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def seconds_per_frame(run: Run, key: str) -> float:
@@ -267,8 +372,8 @@ def _objects(tracks: dict[int, Any], per_frame: dict[int, dict[int, Any]], count
 
 
 def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
-    report = plan.report("follow", results)
-    manifest = {"clips": plan.state["entries"], "run": report.record(run.engine)}
+    report = plan.report("follow", results, list(plan.state["skipped"]))
+    manifest = {"clips": plan.state["entries"], "skipped": plan.state["skipped"], "run": report.record(run.engine)}
     run.stage_folder(FOLDER).update_json(manifest, ignore=("run",))
     return report
 
@@ -279,6 +384,11 @@ def tracks_entries(cache: str) -> dict[str, dict[str, str]]:
     if manifest is None:
         raise OvsegError("tracks/manifest.json not found: run the follow stage first (`dvc repro` or `ovseg run`)")
     return manifest["clips"]
+
+
+def skipped_clips(cache: str) -> dict[str, str]:
+    """The clips the follow stage's latest run left out, and why (a click off the clip, a frame not taken)."""
+    return (StageFolder(str(cache), FOLDER).read_json() or {}).get("skipped", {})
 
 
 def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -46,7 +47,8 @@ class FramesEntry:
     ``video``: where the clip was read (a file, or a folder of frames). ``sha256``: of its bytes
     (a folder: of its frames' names and bytes). ``frames``: the key of its frames store. ``count``:
     frames taken. ``fps``: their rate. ``size``: (width, height). ``cuts``: scene cuts (frame numbers
-    in the store).
+    in the store). ``notes``: what decoding found wrong but got past (the clip is cut short; frames
+    of another size than the first were resized to it).
     """
 
     video: str
@@ -56,6 +58,7 @@ class FramesEntry:
     fps: float = 0.0
     size: list[int] | None = None
     cuts: list[int] | None = None
+    notes: list[str] | None = None  # what the user is told once, when the clip is decoded: cut short, resized frames
 
 
 def cut_of(settings: Settings) -> Cut:
@@ -97,11 +100,11 @@ def check_clip(item: dict[str, Any], settings: Settings, done: frozenset[str]) -
     return {**item, "sha256": sha, "key": key, "error": ""}
 
 
-def _frames(path: Path, cut: Cut, folder_fps: float):
+def _frames(path: Path, cut: Cut, folder_fps: float, problems: list[str] | None = None):
     """(index, time, picture or JPEG bytes) of the frames ``cut`` takes from a clip file or a folder of frames
-    (which has no rate of its own: ``folder_fps`` says it)."""
+    (which has no rate of its own: ``folder_fps`` says it). ``problems`` gets a line for a clip cut short."""
     if not path.is_dir():
-        for frame in decode(path, cut):
+        for frame in decode(path, cut, problems):
             yield frame.index, frame.time, frame.image
         return
     files = frame_files(path)
@@ -129,18 +132,27 @@ def _histogram(image) -> np.ndarray:
 
 
 def decode_clip(location: str, settings: Settings, folder: Path) -> dict[str, Any]:
-    """Write a clip's frames into ``folder`` as ``NNNNN.jpg`` plus ``frames.json``; returns the index."""
+    """Write a clip's frames into ``folder`` as ``NNNNN.jpg`` plus ``frames.json``; returns the index.
+
+    Every frame takes the first frame's size: a folder of frames of mixed sizes (or a stream that changes
+    size) has the others resized to it, and the index notes how many."""
     import io
 
     from PIL import Image
 
     path, cut = Path(location), cut_of(settings)
-    frames, cuts, previous, size = [], [], None, None
-    for number, (index, time_s, picture) in enumerate(_frames(path, cut, settings.video.folder_fps)):
+    frames, cuts, previous, size, resized, notes = [], [], None, None, [], []
+    for number, (index, time_s, picture) in enumerate(_frames(path, cut, settings.video.folder_fps, notes)):
         target = folder / f"{number:05d}.jpg"
         if isinstance(picture, bytes):
-            target.write_bytes(picture)
-            picture = Image.open(io.BytesIO(picture)).convert("RGB")
+            data, picture = picture, Image.open(io.BytesIO(picture)).convert("RGB")
+        else:
+            data = None
+        if size is not None and list(picture.size) != size:
+            picture, data = picture.resize(tuple(size), Image.Resampling.BILINEAR), None
+            resized.append(number)
+        if data is not None:
+            target.write_bytes(data)  # a clip's JPEG frames are kept byte for byte
         else:
             picture.save(target, format="JPEG", **JPEG)
         size = list(picture.size)
@@ -149,9 +161,17 @@ def decode_clip(location: str, settings: Settings, folder: Path) -> dict[str, An
             cuts.append(number)
         previous = histogram
         frames.append({"index": index, "time": time_s})
+    if resized:
+        notes.append(
+            f"{path.name}: {len(resized)} of its {len(frames)} frames are not {size[0]}x{size[1]} like the first; "
+            f"they were resized to it (first: frame {frames[resized[0]]['index']})"
+        )
     source = clip_rate(path) if not path.is_dir() else settings.video.folder_fps
     fps = settings.video.fps or source / settings.video.every
-    index = {"video": str(location), "fps": round(float(fps), 6), "size": size, "frames": frames, "cuts": cuts}
+    index = {
+        "video": str(location), "fps": round(float(fps), 6), "size": size, "frames": frames, "cuts": cuts,
+        "notes": notes,
+    }  # fmt: skip
     (folder / FRAMES_INDEX).write_text(json.dumps(index, indent=1))
     return index
 
@@ -192,7 +212,7 @@ def plan(run: Run, engine: Engine) -> Plan:
 def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     store = run.stage_folder(FOLDER)
-    with store.scratch() as scratch:
+    with store.scratch(item["key"]) as scratch:
         index = decode_clip(item["video"], run.settings, scratch)
         seconds = round(time.perf_counter() - started, 3)
         store.publish_files(item["key"], scratch, {"seconds": seconds, "engine": run.engine})
@@ -200,7 +220,10 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
 
 
 def _summary(index: dict[str, Any]) -> dict[str, Any]:
-    return {"count": len(index["frames"]), "fps": index["fps"], "size": index["size"], "cuts": index["cuts"]}
+    return {
+        "count": len(index["frames"]), "fps": index["fps"], "size": index["size"], "cuts": index["cuts"],
+        "notes": index.get("notes") or None,
+    }  # fmt: skip
 
 
 def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
@@ -215,6 +238,8 @@ def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
             del entries[result["stem"]]
         elif not result.get("reused"):
             entries[result["stem"]] = dataclasses.replace(entries[result["stem"]], **result["index"])
+            for note in result["index"].get("notes") or []:  # said once, when the clip is decoded
+                print(f"ovseg: warning: {note}", file=sys.stderr)
     store = run.stage_folder(FOLDER)
     for name, entry in entries.items():
         if not entry.count:  # reused from a store this manifest did not list yet

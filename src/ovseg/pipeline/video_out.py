@@ -154,9 +154,11 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
 
 def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
     records = {**plan.state["records"], **{r["stem"]: r["record"] for r in results if not r.get("error")}}
+    skipped = {**frames.skipped_clips(run.cache), **follow.skipped_clips(run.cache)}
     out = run.results(RESULTS)
-    out.update_json({"clips": {clip: _summary(r) for clip, r in records.items()}}, "summary.json")
-    return plan.report("video", results)
+    clips = {clip: _summary(r) for clip, r in records.items()}
+    out.update_json({"clips": clips, "skipped": skipped}, "summary.json")
+    return plan.report("video", results, list(skipped))
 
 
 def _summary(record: dict[str, Any]) -> dict[str, Any]:

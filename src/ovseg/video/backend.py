@@ -78,3 +78,8 @@ class Propagator(Protocol):
     ) -> Iterator[tuple[int, dict[int, ObjectMask]]]:
         """Follow every object from frame ``start`` (where each has a mask) to ``stop`` (inclusive), forward or
         backward; yields each frame after ``start`` with its objects' masks."""
+
+
+# Optional, for stopping and going on (:class:`ovseg.video.tracking.Following`): ``snapshot(state, frames) -> values |
+# None`` (picklable: what propagating on from those frames needs, the objects on them and any memory) and
+# ``restore(frames, values) -> state``. A backend without them (SAM 2's, whose state lives on the GPU) starts again.

@@ -148,7 +148,7 @@ class Sam2VideoPropagator:
                 if frame == start:
                     continue
                 found = self._masks(ids, logits)
-                state.latest[frame] = found
+                state.latest = {frame: found}  # only a restart reads it, on the frame where it stands
                 scores = {int(o): float(torch.sigmoid(logits[i, 0][logits[i, 0] > 0]).mean().item())
                           if (logits[i, 0] > 0).any() else 0.0 for i, o in enumerate(ids)}  # fmt: skip
                 yield frame, {o: ObjectMask(m, round(scores[o], 4), bool(m.any())) for o, m in found.items()}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -70,56 +71,127 @@ class FollowPlan:
     match_iou: float = MATCH_IOU
 
 
+@dataclass
+class FollowCheckpoint:
+    """Where a :class:`Following` stands after it gave ``done`` frames (the last one ``frame``), and all it needs to
+    go on from there exactly as it would have: the propagator's snapshot, the objects on that frame, each one's
+    last mask seen and what is known of it. Plain values: it is pickled beside a clip's partial results."""
+
+    done: int
+    frame: int
+    propagator: Any
+    current: dict[int, ObjectMask]
+    last_seen: dict[int, np.ndarray]
+    tracks: dict[int, TrackInfo]
+
+
+class Following:
+    """Every frame's objects, as (frame, {object id: its mask}), in the order they are computed; resumable.
+
+    Frames come in this order: with seeds on frame f, f itself, then f-1 ... 0, then f+1 ... the last; with
+    words, from the first keyframe on. :meth:`checkpoint` after any frame gives what :class:`Following` needs,
+    given as ``resume``, to go on from the next frame with the same results as without the stop (when the
+    propagator can snapshot its state; None when it cannot).
+    """
+
+    def __init__(
+        self,
+        propagator: Propagator,
+        frames: Frames,
+        plan: FollowPlan,
+        tracks: dict[int, TrackInfo],
+        resume: FollowCheckpoint | None = None,
+    ) -> None:
+        self.propagator, self.frames, self.plan, self.tracks = propagator, frames, plan, tracks
+        self.current: dict[int, ObjectMask] = {}
+        self.last_seen: dict[int, np.ndarray] = {}  # each object's latest mask while it was there
+        self.done, self.frame = 0, -1
+        if resume is not None:
+            self.state = propagator.restore(frames, resume.propagator)
+            self.done, self.frame = resume.done, resume.frame
+            self.current, self.last_seen = dict(resume.current), dict(resume.last_seen)
+            tracks.update(resume.tracks)
+        else:
+            self.state = propagator.start(frames)
+
+    def checkpoint(self) -> FollowCheckpoint | None:
+        """A snapshot of where following stands, or None when the propagator cannot take one."""
+        snapshot = getattr(self.propagator, "snapshot", None)
+        if snapshot is None or self.done == 0:
+            return None
+        keep = {self.frame, *(seed.frame for seed in self.plan.seeds)}
+        taken = snapshot(self.state, sorted(keep))
+        if taken is None:
+            return None
+        return FollowCheckpoint(
+            self.done, self.frame, taken, dict(self.current), dict(self.last_seen), dict(self.tracks)
+        )
+
+    def _give(self, frame: int, masks: dict[int, ObjectMask]) -> tuple[int, dict[int, ObjectMask]]:
+        self.done, self.frame = self.done + 1, frame
+        return frame, masks
+
+    def __iter__(self) -> Iterator[tuple[int, dict[int, ObjectMask]]]:
+        if self.plan.seeds:
+            yield from self._seeded()
+        else:
+            yield from self._by_words()
+
+    def _seeded(self) -> Iterator[tuple[int, dict[int, ObjectMask]]]:
+        plan, propagator, state = self.plan, self.propagator, self.state
+        start, last = plan.seeds[0].frame, plan.frames - 1
+        if any(seed.frame != start for seed in plan.seeds):
+            raise ValueError("every seed must be on the same frame")
+        if self.done == 0:
+            on_start = {}
+            for seed in plan.seeds:
+                self.tracks[seed.obj] = TrackInfo(seed.obj, seed.label, None, start)
+                on_start[seed.obj] = propagator.add(
+                    state, start, seed.obj, points=seed.points, labels=seed.labels, box=seed.box, mask=seed.mask
+                )
+            yield self._give(start, on_start)
+        if self.done <= start:  # going back to the first frame, from the seeds' frame or where it stopped
+            for frame, masks in propagator.propagate(state, self.frame, 0, reverse=True):
+                yield self._give(frame, masks)
+        if start < last:  # then on from the seeds' frame to the last, or from where it stopped
+            for frame, masks in propagator.propagate(state, start if self.done <= start + 1 else self.frame, last):
+                yield self._give(frame, masks)
+
+    def _by_words(self) -> Iterator[tuple[int, dict[int, ObjectMask]]]:
+        plan, propagator, state = self.plan, self.propagator, self.state
+        if plan.find is None or not plan.keyframes:
+            raise ValueError("nothing to follow: give seeds, or keyframes and a way to find instances")
+        keyframes, last = sorted(set(plan.keyframes)), plan.frames - 1
+        for frame in range(self.frame + 1, keyframes[0]):
+            yield self._give(frame, {})
+        for position, keyframe in enumerate(keyframes):
+            final = position + 1 == len(keyframes)
+            stop = last if final else keyframes[position + 1]
+            if self.frame >= stop and not final:
+                continue  # done before a stop: on to the keyframe where it stood
+            if self.frame < keyframe:
+                self.current = _match(propagator, state, keyframe, plan, self.current, self.last_seen, self.tracks)
+                self.last_seen.update({obj: seen.mask for obj, seen in self.current.items() if seen.present})
+                yield self._give(keyframe, dict(self.current))
+            if stop <= self.frame:
+                continue
+            if not self.current:  # nothing found yet: empty frames until the next keyframe
+                for frame in range(self.frame + 1, stop + final):
+                    yield self._give(frame, {})
+                continue
+            for frame, masks in propagator.propagate(state, self.frame, stop):
+                self.current = masks
+                self.last_seen.update({obj: seen.mask for obj, seen in masks.items() if seen.present})
+                if frame < stop or final:
+                    yield self._give(frame, dict(masks))
+
+
 def follow(
     propagator: Propagator, frames: Frames, plan: FollowPlan, tracks: dict[int, TrackInfo]
 ) -> Iterator[tuple[int, dict[int, ObjectMask]]]:
-    """Every frame's objects, as (frame, {object id: its mask}); ``tracks`` fills with each object's description.
-
-    Frames come in the order they are computed: with seeds on frame f, f itself, then f-1 ... 0,
-    then f+1 ... the last; with words, from the first keyframe on.
-    """
-    state = propagator.start(frames)
-    last = plan.frames - 1
-    if plan.seeds:
-        start = plan.seeds[0].frame
-        if any(seed.frame != start for seed in plan.seeds):
-            raise ValueError("every seed must be on the same frame")
-        on_start = {}
-        for seed in plan.seeds:
-            tracks[seed.obj] = TrackInfo(seed.obj, seed.label, None, start)
-            on_start[seed.obj] = propagator.add(
-                state, start, seed.obj, points=seed.points, labels=seed.labels, box=seed.box, mask=seed.mask
-            )
-        yield start, on_start
-        if start > 0:
-            yield from propagator.propagate(state, start, 0, reverse=True)
-        if start < last:
-            yield from propagator.propagate(state, start, last)
-        return
-    if plan.find is None or not plan.keyframes:
-        raise ValueError("nothing to follow: give seeds, or keyframes and a way to find instances")
-    keyframes = sorted(set(plan.keyframes))
-    current: dict[int, ObjectMask] = {}
-    last_seen: dict[int, np.ndarray] = {}  # each object's latest mask while it was there: a lost one is matched to it
-    for frame in range(keyframes[0]):
-        yield frame, {}
-    for position, keyframe in enumerate(keyframes):
-        current = _match(propagator, state, keyframe, plan, current, last_seen, tracks)
-        last_seen.update({obj: seen.mask for obj, seen in current.items() if seen.present})
-        yield keyframe, dict(current)
-        final = position + 1 == len(keyframes)
-        stop = last if final else keyframes[position + 1]
-        if stop <= keyframe:
-            continue
-        if not current:  # nothing found yet: empty frames until the next keyframe
-            for frame in range(keyframe + 1, stop + final):
-                yield frame, {}
-            continue
-        for frame, masks in propagator.propagate(state, keyframe, stop):
-            current = masks
-            last_seen.update({obj: seen.mask for obj, seen in masks.items() if seen.present})
-            if frame < stop or final:
-                yield frame, dict(masks)
+    """Every frame's objects, as (frame, {object id: its mask}); ``tracks`` fills with each object's description
+    (:class:`Following`, without stops)."""
+    return iter(Following(propagator, frames, plan, tracks))
 
 
 def _match(
