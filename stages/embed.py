@@ -6,7 +6,7 @@ Reads: cache/masks, params preset + embed. Writes: cache/embeddings/<key>.zarr
 
 import _ovseg_env  # noqa: F401  (must come first: a clear error outside the venv)
 
-from ovseg.stage_runner import run_stage
+from ovseg.dag.runner import run_stage
 
 if __name__ == "__main__":
     run_stage("embed")

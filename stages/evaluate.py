@@ -15,8 +15,8 @@ from pathlib import Path
 
 import _ovseg_env  # noqa: F401  (must come first: a clear error outside the venv)
 
-from ovseg.protocols import describe, evaluate_dataset, options_from_params
-from ovseg.stage_runner import run_job
+from ovseg.dag.runner import run_job
+from ovseg.evaluation.protocols import describe, evaluate_dataset, options_from_params
 
 
 def main(settings, params: dict) -> str:

@@ -6,7 +6,7 @@ Reads: cache/embeddings, params prompt + preset + score. Writes: cache/scores/<k
 
 import _ovseg_env  # noqa: F401  (must come first: a clear error outside the venv)
 
-from ovseg.stage_runner import run_stage
+from ovseg.dag.runner import run_stage
 
 if __name__ == "__main__":
     run_stage("score")

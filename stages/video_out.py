@@ -5,7 +5,7 @@ Does nothing while params.yaml's `videos` is null.
 
 import _ovseg_env  # noqa: F401  (must come first: a clear error outside the venv)
 
-from ovseg.stage_runner import run_stage
+from ovseg.dag.runner import run_stage
 
 if __name__ == "__main__":
     run_stage("video_out")

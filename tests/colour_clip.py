@@ -3,9 +3,9 @@ colour names. It stands in for CLIP where a test must know the right answer (no 
 a red disc's candidate is "red", a grey background's is "grey", and every later step (scores, instances,
 label maps, COCO, the semantic protocol) runs as it does with real weights.
 
-It plugs in where the real one loads (``ovseg.clip_features.load_clip``, and CLIP's text side,
-``ovseg.clip_text.load_text_encoder``) and where candidates are embedded
-(``ovseg.clip_features.mask_embeddings``); the stages, caches and keys are the real ones.
+It plugs in where the real one loads (``ovseg.clip.features.load_clip``, and CLIP's text side,
+``ovseg.clip.text.load_text_encoder``) and where candidates are embedded
+(``ovseg.clip.features.mask_embeddings``); the stages, caches and keys are the real ones.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ovseg.clip_features import ClipBundle
+from ovseg.clip.features import ClipBundle
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -53,7 +53,7 @@ class ColourModel(torch.nn.Module):
 
 
 class ColourTextEncoder:
-    """The text side as scoring sees it (:class:`ovseg.clip_text.TextEncoder`): a sentence -> its colour's axis."""
+    """The text side as scoring sees it (:class:`ovseg.clip.text.TextEncoder`): a sentence -> its colour's axis."""
 
     kind = "colour"
     logit_scale = 100.0
@@ -90,8 +90,8 @@ def bundle() -> ClipBundle:
 
 def install(monkeypatch) -> None:
     """Make every CLIP load in this test the colour CLIP."""
-    import ovseg.clip_features as clip_features
-    import ovseg.clip_text as clip_text
+    import ovseg.clip.features as clip_features
+    import ovseg.clip.text as clip_text
 
     monkeypatch.setattr(clip_features, "load_clip", lambda name, device, text_only=False: bundle())
     monkeypatch.setattr(clip_text, "load_text_encoder", lambda name, exports, device="cpu": ColourTextEncoder())

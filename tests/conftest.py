@@ -1,6 +1,6 @@
 """Shared fixtures: tiny random-weight models built once per session, and a workspace.
 
-The models are written in the real on-disk formats by ``ovseg.tiny`` and every test
+The models are written in the real on-disk formats by ``ovseg.weights.tiny`` and every test
 loads them through the same functions users run (``build_sam2``,
 ``open_clip.create_model_and_transforms``, ``StableDiffusionInpaintPipeline.from_pretrained``).
 """
@@ -71,7 +71,7 @@ def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -
     """
     from filelock import FileLock
 
-    from ovseg.tiny import build_all
+    from ovseg.weights.tiny import build_all
 
     base = tmp_path_factory.getbasetemp()
     root = (base if worker_id == "master" else base.parent) / "tiny-checkpoints"

@@ -1,7 +1,7 @@
 """Which source files can change each DVC stage's outputs: its script plus the import closure of its contract.
 
 A stage's outputs are computed by its contract module (``ovseg.pipeline.<stage>``, or
-``ovseg.evaluation``) and by everything that module imports, directly or not, including
+``ovseg.evaluation.prompt``) and by everything that module imports, directly or not, including
 imports inside functions; the data files those modules read (presets, model configs) count
 too. Engines and the stage runner only schedule and are left out (they write the same bytes
 by construction, which ``tests/test_ray.py`` checks). A package whose every module is needed
@@ -41,7 +41,7 @@ def _contracts() -> dict[str, tuple[str, list[str]]]:
             if module_file(roots[0]) is None:  # the contract is the module named as the stage: none, no deps
                 raise SystemExit(f"{script} runs stage {named.group(1)!r} but src/ovseg/pipeline has no such module")
         else:
-            roots = sorted(m for m in imported_text(text) if m != "ovseg.stage_runner")
+            roots = sorted(m for m in imported_text(text) if m != "ovseg.dag.runner")
         stages[name] = (script, roots)
     return stages
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from conftest import Layout, load_run, manifest, run_ovseg_in_process, segment_all, with_request
 
-from ovseg.cache_gc import TEMP_GRACE_SECONDS, collect_garbage
-from ovseg.locations import read_json
+from ovseg.storage.cache_gc import TEMP_GRACE_SECONDS, collect_garbage
+from ovseg.storage.locations import read_json
 
 
 def _stores(folder: Path) -> set[str]:

@@ -12,13 +12,13 @@ from conftest import run_ovseg_in_process as ovseg
 from PIL import Image
 
 from ovseg.config import settings_from_params
-from ovseg.datasets import parse_class_names, semantic_samples
 from ovseg.errors import OvsegError
-from ovseg.labelmaps import IoUAccumulator, pixel_class_scores, predict_labels
-from ovseg.locations import read_json
+from ovseg.evaluation.datasets import parse_class_names, semantic_samples
+from ovseg.media.labelmaps import IoUAccumulator, pixel_class_scores, predict_labels
+from ovseg.ranking.scoring import score_classes, score_synonyms
+from ovseg.ranking.selection import select_instances
 from ovseg.request import RunRequest, request_from_params
-from ovseg.scoring import score_classes, score_synonyms
-from ovseg.selection import select_instances
+from ovseg.storage.locations import read_json
 
 CLASSES = ("red", "green", "blue")
 
@@ -182,7 +182,7 @@ def test_a_run_with_classes_labels_every_instance(colour_run) -> None:
 
 def test_the_semantic_protocol_on_coloured_shapes(tmp_path: Path, tiny_checkpoints: Path, monkeypatch) -> None:
     """Background slot + threshold, synonyms from the dataset's class file: a colour-true CLIP scores high."""
-    from ovseg.semantic_eval import SemanticProtocol, evaluate_semantic
+    from ovseg.evaluation.semantic import SemanticProtocol, evaluate_semantic
 
     colour_clip.install(monkeypatch)
     dataset = colour_clip.write_dataset(tmp_path / "scenes", seeds=(0, 1))
@@ -213,7 +213,7 @@ def test_prompt_lists_on_the_command_line_fail_in_one_line(workspace: Path) -> N
 def test_bundled_class_files_and_benchmark_layouts(tmp_path: Path) -> None:
     from conftest import REPO
 
-    from ovseg.datasets import read_class_names
+    from ovseg.evaluation.datasets import read_class_names
 
     counts = {"voc21": 21, "voc20": 20, "context59": 59, "context60": 60, "cityscapes": 19}
     for name, count in counts.items():
@@ -267,8 +267,8 @@ def test_evaluate_semantic_from_the_command_line(workspace: Path, tmp_path: Path
 def test_shorter_side_copies_follow_the_image_reading_rule(tmp_path: Path) -> None:
     """Resized copies are read as every image is (EXIF orientation); a broken photo keeps its path for the masks
     stage to skip with its warning, instead of a traceback here."""
-    from ovseg.datasets import SemanticSample
-    from ovseg.semantic_eval import model_inputs
+    from ovseg.evaluation.datasets import SemanticSample
+    from ovseg.evaluation.semantic import model_inputs
 
     turned = tmp_path / "turned.jpg"
     exif = Image.Exif()

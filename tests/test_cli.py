@@ -16,7 +16,7 @@ import pytest
 from conftest import needs_extra
 from conftest import run_ovseg_in_process as ovseg
 
-from ovseg.locations import read_json
+from ovseg.storage.locations import read_json
 
 pytestmark = pytest.mark.slow
 
@@ -143,7 +143,7 @@ def test_a_folder_with_bad_files_completes_and_strict_stops(workspace: Path) -> 
 
 def test_sync_copies_what_is_missing_or_changed_and_markers_last(tmp_path: Path) -> None:
     """`ovseg sync`: stores by name and size, results by content (a new prompt can keep a file's size)."""
-    from ovseg.folders import _sync_order, sync_folder
+    from ovseg.storage.folders import _sync_order, sync_folder
 
     source, target = tmp_path / "run", tmp_path / "copy"
     key = "7e07fc1432cf3b307aca161c"

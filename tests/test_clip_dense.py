@@ -17,16 +17,16 @@ import torch
 import torch.nn.functional as F
 from conftest import synthetic_photo
 
-from ovseg.clip_dense import (
+from ovseg.clip.dense import (
     embed_patches,
     last_block_patch_features,
     mask_token_features,
     patch_membership,
     run_blocks,
 )
-from ovseg.clip_features import ClipBundle, dense_patch_features, mask_embeddings, windowed_patch_features
+from ovseg.clip.features import ClipBundle, dense_patch_features, mask_embeddings, windowed_patch_features
 from ovseg.config import settings_from_params
-from ovseg.scoring import expand_templates, negatives_for, prompt_synonyms, score_synonyms
+from ovseg.ranking.scoring import expand_templates, negatives_for, prompt_synonyms, score_synonyms
 
 SIDE, PATCH = 64, 8
 GRID = SIDE // PATCH
@@ -202,7 +202,7 @@ def test_one_window_the_size_of_the_image_is_one_pass() -> None:
 
 
 def test_every_option_is_selectable_and_embeds(tiny_checkpoints) -> None:
-    from ovseg.clip_features import load_clip
+    from ovseg.clip.features import load_clip
 
     bundle = load_clip("tiny-random-clip", "cpu")
     image = synthetic_photo(96, 64)

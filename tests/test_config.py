@@ -5,8 +5,8 @@ import yaml
 from conftest import REPO
 
 from ovseg.config import deep_merge, load_params, preset_names, settings_from_params
+from ovseg.dag.params_text import update_params_text
 from ovseg.errors import OvsegError
-from ovseg.params_text import update_params_text
 
 
 def test_presets_resolve_and_differ() -> None:

@@ -16,7 +16,7 @@ import yaml
 from conftest import REPO, synthetic_photo, write_params
 from PIL import Image
 
-from ovseg.locations import read_json
+from ovseg.storage.locations import read_json
 
 pytestmark = pytest.mark.slow
 VIDEO_STAGES = {"frames", "follow", "video_out"}  # what `dvc repro video_out` runs

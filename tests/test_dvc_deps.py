@@ -30,8 +30,11 @@ def test_the_closure_follows_the_pipeline_order() -> None:
             assert f"src/ovseg/pipeline/{before}.py" in files
         for after in order[position + 1 :]:
             assert f"src/ovseg/pipeline/{after}.py" not in files
-    assert "src/ovseg/pipeline/select.py" not in closure(*STAGES["evaluate"][1])  # it selects with ovseg.selection
+    assert "src/ovseg/pipeline/select.py" not in closure(
+        *STAGES["evaluate"][1]
+    )  # it selects with ovseg.ranking.selection
     for name in STAGES:  # no face (CLI, API, page) decides a stage's bytes
         assert not any(
-            f.startswith(("src/ovseg/cli/", "src/ovseg/api/", "src/ovseg/ui.py")) for f in closure(*STAGES[name][1])
+            f.startswith(("src/ovseg/cli/", "src/ovseg/api/", "src/ovseg/web/page.py"))
+            for f in closure(*STAGES[name][1])
         )

@@ -24,7 +24,7 @@ from ovseg.editing import (
     set_scheduler,
 )
 from ovseg.errors import OvsegError
-from ovseg.locations import read_json
+from ovseg.storage.locations import read_json
 
 
 def _edit_settings(**changes):

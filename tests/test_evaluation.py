@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ovseg.cache_gc import collect_garbage
 from ovseg.config import settings_from_params
-from ovseg.datasets import make_synthetic_dataset, read_dataset
 from ovseg.errors import OvsegError
-from ovseg.evaluation import PairResult, evaluate, iou, overlap, precision_recall, summarize, write_reports
-from ovseg.locations import read_json
+from ovseg.evaluation.datasets import make_synthetic_dataset, read_dataset
+from ovseg.evaluation.prompt import PairResult, evaluate, iou, overlap, precision_recall, summarize, write_reports
+from ovseg.storage.cache_gc import collect_garbage
+from ovseg.storage.locations import read_json
 
 
 def test_iou_hand_computed() -> None:

@@ -13,16 +13,16 @@ import pytest
 from conftest import run_ovseg
 from stage_deps import module_file
 
-from ovseg.clip_text import bpe_vocabulary_file, clip_tokenizer
-from ovseg.scoring import clip_reads
-from ovseg.weights import CLIP, resolve_model_dir
+from ovseg.clip.text import bpe_vocabulary_file, clip_tokenizer
+from ovseg.ranking.scoring import clip_reads
+from ovseg.weights.registry import CLIP, resolve_model_dir
 
 # Libraries that cost a noticeable share of a second (or many seconds) to import: the lazy-import rule's list.
 HEAVY = (
     "torch", "torchvision", "open_clip", "diffusers", "transformers", "sam2", "onnxruntime", "onnx", "cv2",
     "scipy", "zarr", "ray", "gradio", "av", "matplotlib", "timm", "hydra", "pillow_heif",
 )  # fmt: skip
-FACES = ("ovseg.cli", "ovseg.api", "ovseg.stage_runner", "ovseg.engines.local", "ovseg.pipeline")
+FACES = ("ovseg.cli", "ovseg.api", "ovseg.dag.runner", "ovseg.engines.local", "ovseg.pipeline")
 
 PROMPTS = [
     "the red car in the background",

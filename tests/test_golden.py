@@ -16,9 +16,9 @@ from conftest import EXAMPLE, REPO
 
 from ovseg.config import settings_from_params
 from ovseg.engines import run_pipeline
-from ovseg.locations import read_json
 from ovseg.pipeline import new_run
 from ovseg.request import RunRequest
+from ovseg.storage.locations import read_json
 
 pytestmark = pytest.mark.realweights
 CAMVID = REPO.parent / "shared" / "data" / "camvid-val" / "JPEGImages"

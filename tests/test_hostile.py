@@ -18,7 +18,7 @@ from conftest import run_ovseg_in_process as ovseg
 from PIL import Image
 
 from ovseg.errors import OvsegError
-from ovseg.locations import read_json
+from ovseg.storage.locations import read_json
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -252,7 +252,7 @@ def test_two_runs_at_once_compute_each_key_once_and_agree(workspace: Path) -> No
 
 
 def test_pictures_for_people_stay_viewable_for_huge_photos() -> None:
-    from ovseg.viz import PREVIEW_SIDE, preview, side_by_side
+    from ovseg.media.viz import PREVIEW_SIDE, preview, side_by_side
 
     big = Image.new("RGB", (8000, 6000), "gray")
     assert max(side_by_side(big, big).size) <= PREVIEW_SIDE + 60  # two halves and the gap between them

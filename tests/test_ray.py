@@ -26,10 +26,10 @@ from conftest import EXAMPLE, Layout, extra_missing, stages, synthetic_photo
 from ovseg.config import settings_from_params
 from ovseg.engines import run_pipeline
 from ovseg.errors import OvsegError
-from ovseg.locations import read_json
 from ovseg.pipeline import Run, new_run, stage_named
 from ovseg.pipeline.common import run_stages
 from ovseg.request import RunRequest
+from ovseg.storage.locations import read_json
 
 pytestmark = pytest.mark.slow
 if extra_missing("ray"):
@@ -173,7 +173,7 @@ def test_a_bucket_through_an_s3_server_on_localhost(photos, local_run, s3_server
     """Photos, cache and results in a bucket, every stage on the cluster: the local engine's bytes, synced down."""
     import fsspec
 
-    from ovseg.folders import sync_folder
+    from ovseg.storage.folders import sync_folder
 
     fs = fsspec.filesystem("s3", skip_instance_cache=True)
     fs.mkdir("photos")
@@ -225,7 +225,7 @@ def test_a_result_folder_in_a_bucket_is_replaced_whole_with_its_record_last(s3_s
     """What a rerun that selects fewer masks leaves: the new files, none of the old ones, and the key file last."""
     import fsspec
 
-    from ovseg.folders import OutputFolder
+    from ovseg.storage.folders import OutputFolder
 
     fs = fsspec.filesystem("s3", skip_instance_cache=True)
     fs.mkdir("results")

@@ -19,7 +19,7 @@ from ovseg.config import settings_from_params
 from ovseg.errors import OvsegError
 from ovseg.pipeline import new_run
 from ovseg.request import RunRequest
-from ovseg.weights import CLIP, INPAINT, SAM2, resolve_model_dir
+from ovseg.weights.registry import CLIP, INPAINT, SAM2, resolve_model_dir
 
 pytestmark = [pytest.mark.realweights, pytest.mark.slow]
 

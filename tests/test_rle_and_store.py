@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from ovseg import rle
 from ovseg.errors import OvsegError
-from ovseg.fileio import load_image
-from ovseg.locations import atomic_path, list_images, list_photos
-from ovseg.store import MaskProposals, read_arrays, write_arrays
+from ovseg.media import rle
+from ovseg.media.fileio import load_image
+from ovseg.storage.locations import atomic_path, list_images, list_photos
+from ovseg.storage.store import MaskProposals, read_arrays, write_arrays
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 13), (64, 33)])

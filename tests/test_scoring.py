@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ovseg.scoring import TEMPLATES, expand_templates, score_masks
+from ovseg.ranking.scoring import TEMPLATES, expand_templates, score_masks
 
 
 def _unit(v) -> np.ndarray:
@@ -50,7 +50,7 @@ def test_each_text_is_encoded_once_per_run_for_many_images(workspace, monkeypatc
     """30 photos, one prompt and two negatives: one encoder pass for the three texts, then none."""
     from conftest import load_run, segment_all, stages, synthetic_photo, with_request
 
-    from ovseg.clip_text import OnnxTextEncoder
+    from ovseg.clip.text import OnnxTextEncoder
 
     images = workspace / "data" / "images"
     for i in range(28):

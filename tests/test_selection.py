@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ovseg.config import settings_from_params
-from ovseg.selection import mask_iou, select_masks
+from ovseg.ranking.selection import mask_iou, select_masks
 
 
 def _settings(**select):

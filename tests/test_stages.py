@@ -11,10 +11,10 @@ import pytest
 from conftest import Layout, load_run, manifest, segment_all, stages, synthetic_photo, with_request, with_settings
 from PIL import Image
 
-from ovseg import rle
 from ovseg.errors import OvsegError
-from ovseg.locations import read_json
-from ovseg.store import read_arrays
+from ovseg.media import rle
+from ovseg.storage.locations import read_json
+from ovseg.storage.store import read_arrays
 
 
 def test_artifact_formats(workspace: Path) -> None:

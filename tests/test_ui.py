@@ -295,7 +295,7 @@ def test_the_page_says_it_is_loading_models_until_they_are_in_memory(tiny_checkp
     """Started by `ovseg ui`, the page loads its models in the background and says so until they are ready."""
     import threading
 
-    from ovseg.ui import READY, Workbench, build_app
+    from ovseg.web.page import READY, Workbench, build_app
 
     release = threading.Event()
     bench = Workbench(tmp_path / "cache", "cpu", ["embed.model=tiny-random-clip"], tmp_path / "scratch")

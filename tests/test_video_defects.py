@@ -14,8 +14,8 @@ from conftest import run_ovseg_in_process as ovseg
 from PIL import Image
 from test_video_pipeline import shapes_video
 
+from ovseg.media.videoio import write_video
 from ovseg.video.measures import region_j
-from ovseg.videoio import write_video
 
 pytestmark = pytest.mark.slow
 CPU = ["--config", "cpu", "--set", "embed.model=tiny-random-clip", "--no-visualize"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ovseg.errors import OvsegError, UnreadableImageError
-from ovseg.videoio import Cut, FrameFolder, decode, list_clips, write_video
+from ovseg.media.videoio import Cut, FrameFolder, decode, list_clips, write_video
 
 
 def moving_square(count: int = 12, size=(64, 96), side: int = 16, step: int = 6) -> list[np.ndarray]:
@@ -118,7 +118,7 @@ def test_the_frames_stage_decodes_once_and_keeps_jpeg_frames_byte_for_byte(tmp_p
     write_clip(tmp_path / "clip.mp4", moving_square(6))
     settings = settings_from_params({"preset": "tiny", "device": "cpu"})
     from ovseg.pipeline.frames import clip_entries
-    from ovseg.store import files_name
+    from ovseg.storage.store import files_name
 
     decoded = {}
     for source in (folder, tmp_path / "clip.mp4"):

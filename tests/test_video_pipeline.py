@@ -17,7 +17,7 @@ import pytest
 from conftest import run_ovseg_in_process as ovseg
 from PIL import Image
 
-from ovseg import rle
+from ovseg.media import rle
 from ovseg.video.measures import region_j
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def shapes_video(
 def test_a_box_on_a_clip_is_followed_and_written_as_people_and_tools_read_it(tmp_path: Path, tiny_checkpoints) -> None:
     import av
 
-    from ovseg.videoio import write_video
+    from ovseg.media.videoio import write_video
 
     frames, discs, _ = shapes_video(tmp_path / "frames")
     clip = tmp_path / "shapes.mp4"

@@ -8,10 +8,10 @@ import pytest
 from conftest import run_ovseg_in_process
 
 from ovseg.config import settings_from_params
-from ovseg.downloads import download, record_download, verify
 from ovseg.errors import OvsegError, WeightsMissingError
-from ovseg.locations import read_json
-from ovseg.weights import DOWNLOAD_RECORD, INPAINT, REGISTRY, REMOVED_REPOS, resolve_model_dir
+from ovseg.storage.locations import read_json
+from ovseg.weights.downloads import download, record_download, verify
+from ovseg.weights.registry import DOWNLOAD_RECORD, INPAINT, REGISTRY, REMOVED_REPOS, resolve_model_dir
 
 
 def test_no_registry_entry_points_at_a_removed_repository() -> None:

@@ -339,7 +339,7 @@ def _validate(settings: Settings) -> None:
 
 
 def _validate_video(video: VideoSettings) -> None:
-    from ovseg.videoio import Cut
+    from ovseg.media.videoio import Cut
 
     Cut(video.start, video.end, video.every, video.fps)  # one line for a bad start, end, every or fps
     if video.keyframe_every < 1 or video.folder_fps <= 0 or not 0 < video.cut_threshold <= 1:

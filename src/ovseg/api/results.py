@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ovseg.coco import coco_annotations
 from ovseg.errors import OvsegError, from_os_error
-from ovseg.folders import OutputFolder
+from ovseg.media.coco import coco_annotations
+from ovseg.media.rle import box_xywh
+from ovseg.media.viz import label_image, overlay, palette
 from ovseg.pipeline import select
-from ovseg.rle import box_xywh
-from ovseg.selection import paint_label_map
-from ovseg.viz import label_image, overlay, palette
+from ovseg.ranking.selection import paint_label_map
+from ovseg.storage.folders import OutputFolder
 
 
 def one_line_errors(method):

@@ -35,15 +35,15 @@ from ovseg.config import Settings, apply_overrides, settings_from_params
 from ovseg.editing import check_backend, load_painting_model, painter_for, request_for, resolve_backend
 from ovseg.engines.local import LocalEngine
 from ovseg.errors import OvsegError
-from ovseg.fileio import MIN_IMAGE_SIDE, working_image
-from ovseg.folders import OutputFolder
-from ovseg.locations import atomic_path, image_stem, is_url
+from ovseg.media.fileio import MIN_IMAGE_SIDE, working_image
+from ovseg.media.rle import box_xywh
+from ovseg.media.viz import resize_mask
 from ovseg.pipeline import ModelPool, Run, edit, embed, masks, new_run, score, select
 from ovseg.pipeline.common import run_stages
+from ovseg.ranking.selection import refine_with_clicks
 from ovseg.request import RunRequest, check_classes, split_prompt
-from ovseg.rle import box_xywh
-from ovseg.selection import refine_with_clicks
-from ovseg.viz import resize_mask
+from ovseg.storage.folders import OutputFolder
+from ovseg.storage.locations import atomic_path, image_stem, is_url
 
 ImageLike = str | Path | Image.Image | np.ndarray
 
@@ -63,7 +63,7 @@ class Segmenter:
 
     def warm_up(self) -> None:
         """Load the preset's mask model and CLIP now (what a server does at start), not on the first request."""
-        from ovseg.clip_features import load_clip
+        from ovseg.clip.features import load_clip
 
         run = Run(self.settings, RunRequest(), cache=str(self.cache), pool=self.pool)
         self.pool.get(masks.model_key(run), lambda: masks.load(run))
@@ -263,10 +263,10 @@ class Segmenter:
         frame number, whatever is taken of it), or a first ``mask`` (an indexed PNG, one object per id) through
         every frame of ``video`` (a clip or a folder of frames). The same stages and cache as ``ovseg run --video``."""
         from ovseg.engines import run_pipeline
+        from ovseg.media.videoio import list_clips
         from ovseg.pipeline import follow, frames
         from ovseg.request import VideoSeeds
-        from ovseg.store import files_name
-        from ovseg.videoio import list_clips
+        from ovseg.storage.store import files_name
 
         words, classes = split_prompt(list(prompt) if isinstance(prompt, (list, tuple)) else prompt)
         seeds = None

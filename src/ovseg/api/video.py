@@ -53,7 +53,7 @@ class VideoResult:
 
     def image(self, frame: int) -> np.ndarray:
         """The frame as it was followed (upright RGB)."""
-        from ovseg.videoio import FrameFolder
+        from ovseg.media.videoio import FrameFolder
 
         return FrameFolder(self.frames_folder)[frame]
 
@@ -71,8 +71,8 @@ class VideoResult:
     @one_line_errors
     def overlay_video(self, path: str | Path) -> Path:
         """Write the frames with each object tinted and labelled as an MP4 (H.264, plays in a browser)."""
+        from ovseg.media.videoio import FrameFolder, write_video
         from ovseg.pipeline.video_out import overlay_frames
-        from ovseg.videoio import FrameFolder, write_video
 
         write_video(Path(path), overlay_frames(FrameFolder(self.frames_folder), self.tracks_folder / "masks",
                                                self._index()), self.fps)  # fmt: skip
@@ -81,8 +81,8 @@ class VideoResult:
     @one_line_errors
     def save(self, folder: str | Path, overlay: bool = True) -> Path:
         """Write ``masks/NNNNN.png``, ``tracks.json`` and (``overlay``) ``overlay.mp4`` into ``folder``."""
-        from ovseg.locations import write_json
         from ovseg.pipeline.video_out import OVERLAY, TRACKS_FILE
+        from ovseg.storage.locations import write_json
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 from ovseg.benchmarks.kit import checkpoints_at, measure, synthetic_candidates
 from ovseg.config import Settings
-from ovseg.weights import resolve_device
+from ovseg.weights.registry import resolve_device
 
 EMBED_VARIANTS: dict[str, dict[str, Any]] = {
     "crops": {"strategy": "crop", "crop_scales": [1.0, 1.5, 2.5]},
@@ -35,10 +35,10 @@ def run_embed_benchmark(
     """
     import tempfile
 
-    from ovseg.clip_features import load_clip, mask_embeddings
+    from ovseg.clip.features import load_clip, mask_embeddings
     from ovseg.errors import OvsegError
-    from ovseg.fileio import load_image, working_image
-    from ovseg.tiny import build_random_like
+    from ovseg.media.fileio import load_image, working_image
+    from ovseg.weights.tiny import build_random_like
 
     variants = variants or list(EMBED_VARIANTS)
     unknown = [v for v in variants if v not in EMBED_VARIANTS]

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ovseg.config import Settings
-from ovseg.folders import EDIT_RECORD
 from ovseg.pipeline import masks, new_run, select
 from ovseg.pipeline.common import run_stages
 from ovseg.request import RunRequest
-from ovseg.store import MANIFEST
+from ovseg.storage.folders import EDIT_RECORD
+from ovseg.storage.store import MANIFEST
 
 # Files that name the run's folders or times, not its results: left out of the digest.
 NOT_RESULTS = {MANIFEST, select.SUMMARY_FILE, EDIT_RECORD}

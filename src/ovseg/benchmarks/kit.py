@@ -19,7 +19,7 @@ import numpy as np
 import psutil
 import torch
 
-from ovseg.weights import free_accelerator_memory
+from ovseg.weights.registry import free_accelerator_memory
 
 
 class PeakMemory:
@@ -114,7 +114,7 @@ def synthetic_candidates(width: int, height: int, count: int, seed: int = 0):
     Random SAM 2 proposes one or two image-sized blobs, which would make the CLIP and
     selection timings meaningless; real photos give 100-300 candidates.
     """
-    from ovseg.store import MaskProposals
+    from ovseg.storage.store import MaskProposals
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
@@ -142,7 +142,7 @@ def with_random_weights(edit, folder: Path, log: Callable[[str], None] = print):
     import dataclasses
 
     from ovseg.editing import backend_for
-    from ovseg.tiny import build_random_like
+    from ovseg.weights.tiny import build_random_like
 
     setting = backend_for(edit).weights_setting
     if setting is None:

@@ -20,7 +20,7 @@ import torch
 from ovseg.benchmarks.kit import PeakMemory, checkpoints_at
 from ovseg.config import Settings
 from ovseg.masks.onnx_sam import quantize_onnx_pair
-from ovseg.weights import free_accelerator_memory, resolve_device
+from ovseg.weights.registry import free_accelerator_memory, resolve_device
 
 # Random SAM 2 rates its own masks badly; with the quality filters on, both generators would
 # drop everything and skip the post-processing whose cost they differ in.
@@ -98,16 +98,16 @@ def run_masks_benchmark(
     """Time the masks stage of each variant on the same photos in one run; with labels, its oracle mIoU too.
 
     Every variant sees the same working images; per-image seconds include the image
-    encoder. ``samples`` (from :func:`ovseg.datasets.read_dataset`) add the proposal
+    encoder. ``samples`` (from :func:`ovseg.evaluation.datasets.read_dataset`) add the proposal
     metrics, so speed and quality are read side by side.
     """
     import tempfile
 
-    from ovseg.evaluation import RegionQuality, proposal_quality, summarize_proposals
-    from ovseg.fileio import load_image, working_image
+    from ovseg.evaluation.prompt import RegionQuality, proposal_quality, summarize_proposals
     from ovseg.masks import load_mask_generator
-    from ovseg.tiny import build_random_like
-    from ovseg.weights import resolve_mask_model
+    from ovseg.media.fileio import load_image, working_image
+    from ovseg.weights.registry import resolve_mask_model
+    from ovseg.weights.tiny import build_random_like
 
     unknown = [v for v in variants if v not in MASK_VARIANTS]
     if unknown:

@@ -26,12 +26,12 @@ from scipy import ndimage
 
 from ovseg.benchmarks.kit import PeakMemory, with_random_weights
 from ovseg.config import Settings
-from ovseg.datasets import read_dataset
 from ovseg.editing import backend_for, check_backend, dilate, edit_image, load_painter, request_for
 from ovseg.errors import OvsegError
-from ovseg.fileio import load_image
-from ovseg.rle import box_xywh
-from ovseg.weights import resolve_device
+from ovseg.evaluation.datasets import read_dataset
+from ovseg.media.fileio import load_image
+from ovseg.media.rle import box_xywh
+from ovseg.weights.registry import resolve_device
 
 OBJECT_CLASSES = ("car", "pedestrian", "traffic sign", "bicyclist")
 HOLE_FRACTION = (0.005, 0.06)  # of the frame: smaller is a speck, bigger is a scene, not an object
@@ -155,7 +155,7 @@ def run_remove_benchmark(
     The diffusion variant uses the preset's SD 2 inpainting weights when they are on disk,
     else the same architecture with random weights, for its time and memory only.
     """
-    from ovseg.downloads import verify
+    from ovseg.weights.downloads import verify
 
     names = variants or list(REMOVE_VARIANTS)
     unknown = [v for v in names if v not in REMOVE_VARIANTS]

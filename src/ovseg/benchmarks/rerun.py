@@ -44,7 +44,7 @@ PROJECT_FILES = ("dvc.yaml", ".gitignore", "stages", "src/ovseg")
 
 
 def _environment() -> dict[str, str]:
-    from ovseg.weights import checkpoint_roots
+    from ovseg.weights.registry import checkpoint_roots
 
     checkpoints, shared = (str(root.resolve()) for root in checkpoint_roots())
     return {  # the project is a copy elsewhere: the weights are where this one finds them

@@ -12,7 +12,7 @@ import numpy as np
 
 from ovseg.benchmarks.kit import checkpoints_at
 from ovseg.config import Settings
-from ovseg.weights import resolve_device
+from ovseg.weights.registry import resolve_device
 
 
 def run_score_benchmark(
@@ -34,11 +34,11 @@ def run_score_benchmark(
     """
     import tempfile
 
-    from ovseg.clip_features import load_clip
-    from ovseg.clip_text import TorchTextEncoder, load_text_encoder
+    from ovseg.clip.features import load_clip
+    from ovseg.clip.text import TorchTextEncoder, load_text_encoder
     from ovseg.errors import OvsegError
-    from ovseg.scoring import encode_texts, negatives_for, prompt_synonyms, score_for_prompt, score_synonyms
-    from ovseg.tiny import build_random_like
+    from ovseg.ranking.scoring import encode_texts, negatives_for, prompt_synonyms, score_for_prompt, score_synonyms
+    from ovseg.weights.tiny import build_random_like
 
     device = resolve_device(settings.device)
     negatives = negatives_for(prompt, settings.score.negatives)

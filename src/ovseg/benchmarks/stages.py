@@ -19,7 +19,7 @@ import torch
 from ovseg.benchmarks.kit import checkpoints_at, measure, synthetic_candidates, with_random_weights
 from ovseg.config import Settings
 from ovseg.request import RunRequest
-from ovseg.weights import resolve_device
+from ovseg.weights.registry import resolve_device
 
 
 def run_benchmark(
@@ -35,14 +35,14 @@ def run_benchmark(
     ``min_candidates``: if SAM 2 proposes fewer, the later stages are timed on that many
     synthetic candidates instead (for random-weight runs), and the report says so.
     """
-    from ovseg.clip_features import load_clip, mask_embeddings
-    from ovseg.clip_text import load_text_encoder
+    from ovseg.clip.features import load_clip, mask_embeddings
+    from ovseg.clip.text import load_text_encoder
     from ovseg.editing import edit_image, load_painter, request_for, resolve_backend
-    from ovseg.fileio import load_image, working_image
     from ovseg.masks import load_mask_generator
-    from ovseg.scoring import score_for_prompt
-    from ovseg.selection import select_masks
-    from ovseg.viz import overlay, resize_mask
+    from ovseg.media.fileio import load_image, working_image
+    from ovseg.media.viz import overlay, resize_mask
+    from ovseg.ranking.scoring import score_for_prompt
+    from ovseg.ranking.selection import select_masks
 
     device = resolve_device(settings.device)
     image = load_image(image_path)
@@ -138,8 +138,8 @@ def run_benchmark_random_weights(
     """
     import tempfile
 
-    from ovseg.tiny import build_random_like
-    from ovseg.weights import REGISTRY, SAM_ONNX
+    from ovseg.weights.registry import REGISTRY, SAM_ONNX
+    from ovseg.weights.tiny import build_random_like
 
     names = [settings.masks.model, settings.embed.model]
     with tempfile.TemporaryDirectory(prefix="ovseg-random-weights-") as tmp:

@@ -41,7 +41,7 @@ PLAIN = "plain"
 
 
 def _sequences(root: Path, names: list[str] | None, frames: int | None) -> list[tuple[str, list[np.ndarray], list]]:
-    from ovseg.video_eval import davis_sequences
+    from ovseg.evaluation.video import davis_sequences
 
     loaded = []
     for name, images, labels in davis_sequences(root):

@@ -32,7 +32,7 @@ from PIL import Image
 
 from ovseg.benchmarks.remove import psnr, ssim
 from ovseg.config import Settings
-from ovseg.rle import box_xywh
+from ovseg.media.rle import box_xywh
 
 VARIANTS = ("temporal", "frame fsr", "frame telea")
 
@@ -50,7 +50,7 @@ class MovingHole:
 def moving_holes(root: Path, dilate_px: int, seed: int = 0, limit: int | None = None) -> list[MovingHole]:
     """Each sequence's object over the frames of the next one (in an order ``seed`` shuffles)."""
     from ovseg.editing import dilate
-    from ovseg.video_eval import davis_sequences
+    from ovseg.evaluation.video import davis_sequences
 
     sequences = davis_sequences(root)
     order = np.random.default_rng(seed).permutation(len(sequences))

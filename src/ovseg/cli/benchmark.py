@@ -32,8 +32,8 @@ def benchmark(
     """Time every stage (model load, cold, warm) and its peak memory on one photo; print a table."""
     from ovseg.benchmarks.stages import run_benchmark, run_benchmark_random_weights
     from ovseg.config import load_params, settings_from_params
-    from ovseg.locations import write_json
     from ovseg.request import RunRequest
+    from ovseg.storage.locations import write_json
 
     try:
         base = load_params(params) if params.is_file() else {}
@@ -82,8 +82,8 @@ def benchmark_masks(
     """Compare mask generators on the same photos in one run: seconds, decoder calls, candidates, oracle mIoU."""
     from ovseg.benchmarks.masks import DEFAULT_VARIANTS, run_masks_benchmark
     from ovseg.config import settings_from_params
-    from ovseg.datasets import read_dataset
-    from ovseg.locations import list_images, write_json
+    from ovseg.evaluation.datasets import read_dataset
+    from ovseg.storage.locations import list_images, write_json
 
     try:
         settings = settings_from_params({"preset": config, **given(device=device)})
@@ -163,8 +163,8 @@ def benchmark_engines(
     """Images/s of the masks stage (or every stage): local engine and Ray Data with 1, 2, ... actors, side by side."""
     from ovseg.benchmarks.engines import run_engine_benchmark
     from ovseg.config import apply_overrides, settings_from_params
-    from ovseg.locations import list_images, write_json
     from ovseg.request import request_from_params
+    from ovseg.storage.locations import list_images, write_json
 
     try:
         params = apply_overrides({"preset": config, "prompt": "the road", "device": "cpu"}, sets)
@@ -207,7 +207,7 @@ def benchmark_embed(
     """CLIP features per candidate: crops versus dense variants and per-mask class tokens, side by side."""
     from ovseg.benchmarks.embed import run_embed_benchmark
     from ovseg.config import settings_from_params
-    from ovseg.locations import write_json
+    from ovseg.storage.locations import write_json
 
     try:
         settings = settings_from_params({"preset": config, **given(device=device)})
@@ -246,7 +246,7 @@ def benchmark_score(
     """The score stage for N photos: texts encoded per photo (before) versus once per run (now), in one run."""
     from ovseg.benchmarks.score import run_score_benchmark
     from ovseg.config import settings_from_params
-    from ovseg.locations import write_json
+    from ovseg.storage.locations import write_json
 
     try:
         if images < 1:
@@ -278,7 +278,7 @@ def benchmark_rerun(
     """A cached `ovseg run`, a no-op `dvc repro` and a new prompt on a cached photo, timed side by side."""
     from ovseg.benchmarks.rerun import run_rerun_benchmark
     from ovseg.config import load_params
-    from ovseg.locations import write_json
+    from ovseg.storage.locations import write_json
 
     try:
         if rounds < 1:
@@ -335,7 +335,7 @@ def benchmark_track(
     """Following variants side by side on DAVIS sequences: J, F, seconds per frame, and the ratio to the masks stage
     (with --stress: also J after the object comes back, and how often its presence is wrong)."""
     from ovseg.benchmarks.track import PLAIN, VARIANTS, run_track_benchmark
-    from ovseg.locations import write_json
+    from ovseg.storage.locations import write_json
 
     try:
         settings = _video_benchmark_settings(config, sets, variant, VARIANTS)
@@ -380,7 +380,7 @@ def benchmark_video_remove(
 ) -> None:
     """Removal from videos against the true background: temporal fill and per-frame fills on the same moving holes."""
     from ovseg.benchmarks.video_remove import VARIANTS, run_video_remove_benchmark
-    from ovseg.locations import write_json
+    from ovseg.storage.locations import write_json
 
     try:
         settings = _video_benchmark_settings(config, sets, variant, VARIANTS)
@@ -415,7 +415,7 @@ def benchmark_remove(
     """Removal quality against the true pixels: object holes laid onto other frames, PSNR / SSIM / ms per backend."""
     from ovseg.benchmarks.remove import run_remove_benchmark
     from ovseg.config import settings_from_params
-    from ovseg.locations import write_json
+    from ovseg.storage.locations import write_json
 
     try:
         if holes < 1:

@@ -19,7 +19,7 @@ def cache_gc(
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only list what would be removed."),
 ) -> None:
     """Delete cached masks, features and scores that no manifest or selection uses any more."""
-    from ovseg.cache_gc import collect_garbage
+    from ovseg.storage.cache_gc import collect_garbage
 
     if not cache.is_dir():
         fail(OvsegError(f"cache folder {cache} not found"))
@@ -39,7 +39,7 @@ def sync(
     target: str = typer.Argument(..., help="Where to copy to (a folder or bucket URL)."),
 ) -> None:
     """Copy a cache or results between a bucket and a folder (files missing or different there; markers last)."""
-    from ovseg.folders import sync_folder
+    from ovseg.storage.folders import sync_folder
 
     try:
         copied, kept = sync_folder(source, target)

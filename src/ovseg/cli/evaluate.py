@@ -55,7 +55,7 @@ def evaluate(
 ) -> None:
     """Judge ovseg against labelled photos: by prompt (IoU, top-1) or the papers' semantic protocol (mIoU)."""
     from ovseg.config import load_params, settings_from_params
-    from ovseg.protocols import evaluate_dataset, options_from_params
+    from ovseg.evaluation.protocols import evaluate_dataset, options_from_params
 
     try:
         base = load_params(params) if params.is_file() else {}
@@ -90,7 +90,7 @@ def evaluate(
 
 
 def _print_video(metrics: dict[str, Any], out: Path) -> None:
-    from ovseg.video_eval import describe
+    from ovseg.evaluation.video import describe
 
     table = Table(title=f"DAVIS measures ({metrics['start']} start), frames 1..n-2 of each sequence")
     for column in ("sequence", "J", "F", "J&F", "frames", "s/frame"):
@@ -105,7 +105,7 @@ def _print_video(metrics: dict[str, Any], out: Path) -> None:
 
 
 def _print_semantic(metrics: dict[str, Any], out: Path) -> None:
-    from ovseg.protocols import describe
+    from ovseg.evaluation.protocols import describe
 
     table = Table(title=f"semantic protocol: mIoU {metrics['miou']:.3f} over {metrics['images']} images")
     for column in ("class", "IoU", "Acc", "pixels"):
@@ -120,7 +120,7 @@ def _print_semantic(metrics: dict[str, Any], out: Path) -> None:
 
 
 def _print_proposals(proposals: dict[str, Any]) -> None:
-    from ovseg.evaluation import describe_proposals
+    from ovseg.evaluation.prompt import describe_proposals
 
     table = Table(title="mask candidates on their own (no CLIP): the best any chooser could do")
     for column in ("class", "oracle IoU", "union oracle IoU", "recall@0.5", "regions"):
@@ -160,6 +160,6 @@ def make_eval_set(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Write a small synthetic VOC-layout dataset of coloured shapes with exact labels."""
-    from ovseg.datasets import make_synthetic_dataset
+    from ovseg.evaluation.datasets import make_synthetic_dataset
 
     console.print(f"wrote {make_synthetic_dataset(folder, count, seed)}")

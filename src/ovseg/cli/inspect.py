@@ -14,9 +14,9 @@ from ovseg.errors import OvsegError
 
 def known_images(cache: Path, output: Path) -> dict[str, dict[str, Any]]:
     """Image name -> artifact keys, from the latest manifests and every selection on disk."""
-    from ovseg.folders import SELECTION_RECORD, StageFolder
-    from ovseg.locations import read_json
     from ovseg.pipeline import embed, masks, score, select
+    from ovseg.storage.folders import SELECTION_RECORD, StageFolder
+    from ovseg.storage.locations import read_json
 
     entries: dict[str, dict[str, Any]] = {}
     results = output / select.RESULTS
@@ -38,10 +38,10 @@ def inspect(
     output: Path = typer.Option(Path("data/output"), "--output", "-o"),
 ) -> None:
     """Show what artifacts exist for each image: masks, embeddings, scores, selection, edit."""
-    from ovseg.folders import EDIT_RECORD, SELECTION_RECORD, StageFolder
-    from ovseg.locations import read_json
     from ovseg.pipeline import edit, embed, masks, score, select
-    from ovseg.store import preview_name, store_name
+    from ovseg.storage.folders import EDIT_RECORD, SELECTION_RECORD, StageFolder
+    from ovseg.storage.locations import read_json
+    from ovseg.storage.store import preview_name, store_name
 
     entries = known_images(cache, output)
     if not entries:

@@ -152,8 +152,8 @@ def run_clicks(params: dict[str, Any], request, clicks, labels, region, top_k, c
     """Clicks and boxes, alone or correcting a prompt: the Python API's path, written where `run` writes."""
     from ovseg.api import Segmenter
     from ovseg.config import SECTION_TYPES
-    from ovseg.locations import image_stem
     from ovseg.pipeline import edit, select
+    from ovseg.storage.locations import image_stem
 
     overrides = {k: v for k, v in params.items() if k in SECTION_TYPES or k == "strict"}
     seg = Segmenter(
@@ -175,8 +175,8 @@ def run_clicks(params: dict[str, Any], request, clicks, labels, region, top_k, c
 
 def run_dvc(params: Path, changes: dict[str, Any]) -> None:
     """Write the options into params.yaml (comments kept) and let DVC rerun what changed."""
-    from ovseg.locations import atomic_path
-    from ovseg.params_text import update_params_text
+    from ovseg.dag.params_text import update_params_text
+    from ovseg.storage.locations import atomic_path
 
     if not params.is_file():
         raise OvsegError(f"--dvc needs the project's {params}; run it in the ovseg project folder")
@@ -192,10 +192,10 @@ def run_dvc(params: Path, changes: dict[str, Any]) -> None:
 def run_in_process(settings, request, cache: str, output: str, visualize: bool) -> None:
     """Every stage with the engine the settings name, then one table: per photo what was found and where."""
     from ovseg.engines import run_pipeline
-    from ovseg.folders import OutputFolder
-    from ovseg.locations import list_photos
+    from ovseg.media.viz import shorten
     from ovseg.pipeline import edit, masks, new_run, score, select
-    from ovseg.viz import shorten
+    from ovseg.storage.folders import OutputFolder
+    from ovseg.storage.locations import list_photos
 
     run = new_run(settings, request, cache=cache, output=output, visualize=visualize)
     score.check_prompt(run)

@@ -48,7 +48,7 @@ def ui(
     """Serve the web page: drop a photo, say what to find, click to correct, remove / replace / style it."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline by default: no usage reports
     from ovseg.config import apply_overrides, preset_names, settings_from_params
-    from ovseg.downloads import verify
+    from ovseg.weights.downloads import verify
 
     try:
         credentials = parse_auth(auth, no_auth, host)
@@ -70,7 +70,7 @@ def ui(
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         try:
-            from ovseg.ui import Workbench, serve
+            from ovseg.web.page import Workbench, serve
         except ImportError as exc:
             fail(OvsegError(f'the web page needs the ui extra ({exc.name} is missing): pip install -e ".[ui]"'))
         missing = [name for name in preset_models(config) if verify(name)]

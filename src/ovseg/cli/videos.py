@@ -67,8 +67,8 @@ def run_videos(settings, request, cache: str, output: str, visualize: bool) -> N
         table.add_row(name, "-", "-", "-", "-", f"[yellow]skipped: {reason}[/]")
     console.print(table)
     if request.mode == "remove":
-        from ovseg.folders import OutputFolder
         from ovseg.pipeline import edit
+        from ovseg.storage.folders import OutputFolder
 
         out = OutputFolder(f"{output}/{edit.RESULTS}")
         for clip in records:

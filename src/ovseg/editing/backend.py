@@ -39,7 +39,7 @@ class EditBackend(Protocol):
     # True: a model trained at one size (SD 2: 512 px) paints the crop resized to edit.resolution;
     # False: the crop is painted at the photo's own pixels (resizing would only blur a fill from them).
     resizes_to_model: bool
-    # The edit setting naming its weights (a registry name or a folder) and their kind in ovseg.weights;
+    # The edit setting naming its weights (a registry name or a folder) and their kind in ovseg.weights.registry;
     # None for a backend without weights. ``edit.backend: auto`` takes the first whose weights are on disk.
     weights_setting: str | None
     weights_kind: str | None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ovseg.config import EditSettings
 from ovseg.editing.backend import EditRequest, Painter
 from ovseg.errors import OvsegError, one_line
-from ovseg.weights import INPAINT, model_fingerprint, resolve_model_dir
+from ovseg.weights.registry import INPAINT, model_fingerprint, resolve_model_dir
 
 SCHEDULERS = {
     "ddim": "DDIMScheduler",

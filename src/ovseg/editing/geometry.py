@@ -19,7 +19,7 @@ from PIL import Image
 from ovseg.config import EditSettings
 from ovseg.editing.backend import Painter
 from ovseg.errors import OvsegError
-from ovseg.rle import box_xywh
+from ovseg.media.rle import box_xywh
 
 
 def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from ovseg.config import EditSettings
 from ovseg.editing.backend import EditRequest, Painter
 from ovseg.editing.geometry import fill_at_most
 from ovseg.errors import OvsegError, one_line
-from ovseg.weights import LAMA, check_hashes, model_fingerprint, pinned_hashes, resolve_model_dir
+from ovseg.weights.registry import LAMA, check_hashes, model_fingerprint, pinned_hashes, resolve_model_dir
 
 MIN_CROP = 256  # LaMa was trained on 256 px crops: around a small hole, it wants that much of the photo
 MULTIPLE = 8  # three stride-2 downsamplings

@@ -17,8 +17,8 @@ from ovseg.config import EditSettings
 from ovseg.editing.backend import EditRequest, Painter
 from ovseg.editing.geometry import fill_at_most
 from ovseg.errors import OvsegError, one_line
-from ovseg.onnx_sessions import session_options
-from ovseg.weights import MIGAN, check_hashes, model_fingerprint, pinned_hashes, resolve_model_dir
+from ovseg.weights.onnx_sessions import session_options
+from ovseg.weights.registry import MIGAN, check_hashes, model_fingerprint, pinned_hashes, resolve_model_dir
 
 MIN_CROP = 256  # half the pipeline's 512: a small hole gets that much of the photo around it
 

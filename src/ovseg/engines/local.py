@@ -6,10 +6,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ovseg.claims import Claims
 from ovseg.errors import UnreadableImageError
 from ovseg.pipeline.common import LazyModel, Plan, Run, Stage, StageReport
-from ovseg.weights import free_accelerator_memory
+from ovseg.storage.claims import Claims
+from ovseg.weights.registry import free_accelerator_memory
 
 # Fewer items than this are planned without a progress bar (reading a few records is instant).
 PROGRESS_FROM = 20

@@ -23,9 +23,9 @@ from typing import Any
 
 from ovseg.config import EngineSettings
 from ovseg.errors import OvsegError, UnreadableImageError
-from ovseg.folders import Folder, StageFolder
-from ovseg.locations import is_url
 from ovseg.pipeline.common import LazyModel, Plan, Run, Stage, StageReport
+from ovseg.storage.folders import Folder, StageFolder
+from ovseg.storage.locations import is_url
 
 # Environment the workers need to find weights and buckets; forwarded to every one.
 FORWARDED_ENV = ("OVSEG_", "FSSPEC_", "AWS_", "GOOGLE_", "HF_", "HUGGINGFACE_")

@@ -25,8 +25,8 @@ from ovseg.config import MasksSettings
 from ovseg.errors import OvsegError
 from ovseg.masks.backend import PromptModel
 from ovseg.masks.engine import MaskEngine, PromptedMask
-from ovseg.store import MaskProposals
-from ovseg.weights import SAM2, SAM_ONNX, check_hashes, onnx_pair, pinned_hashes, resolve_mask_model
+from ovseg.storage.store import MaskProposals
+from ovseg.weights.registry import SAM2, SAM_ONNX, check_hashes, onnx_pair, pinned_hashes, resolve_mask_model
 
 __all__ = ["MaskEngine", "MaskGenerator", "PromptModel", "PromptedMask", "load_mask_generator", "load_prompt_model"]
 

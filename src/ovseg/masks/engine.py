@@ -12,7 +12,7 @@ Everything mode, per image:
 4. NMS over everything that passed, once, at the end (box NMS by predicted IoU, as SAM's
    generator does, or NMS on mask IoU); the rounds in between only need what is covered;
 5. upsample **only the survivors** to the image size, optionally remove small islands
-   and holes, and return the same :class:`~ovseg.store.MaskProposals` artifact the
+   and holes, and return the same :class:`~ovseg.storage.store.MaskProposals` artifact the
    stage has always written.
 
 Steps 3-5 cost a few milliseconds per mask at 256 x 256, which is why thresholds run
@@ -39,7 +39,7 @@ from ovseg.config import MasksSettings
 from ovseg.errors import OvsegError
 from ovseg.masks.backend import PromptModel
 from ovseg.masks.sampling import edge_strength, farthest_uncovered_points, grid_points
-from ovseg.store import MaskProposals
+from ovseg.storage.store import MaskProposals
 
 # An uncovered gap narrower than this share of the low-resolution grid's longer side is
 # a border between masks, not an object: adaptive sampling puts no point there.

@@ -24,10 +24,10 @@ import numpy as np
 from PIL import Image
 
 from ovseg.errors import OvsegError, one_line
-from ovseg.fileio import content_key
-from ovseg.locations import atomic_path, user_models_folder
-from ovseg.onnx_sessions import session_options
-from ovseg.weights import remembered_sha256
+from ovseg.media.fileio import content_key
+from ovseg.storage.locations import atomic_path, user_models_folder
+from ovseg.weights.onnx_sessions import session_options
+from ovseg.weights.registry import remembered_sha256
 
 CUT_VERSION = "multimask-cut-v1"  # bump when _multimask_subgraph cuts differently: kept cuts are made again
 PIXEL_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
@@ -319,7 +319,7 @@ def quantize_onnx_pair(source: Path, target: Path) -> Path:
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from ovseg.weights import onnx_pair
+    from ovseg.weights.registry import onnx_pair
 
     target.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()

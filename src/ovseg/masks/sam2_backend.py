@@ -24,8 +24,8 @@ from PIL import Image
 
 from ovseg.config import MasksSettings
 from ovseg.errors import OvsegError, one_line
-from ovseg.store import MaskProposals
-from ovseg.weights import REGISTRY, SAM2, resolve_model_dir
+from ovseg.storage.store import MaskProposals
+from ovseg.weights.registry import REGISTRY, SAM2, resolve_model_dir
 
 
 def _checkpoint_in(folder: Path, name: str) -> Path:

@@ -31,11 +31,11 @@ from PIL import Image
 
 from ovseg.config import Settings
 from ovseg.errors import OvsegError
-from ovseg.fileio import DEFAULT_MAX_IMAGE_PIXELS, content_key, load_image
-from ovseg.folders import Folder, OutputFolder, StageFolder
-from ovseg.locations import check_folder, check_reachable, is_url
+from ovseg.media.fileio import DEFAULT_MAX_IMAGE_PIXELS, content_key, load_image
 from ovseg.request import RunRequest
-from ovseg.weights import free_accelerator_memory, resolve_device
+from ovseg.storage.folders import Folder, OutputFolder, StageFolder
+from ovseg.storage.locations import check_folder, check_reachable, is_url
+from ovseg.weights.registry import free_accelerator_memory, resolve_device
 
 
 class ModelPool:

@@ -22,13 +22,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ovseg import rle
 from ovseg.config import Settings
 from ovseg.editing import EditRequest, Painter, edit_image, fingerprint, load_painting_model, painter_for, request_for
 from ovseg.errors import OvsegError
-from ovseg.fileio import content_key
-from ovseg.folders import EDIT_RECORD, SELECTION_RECORD, OutputFolder
-from ovseg.locations import write_json
+from ovseg.media import rle
+from ovseg.media.fileio import content_key
+from ovseg.media.viz import side_by_side
 from ovseg.pipeline import score, select
 from ovseg.pipeline.common import (
     Engine,
@@ -41,7 +40,8 @@ from ovseg.pipeline.common import (
     entries_of,
     read_records,
 )
-from ovseg.viz import side_by_side
+from ovseg.storage.folders import EDIT_RECORD, SELECTION_RECORD, OutputFolder
+from ovseg.storage.locations import write_json
 
 VERSION = "edit-v1"
 RESULTS = "edit"

@@ -16,8 +16,7 @@ from PIL import Image
 
 from ovseg.config import Settings
 from ovseg.errors import OvsegError
-from ovseg.fileio import content_key, working_image
-from ovseg.locations import image_name
+from ovseg.media.fileio import content_key, working_image
 from ovseg.pipeline import masks
 from ovseg.pipeline.common import (
     Engine,
@@ -32,8 +31,9 @@ from ovseg.pipeline.common import (
     unique_items,
     warn_skipped,
 )
-from ovseg.store import MaskProposals
-from ovseg.weights import CLIP, model_fingerprint
+from ovseg.storage.locations import image_name
+from ovseg.storage.store import MaskProposals
+from ovseg.weights.registry import CLIP, model_fingerprint
 
 VERSION = "embed-v1"
 FOLDER = "embeddings"
@@ -82,7 +82,7 @@ def embed_image(
     settings: Settings, bundle, image: Image.Image, proposals: MaskProposals, mask_attrs: dict, masks_key: str
 ) -> tuple[dict[str, np.ndarray], dict, dict]:
     """One photo's CLIP features per candidate: the store's arrays, its attributes and the run record."""
-    from ovseg.clip_features import mask_embeddings
+    from ovseg.clip.features import mask_embeddings
 
     started = time.perf_counter()
     work = working_image(image, settings.masks.max_image_side)
@@ -94,7 +94,7 @@ def embed_image(
 
 
 def load(run: Run):
-    from ovseg.clip_features import load_clip
+    from ovseg.clip.features import load_clip
 
     return load_clip(run.settings.embed.model, run.device)
 

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ovseg.editing import fingerprint, load_painting_model, painter_for, request_for
-from ovseg.fileio import content_key
+from ovseg.media.fileio import content_key
 from ovseg.pipeline import edit, follow, frames
 from ovseg.pipeline.common import Engine, LazyModel, ModelPool, Plan, Run, Stage, StageReport, read_records
 
@@ -102,9 +102,9 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
     from tqdm import tqdm
 
     from ovseg.editing import dilate
+    from ovseg.media.videoio import FrameFolder, VideoWriter
+    from ovseg.media.viz import side_by_side
     from ovseg.video.fill import TemporalFiller, TemporalFillSettings
-    from ovseg.videoio import FrameFolder, VideoWriter
-    from ovseg.viz import side_by_side
 
     started = time.perf_counter()
     video_settings = run.settings.video

@@ -29,14 +29,14 @@ import numpy as np
 from PIL import Image
 
 from ovseg.errors import OvsegError, one_line
-from ovseg.fileio import content_key, sha256_bytes
-from ovseg.folders import StageFolder
+from ovseg.media.fileio import content_key, sha256_bytes
+from ovseg.media.videoio import FRAMES_INDEX
 from ovseg.pipeline import embed, frames, masks, score
 from ovseg.pipeline.common import Engine, LazyModel, ModelPool, Plan, Run, Stage, StageReport, run_stages, warn_skipped
 from ovseg.request import RunRequest, outside_frame
-from ovseg.store import files_name
-from ovseg.videoio import FRAMES_INDEX
-from ovseg.weights import model_fingerprint
+from ovseg.storage.folders import StageFolder
+from ovseg.storage.store import files_name
+from ovseg.weights.registry import model_fingerprint
 
 VERSION = "follow-v2"  # v2: flow-sam's memory; seeds placed on the clip's own frame numbers
 FOLDER = "tracks"
@@ -230,9 +230,9 @@ def seeds_for(record: dict[str, Any], shape: tuple[int, int]):
 
 def instance_finder(run: Run, keyframes: dict[int, dict[str, str]], shape: tuple[int, int]):
     """A function keyframe -> the instances words found there (the photo stages' stores under ``cache/video``)."""
-    from ovseg.selection import select_instances
+    from ovseg.media.viz import resize_mask
+    from ovseg.ranking.selection import select_instances
     from ovseg.video.tracking import Found
-    from ovseg.viz import resize_mask
 
     cache = f"{str(run.cache).rstrip('/')}/{KEYFRAMES_CACHE}"
 
@@ -263,9 +263,9 @@ def model_key(run: Run) -> str:
 def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
     from tqdm import tqdm
 
+    from ovseg.media.videoio import FrameFolder
+    from ovseg.media.viz import label_image
     from ovseg.video.tracking import Following, FollowPlan, label_map
-    from ovseg.videoio import FrameFolder
-    from ovseg.viz import label_image
 
     started = time.perf_counter()
     store = run.stage_folder(FOLDER)
@@ -335,7 +335,7 @@ def _keep_checkpoint(partial: Path, key: str, following, per_frame: dict, second
     written so far: a run killed after it goes on from there. Nothing when the propagator cannot snapshot."""
     import pickle
 
-    from ovseg.locations import atomic_path
+    from ovseg.storage.locations import atomic_path
 
     if following is None:
         return
@@ -350,7 +350,7 @@ def seconds_per_frame(run: Run, key: str) -> float:
 
 
 def _frame_record(found) -> dict[str, Any]:
-    from ovseg.rle import box_xywh
+    from ovseg.media.rle import box_xywh
 
     present = bool(found.present and found.mask.any())
     return {

@@ -29,10 +29,10 @@ import numpy as np
 
 from ovseg.config import Settings
 from ovseg.errors import OvsegError, UnreadableImageError, one_line
-from ovseg.fileio import content_key, load_image
-from ovseg.folders import StageFolder
+from ovseg.media.fileio import content_key, load_image
+from ovseg.media.videoio import FRAMES_INDEX, Cut, FrameFolder, clip_rate, decode, frame_files, list_clips
 from ovseg.pipeline.common import Engine, LazyModel, Plan, Run, Stage, StageReport, unique_items, warn_skipped
-from ovseg.videoio import FRAMES_INDEX, Cut, FrameFolder, clip_rate, decode, frame_files, list_clips
+from ovseg.storage.folders import StageFolder
 
 VERSION = "frames-v1"
 FOLDER = "frames"

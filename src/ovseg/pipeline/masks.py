@@ -26,9 +26,15 @@ from PIL import Image
 
 from ovseg.config import Settings
 from ovseg.errors import OvsegError, one_line
-from ovseg.fileio import DEFAULT_MAX_IMAGE_PIXELS, content_key, decode_image, png_bytes, sha256_bytes, working_image
-from ovseg.folders import StageFolder
-from ovseg.locations import is_url, list_photos, read_bytes
+from ovseg.media.fileio import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    content_key,
+    decode_image,
+    png_bytes,
+    sha256_bytes,
+    working_image,
+)
+from ovseg.media.viz import candidates_preview
 from ovseg.pipeline.common import (
     Engine,
     LazyModel,
@@ -40,9 +46,10 @@ from ovseg.pipeline.common import (
     unique_items,
     warn_skipped,
 )
-from ovseg.store import MaskProposals
-from ovseg.viz import candidates_preview
-from ovseg.weights import model_fingerprint
+from ovseg.storage.folders import StageFolder
+from ovseg.storage.locations import is_url, list_photos, read_bytes
+from ovseg.storage.store import MaskProposals
+from ovseg.weights.registry import model_fingerprint
 
 # Bump when the algorithm changes so old cached artifacts are not reused.
 VERSION = "masks-v3"  # v3: ONNX masks upsampled in one step; thin-thing sampling settings

@@ -16,12 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ovseg.claims import Claims
 from ovseg.config import Settings
 from ovseg.errors import OvsegError
-from ovseg.fileio import content_key
-from ovseg.folders import StageFolder
-from ovseg.locations import user_models_folder
+from ovseg.media.fileio import content_key
 from ovseg.pipeline import embed, masks
 from ovseg.pipeline.common import (
     Engine,
@@ -36,11 +33,14 @@ from ovseg.pipeline.common import (
     record_fields,
 )
 from ovseg.request import EMPTY_PROMPT, prompt_synonyms
-from ovseg.store import MaskProposals
-from ovseg.weights import CLIP, model_fingerprint, resolve_model_dir
+from ovseg.storage.claims import Claims
+from ovseg.storage.folders import StageFolder
+from ovseg.storage.locations import user_models_folder
+from ovseg.storage.store import MaskProposals
+from ovseg.weights.registry import CLIP, model_fingerprint, resolve_model_dir
 
 VERSION = "score-v1"
-TEXT_VERSION = "text-v2"  # v2: encoded by the ONNX export of the text tower (ovseg.clip_text)
+TEXT_VERSION = "text-v2"  # v2: encoded by the ONNX export of the text tower (ovseg.clip.text)
 FOLDER = "scores"
 TEXT_FOLDER = "text"
 TEXT_CLAIM = "encoding"  # one claim on the text folder while a run encodes the texts it lacks
@@ -94,7 +94,7 @@ def request_query(run: Run) -> Query:
 
 def prompt_texts(settings: Settings, prompt: Query) -> list[str]:
     """Every text a prompt (or each class) is scored with: synonyms and the negatives that name none of them."""
-    from ovseg.scoring import negatives_for, negatives_for_classes
+    from ovseg.ranking.scoring import negatives_for, negatives_for_classes
 
     if isinstance(prompt, str):
         return prompt_synonyms(prompt) + negatives_for(prompt, settings.score.negatives)
@@ -112,7 +112,7 @@ def text_embeddings(run: Run, model_name: str, texts: list[str]) -> tuple[dict[s
     settings = run.settings
     fingerprint = model_fingerprint(model_name, CLIP)
     templates = settings.score.template_set if settings.score.templates else None
-    from ovseg.clip_text import encoder_kind
+    from ovseg.clip.text import encoder_kind
 
     kind = encoder_kind(model_name, user_models_folder())
     keys = {t: content_key(TEXT_VERSION, fingerprint, t, templates, kind) for t in texts}
@@ -137,7 +137,7 @@ def _encode(run: Run, model_name: str, missing: list[str], keys: dict[str, str],
     if not missing:
         return
     settings = run.settings
-    from ovseg.scoring import encode_texts
+    from ovseg.ranking.scoring import encode_texts
 
     with pooled(run, ModelPool.key("clip-text", model_name), lambda: text_encoder(run, model_name)) as encoder:
         encoded = encode_texts(encoder, missing, settings.score.templates, template_set=settings.score.template_set)
@@ -149,9 +149,9 @@ def _encode(run: Run, model_name: str, missing: list[str], keys: dict[str, str],
 
 
 def text_encoder(run: Run, model_name: str):
-    """CLIP's text encoder for this run (:func:`ovseg.clip_text.load_text_encoder`): exports kept in the user's
+    """CLIP's text encoder for this run (:func:`ovseg.clip.text.load_text_encoder`): exports kept in the user's
     models folder, shared by every project on the machine."""
-    from ovseg.clip_text import load_text_encoder
+    from ovseg.clip.text import load_text_encoder
 
     return load_text_encoder(model_name, user_models_folder(), run.settings.device)
 
@@ -160,7 +160,7 @@ def score_store(
     settings: Settings, prompt: str, features: np.ndarray, vectors: dict[str, np.ndarray], temperature: float
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """One photo's scores store (arrays, attrs) from its candidates' features and the run's text vectors."""
-    from ovseg.scoring import negatives_for, score_synonyms
+    from ovseg.ranking.scoring import negatives_for, score_synonyms
 
     negatives = negatives_for(prompt, settings.score.negatives)
     negative = np.stack([vectors[n] for n in negatives]) if negatives else np.zeros((0, 0), np.float32)
@@ -182,7 +182,7 @@ def class_store(
 
     ``class_similarity`` (N, C) and ``negative_similarity`` (N, M): the cosines they came from.
     """
-    from ovseg.scoring import negatives_for_classes, score_classes
+    from ovseg.ranking.scoring import negatives_for_classes, score_classes
 
     negatives = negatives_for_classes(classes, settings.score.negatives)
     negative = np.stack([vectors[n] for n in negatives]) if negatives else np.zeros((0, 0), np.float32)
@@ -247,11 +247,11 @@ _WARNED: set[tuple[str, str]] = set()
 def check_prompt(run: Run) -> None:
     """Warn (once per process) when the prompt is longer than CLIP reads, saying what CLIP keeps.
 
-    Only CLIP's tokenizer is built (:func:`ovseg.clip_text.clip_tokenizer`: no torch, no weights),
+    Only CLIP's tokenizer is built (:func:`ovseg.clip.text.clip_tokenizer`: no torch, no weights),
     so faces call this before any model loads.
     """
-    from ovseg.clip_text import clip_tokenizer
-    from ovseg.scoring import clip_reads
+    from ovseg.clip.text import clip_tokenizer
+    from ovseg.ranking.scoring import clip_reads
 
     model, prompt = run.settings.embed.model, run.request.title
     if not prompt or (model, prompt) in _WARNED:
@@ -311,7 +311,7 @@ def folder(run: Run):
 
 
 def scored_candidates(run: Run, entry: ScoreEntry) -> tuple[MaskProposals, np.ndarray]:
-    """One photo's mask candidates (:class:`~ovseg.store.MaskProposals`) and their scores, from the cache."""
+    """One photo's mask candidates (:class:`~ovseg.storage.store.MaskProposals`) and their scores, from the cache."""
     proposals, _ = run.stage_folder(masks.FOLDER).proposals(entry.masks)
     scores = run.stage_folder(FOLDER).read_store(entry.scores, ["score"])[0]["score"]
     return proposals, scores

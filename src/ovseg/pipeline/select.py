@@ -20,12 +20,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ovseg import rle
-from ovseg.coco import coco_annotations
 from ovseg.config import Settings
-from ovseg.fileio import content_key, mask_image
-from ovseg.folders import SELECTION_RECORD, OutputFolder
-from ovseg.locations import write_json
+from ovseg.media import rle
+from ovseg.media.coco import coco_annotations
+from ovseg.media.fileio import content_key, mask_image
+from ovseg.media.viz import label_image, overlay, palette, preview, resize_mask
 from ovseg.pipeline import masks, score
 from ovseg.pipeline.common import (
     Engine,
@@ -38,9 +37,10 @@ from ovseg.pipeline.common import (
     read_records,
     record_fields,
 )
-from ovseg.selection import Instances, Selection, paint_label_map, select_instances, select_masks
-from ovseg.store import write_arrays
-from ovseg.viz import label_image, overlay, palette, preview, resize_mask
+from ovseg.ranking.selection import Instances, Selection, paint_label_map, select_instances, select_masks
+from ovseg.storage.folders import SELECTION_RECORD, OutputFolder
+from ovseg.storage.locations import write_json
+from ovseg.storage.store import write_arrays
 
 VERSION = "select-v1"
 CLASSES_VERSION = "instances-v1"
@@ -208,7 +208,7 @@ def instance_name(record: SelectionRecord, picked: SelectedMask) -> str:
 
 
 def paint_labels(record: SelectionRecord) -> np.ndarray:
-    """``labels.png``'s ids at the photo's size, by :func:`~ovseg.selection.paint_label_map`'s rule
+    """``labels.png``'s ids at the photo's size, by :func:`~ovseg.ranking.selection.paint_label_map`'s rule
     (``selected`` is best first, so an overlap goes to the higher score)."""
     width, height = record.image_size
     masks = [rle.decode(picked.rle) for picked in record.selected]

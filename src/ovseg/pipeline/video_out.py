@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ovseg import rle
 from ovseg.errors import OvsegError
-from ovseg.fileio import content_key
-from ovseg.folders import OutputFolder
-from ovseg.locations import write_json
+from ovseg.media import rle
+from ovseg.media.fileio import content_key
 from ovseg.pipeline import follow, frames
 from ovseg.pipeline.common import Engine, LazyModel, Plan, Run, Stage, StageReport, read_records
+from ovseg.storage.folders import OutputFolder
+from ovseg.storage.locations import write_json
 
 VERSION = "video-out-v1"
 RESULTS = "video"
@@ -91,7 +91,7 @@ def youtube_vis(index: dict[str, Any], masks_folder, clip: str) -> dict[str, Any
 
 def overlay_frames(video, masks_folder, index: dict[str, Any]):
     """Each frame with its objects tinted in their colours and labelled ``#id label``."""
-    from ovseg.viz import overlay, palette
+    from ovseg.media.viz import overlay, palette
 
     objects = index["objects"]
     colours = dict(zip([o["id"] for o in objects], palette(max(1, len(objects))), strict=False))
@@ -125,7 +125,7 @@ def plan(run: Run, engine: Engine) -> Plan:
 
 
 def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
-    from ovseg.videoio import FrameFolder, write_video
+    from ovseg.media.videoio import FrameFolder, write_video
 
     tracks = run.stage_folder(follow.FOLDER)
     with tracks.files(item["tracks"]) as store, run.stage_folder(frames.FOLDER).files(item["frames"]) as decoded:

@@ -54,7 +54,7 @@ def propagator_name(settings: Settings) -> str:
     """The backend ``video.propagator`` names (``auto``: SAM 2's own when the mask model is a SAM 2)."""
     name = settings.video.propagator
     if name == "auto":
-        from ovseg.weights import SAM2, resolve_mask_model
+        from ovseg.weights.registry import SAM2, resolve_mask_model
 
         return "sam2" if resolve_mask_model(settings.masks.model)[1] == SAM2 else "flow-sam"
     if name not in PROPAGATORS:

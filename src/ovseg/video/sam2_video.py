@@ -45,7 +45,7 @@ def load_video_predictor(name: str, device: str):
     from sam2.build_sam import build_sam2_video_predictor
 
     from ovseg.masks.sam2_backend import _checkpoint_in, hydra_config_dir
-    from ovseg.weights import REGISTRY, SAM2, resolve_model_dir
+    from ovseg.weights.registry import REGISTRY, SAM2, resolve_model_dir
 
     folder = resolve_model_dir(name, SAM2)
     checkpoint = _checkpoint_in(folder, name)

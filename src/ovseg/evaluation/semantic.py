@@ -4,8 +4,8 @@ CorrCLIP, ProxyCLIP, NACLIP and SCLIP report mIoU the mmseg way: every pixel of 
 validation photo gets one class from a fixed class-name file; intersections and unions are
 summed per class over the dataset. Here each photo goes through ovseg's cached masks and
 embed stages (the same settings as a run), every candidate is scored against every class at
-once (:func:`ovseg.scoring.score_classes`, softmax over the classes), and the pixels take
-the class of the surest candidate covering them (:mod:`ovseg.labelmaps`).
+once (:func:`ovseg.ranking.scoring.score_classes`, softmax over the classes), and the pixels take
+the class of the surest candidate covering them (:mod:`ovseg.media.labelmaps`).
 
 Background: a line that is just ``background`` is a slot, not a text: it gets the pixels no
 candidate covers and, with ``background_threshold``, those whose best class probability is
@@ -27,11 +27,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from ovseg.config import Settings
-from ovseg.datasets import SemanticSample
 from ovseg.errors import OvsegError, UnreadableImageError
-from ovseg.fileio import DEFAULT_MAX_IMAGE_PIXELS, load_image
-from ovseg.labelmaps import IGNORE_INDEX, NO_CLASS, IoUAccumulator, pixel_class_scores, predict_labels
-from ovseg.locations import atomic_path
+from ovseg.evaluation.datasets import SemanticSample
+from ovseg.media.fileio import DEFAULT_MAX_IMAGE_PIXELS, load_image
+from ovseg.media.labelmaps import IGNORE_INDEX, NO_CLASS, IoUAccumulator, pixel_class_scores, predict_labels
+from ovseg.storage.locations import atomic_path
 
 BACKGROUND_SLOT = "background"
 
@@ -74,7 +74,7 @@ def model_inputs(
 ) -> list[Path]:
     """The photos the models see: the originals, or copies resized to ``short_side`` (made once, cached).
 
-    The copies are read by :func:`~ovseg.fileio.load_image`, the rule every image read follows
+    The copies are read by :func:`~ovseg.media.fileio.load_image`, the rule every image read follows
     (EXIF orientation, bombs, broken files); a photo it cannot read keeps its own path, so the
     masks stage skips it with its usual warning.
     """
@@ -106,8 +106,8 @@ def evaluate_semantic(
     from ovseg.engines.local import LocalEngine
     from ovseg.pipeline import embed, masks, score
     from ovseg.pipeline.common import Run, entries_of, run_stages
+    from ovseg.ranking.scoring import score_classes
     from ovseg.request import RunRequest
-    from ovseg.scoring import score_classes
 
     protocol.check()
     inputs = model_inputs(samples, protocol.short_side, cache, settings.max_image_pixels)
@@ -170,8 +170,8 @@ def write_semantic_reports(metrics: dict[str, Any], folder: Path, title: str) ->
     """
     import csv
 
-    from ovseg.evaluation import bar_chart
-    from ovseg.locations import write_json
+    from ovseg.evaluation.prompt import bar_chart
+    from ovseg.storage.locations import write_json
 
     folder = Path(folder)
     write_json(folder / "metrics.json", metrics)

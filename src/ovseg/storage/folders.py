@@ -1,6 +1,6 @@
 """The one storage API: cache stage folders and result folders at any location (a path, ``s3://``, ``gs://``).
 
-The layout is the local cache's, object for object (:mod:`ovseg.store` names it), so a
+The layout is the local cache's, object for object (:mod:`ovseg.storage.store` names it), so a
 cache written by a cluster into a bucket and synced down is reused by a laptop, and the
 other way round. What differs is how a store becomes complete: locally a finished temp
 folder is renamed into place; a bucket has no rename, so the store's objects are uploaded
@@ -27,8 +27,17 @@ from typing import Any
 import numpy as np
 
 from ovseg.errors import OvsegError
-from ovseg.locations import LOCKS, atomic_path, check_folder, filesystem, is_url, json_bytes, remove_stale, write_json
-from ovseg.store import (
+from ovseg.storage.locations import (
+    LOCKS,
+    atomic_path,
+    check_folder,
+    filesystem,
+    is_url,
+    json_bytes,
+    remove_stale,
+    write_json,
+)
+from ovseg.storage.store import (
     DONE_SUFFIX,
     FILES_SUFFIX,
     MANIFEST,

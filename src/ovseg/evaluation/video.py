@@ -22,7 +22,7 @@ from PIL import Image
 
 from ovseg.config import Settings
 from ovseg.errors import OvsegError
-from ovseg.locations import atomic_path, write_json
+from ovseg.storage.locations import atomic_path, write_json
 
 STARTS = ("mask", "click")
 

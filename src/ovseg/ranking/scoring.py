@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ovseg.clip_text import TextEncoder, tokens_kept
+from ovseg.clip.text import TextEncoder, tokens_kept
 from ovseg.config import ScoreSettings
 from ovseg.errors import OvsegError
 from ovseg.request import EMPTY_PROMPT, prompt_synonyms
@@ -57,7 +57,7 @@ def encode_texts(
 ) -> np.ndarray:
     """(T, D) unit-norm text embeddings, each the normalised mean over its templates.
 
-    Every (text, template) sentence goes through the encoder (:mod:`ovseg.clip_text`) in batches
+    Every (text, template) sentence goes through the encoder (:mod:`ovseg.clip.text`) in batches
     of ``batch_size``, so a run encodes its prompts and negatives in one or two calls.
     """
     for text in texts:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ovseg.errors import OvsegError
-from ovseg.locations import atomic_path
+from ovseg.storage.locations import atomic_path
 
 MANIFEST = "manifest.json"
 STORE_SUFFIX = ".zarr"
@@ -70,7 +70,7 @@ def store_path(folder: Path, key: str) -> Path:
 
 def write_arrays(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any], clear_stale: bool = False) -> None:
     """Write named arrays and JSON attributes into a new zarr store, atomically (``clear_stale``: see
-    :func:`ovseg.locations.atomic_path`)."""
+    :func:`ovseg.storage.locations.atomic_path`)."""
     import zarr
 
     with atomic_path(Path(path), clear_stale) as tmp:

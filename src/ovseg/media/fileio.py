@@ -1,7 +1,7 @@
 """Photos in, pictures out: decoding images, writing PNGs, hashing content.
 
 Every artifact is written to a temporary sibling and renamed into place
-(:func:`ovseg.locations.atomic_path`), so an interrupted run never leaves a half-written
+(:func:`ovseg.storage.locations.atomic_path`), so an interrupted run never leaves a half-written
 PNG behind that a later run (or DVC) would mistake for a finished one.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ovseg.errors import UnreadableImageError, one_line
-from ovseg.locations import atomic_path, is_url, read_bytes
+from ovseg.storage.locations import atomic_path, is_url, read_bytes
 
 
 def mask_image(mask: np.ndarray) -> Image.Image:

@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ovseg.folders import SELECTION_RECORD, StageFolder
-from ovseg.locations import read_json
-from ovseg.store import key_of
+from ovseg.storage.folders import SELECTION_RECORD, StageFolder
+from ovseg.storage.locations import read_json
+from ovseg.storage.store import key_of
 
 # Each kind of store lives in the cache folder of that name, and manifests and selections
 # name a store's key under the same word (``entry["masks"]`` is a key in ``cache/masks``).

@@ -20,7 +20,7 @@ from typing import Any
 
 from ovseg.errors import OvsegError
 
-# Where claims (ovseg.claims) keep their lock files: beside the folders they guard, never synced.
+# Where claims (ovseg.storage.claims) keep their lock files: beside the folders they guard, never synced.
 LOCKS = ".locks"
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
@@ -193,7 +193,7 @@ def atomic_path(final: Path, clear_stale: bool = False) -> Iterator[Path]:
     Works for files and directories (zarr stores, output folders). The temporary
     path lives in the same directory so the rename is atomic on one filesystem.
     ``clear_stale``: first remove what a killed writer of ``final`` left (its temporary folders); only for a
-    caller that holds the claim on ``final`` (``ovseg.claims``), so that no live writer's folder goes.
+    caller that holds the claim on ``final`` (``ovseg.storage.claims``), so that no live writer's folder goes.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)

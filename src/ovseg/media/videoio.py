@@ -1,6 +1,6 @@
 """Videos in, videos out: decoding clips (PyAV, whose wheels carry FFmpeg) and frame folders, writing MP4s.
 
-Base layer, like :mod:`ovseg.fileio`: it knows files, not stages. A clip is read as upright RGB
+Base layer, like :mod:`ovseg.media.fileio`: it knows files, not stages. A clip is read as upright RGB
 frames (a phone's rotation matrix applied), optionally cut (``start`` / ``end``) and thinned
 (``every`` N-th frame, or resampled to ``fps``); a folder of frames is taken in name order.
 Whatever goes wrong with a file (not a video, truncated, no frames) is one
@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 
 from ovseg.errors import OvsegError, UnreadableImageError, one_line
-from ovseg.fileio import MIN_IMAGE_SIDE
-from ovseg.locations import IMAGE_SUFFIXES, atomic_path
+from ovseg.media.fileio import MIN_IMAGE_SIDE
+from ovseg.storage.locations import IMAGE_SUFFIXES, atomic_path
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi")
 

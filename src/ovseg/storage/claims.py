@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from filelock import FileLock, Timeout
 
-from ovseg.locations import LOCKS, is_url
+from ovseg.storage.locations import LOCKS, is_url
 
 
 class Claims:

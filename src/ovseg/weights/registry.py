@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ovseg.errors import OvsegError, WeightsMissingError
-from ovseg.fileio import content_key, sha256_file
-from ovseg.locations import read_json, user_cache_folder, write_json
+from ovseg.media.fileio import content_key, sha256_file
+from ovseg.storage.locations import read_json, user_cache_folder, write_json
 
 SAM2 = "sam2"
 SAM_ONNX = "sam-onnx"

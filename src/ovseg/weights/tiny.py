@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ovseg.locations import atomic_path
+from ovseg.storage.locations import atomic_path
 
 TINY_SAM2 = "tiny-random-sam2"
 TINY_CLIP = "tiny-random-clip"
@@ -167,7 +167,7 @@ def build_random_like(name: str, folder: Path, seed: int = 0) -> Path:
     the weight values). Never put these under ``checkpoints/``: they would pass for the
     real model and produce garbage.
     """
-    from ovseg.weights import CLIP, INPAINT, LAMA, MIGAN, REGISTRY, SAM2
+    from ovseg.weights.registry import CLIP, INPAINT, LAMA, MIGAN, REGISTRY, SAM2
 
     spec = REGISTRY[name]
     torch.manual_seed(seed)

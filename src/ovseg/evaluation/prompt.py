@@ -1,6 +1,6 @@
 """Evaluate segmentation quality against ground truth: IoU, mIoU, top-1 precision/recall.
 
-The labelled sets are read by :mod:`ovseg.datasets`. IoU conventions: pixels labelled
+The labelled sets are read by :mod:`ovseg.evaluation.datasets`. IoU conventions: pixels labelled
 255 count neither as hits nor misses; when both the prediction and the ground truth are
 empty the IoU is 1 (nothing to find, nothing found). Per class, intersections and unions
 are summed over images (VOC style) and mIoU is the mean over classes.
@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from ovseg.config import Settings
-from ovseg.datasets import Sample
 from ovseg.errors import OvsegError
-from ovseg.locations import atomic_path, write_json
-from ovseg.viz import resize_mask
+from ovseg.evaluation.datasets import Sample
+from ovseg.media.viz import resize_mask
+from ovseg.storage.locations import atomic_path, write_json
 
 
 def overlap(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> tuple[int, int, int, int]:
@@ -210,8 +210,8 @@ def evaluate(
     from ovseg.engines.local import LocalEngine
     from ovseg.pipeline import embed, masks, score
     from ovseg.pipeline.common import Run, run_stages
+    from ovseg.ranking.selection import select_masks
     from ovseg.request import RunRequest
-    from ovseg.selection import select_masks
 
     run = Run(
         settings, RunRequest(images=tuple(str(s.image) for s in samples)), str(cache), str(Path(cache) / "output")

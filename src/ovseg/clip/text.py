@@ -4,7 +4,7 @@ Why: a new prompt on a photo whose masks and features are cached needs a few doz
 sentences encoded (the prompt and the negatives, seven templates each), about 0.1 s of work,
 while importing torch and open_clip to do it costs 5-10 s on 2 CPU cores. So the first time a
 CLIP's text tower is needed it is loaded as everywhere else (open_clip's
-``create_model_and_transforms``, :func:`ovseg.clip_features.load_clip`) and exported once to
+``create_model_and_transforms``, :func:`ovseg.clip.features.load_clip`) and exported once to
 ONNX; from then on texts are encoded by onnxruntime from that file.
 
 Token ids are CLIP's: the byte-level BPE of open_clip's ``SimpleTokenizer``, built with Hugging
@@ -32,9 +32,9 @@ import numpy as np
 from filelock import FileLock
 
 from ovseg.errors import OvsegError, one_line
-from ovseg.locations import atomic_path, read_json
-from ovseg.onnx_sessions import session_options
-from ovseg.weights import CLIP, model_fingerprint, resolve_model_dir
+from ovseg.storage.locations import atomic_path, read_json
+from ovseg.weights.onnx_sessions import session_options
+from ovseg.weights.registry import CLIP, model_fingerprint, resolve_model_dir
 
 EXPORT_VERSION = "clip-text-onnx-v1"
 SPECIAL_TOKENS = ("<start_of_text>", "<end_of_text>")
@@ -202,7 +202,7 @@ class TorchTextEncoder:
 
 def export_name(model_name: str) -> str:
     """The export's folder name: the CLIP's weights (by fingerprint) and the export's version."""
-    from ovseg.fileio import content_key
+    from ovseg.media.fileio import content_key
 
     slug = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(model_name).name)
     return f"{slug}-{content_key(EXPORT_VERSION, model_fingerprint(model_name, CLIP))}"
@@ -260,8 +260,8 @@ def load_text_encoder(model_name: str, exports: Path, device: str = "cpu") -> Te
     """
     folder = Path(exports) / export_name(model_name)
     if encoder_kind(model_name, exports) == "torch":
-        from ovseg.clip_features import load_clip
-        from ovseg.weights import resolve_device
+        from ovseg.clip.features import load_clip
+        from ovseg.weights.registry import resolve_device
 
         return TorchTextEncoder(load_clip(model_name, resolve_device(device), text_only=True))
     if (folder / "text.json").is_file():
@@ -290,7 +290,7 @@ def _exported(model_name: str, folder: Path) -> TextEncoder:
 
 def _writable(folder: Path) -> bool:
     """Whether files can be made in ``folder`` (made if missing), by the write test every stage folder gets."""
-    from ovseg.folders import Folder
+    from ovseg.storage.folders import Folder
 
     try:
         Folder(str(folder)).ensure_writable()
@@ -302,7 +302,7 @@ def _writable(folder: Path) -> bool:
 def _export(model_name: str, folder: Path) -> TextEncoder | None:
     """Export CLIP ``model_name``'s text tower into ``folder``; None when done, or open_clip's encoder when the
     exporter cannot trace this tower (a note in the folder says so, which :func:`encoder_kind` reads)."""
-    from ovseg.clip_features import load_clip
+    from ovseg.clip.features import load_clip
 
     bundle = load_clip(model_name, "cpu", text_only=True)
     try:

