@@ -169,7 +169,7 @@ def test_an_object_that_leaves_the_frame_is_absent_there_and_removal_leaves_thos
         assert result.returncode == 0, result.stderr
         tracks = json.loads((tmp_path / out / "video/frames/tracks.json").read_text())
         present = tracks["annotations"][0]["present"]
-        edited = [np.asarray(Image.open(tmp_path / out / f"edit/frames/frames/{f:05d}.png")) for f in range(16)]
+        edited = [np.asarray(Image.open(tmp_path / out / f"video_edit/frames/frames/{f:05d}.png")) for f in range(16)]
         (decoded,) = (tmp_path / "cache/frames").glob("*.files")  # the frames as the fill read them
         originals = [np.asarray(Image.open(decoded / f"{f:05d}.jpg").convert("RGB")) for f in range(16)]
         changed[memory] = [int((e != o).any(axis=2).sum()) for e, o in zip(edited, originals, strict=True)]

@@ -159,7 +159,7 @@ def test_remove_from_a_video_writes_a_playable_edit_with_other_frames_background
                    "--config", "cpu", "--set", "embed.model=tiny-random-clip", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "from other frames" in result.stdout
-    out = tmp_path / "data/output/edit/frames"
+    out = tmp_path / "data/output/video_edit/frames"
     record = json.loads((out / "edit.json").read_text())
     assert record["mode"] == "remove" and len(record["frames"]) == 8 and record["from_frames"] > 0.5
     assert all(abs(f["from_frames"] + f["from_image"] - 1) < 1e-3 for f in record["frames"])

@@ -408,10 +408,6 @@ def load_params(path: Path | str = "params.yaml") -> dict[str, Any]:
     return data
 
 
-def load_settings(path: Path | str = "params.yaml") -> Settings:
-    return settings_from_params(load_params(path))
-
-
 def parse_override(item: str) -> tuple[str, Any]:
     """``section.key=value`` (value read as YAML: 16, 0.5, true, [1.0, 2.0], text) -> (dotted key, value)."""
     key, sep, text = item.partition("=")

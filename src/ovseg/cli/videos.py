@@ -67,10 +67,10 @@ def run_videos(settings, request, cache: str, output: str, visualize: bool) -> N
         table.add_row(name, "-", "-", "-", "-", f"[yellow]skipped: {reason}[/]")
     console.print(table)
     if request.mode == "remove":
-        from ovseg.pipeline import edit
+        from ovseg.pipeline import edit, fill
         from ovseg.storage.folders import OutputFolder
 
-        out = OutputFolder(f"{output}/{edit.RESULTS}")
+        out = OutputFolder(f"{output}/{fill.RESULTS}")
         for clip in records:
             record = out.record(f"{clip}/{edit.EDIT_RECORD}") or {}
             if record:

@@ -28,8 +28,7 @@ def run_stage(name: str, params_file: str = "params.yaml") -> None:
         request = request_from_params(params)
         run = new_run(settings, request, prune=True)
         if stage in VIDEO_STAGES and request.videos is None:  # a project of photos: its video stages rest
-            if name != "fill":  # DVC wants a stage's output folder to exist (fill declares none)
-                stage.folder(run).ensure_writable()
+            stage.folder(run).ensure_writable()  # DVC wants a stage's output folder to exist
             return f"{name}: no videos (params.yaml: videos: null), nothing to do"
         return run_stages(run, LocalEngine(), [stage])[0].line()
 

@@ -15,7 +15,7 @@ Videos have stages of their own, for the work that needs order (:data:`VIDEO_STA
 | frames    | :mod:`.frames`    | ``cache/frames/<key>.files/`` (JPEGs)   | one clip    |
 | follow    | :mod:`.follow`    | ``cache/tracks/<key>.files/`` (masks)   | one clip, in order |
 | video_out | :mod:`.video_out` | ``<output>/video/<clip>/``              | one clip    |
-| fill      | :mod:`.fill`      | ``<output>/edit/<clip>/`` (remove mode) | one clip, in order |
+| fill      | :mod:`.fill`      | ``<output>/video_edit/<clip>/``         | one clip, in order |
 
 Words on a video run the photo stages (masks, embed, score) on each clip's keyframes first, from
 the follow stage's plan, so those frames are photos to them: cached, and computed in parallel by

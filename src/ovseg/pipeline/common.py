@@ -202,19 +202,50 @@ class Engine(Protocol):
 
 @dataclass(frozen=True)
 class Stage:
-    """A stage's contract: the functions an engine calls (module docstring), and its name."""
+    """A stage's contract: the functions an engine calls (module docstring), its name, and where it writes.
+
+    A stage writes either a cache folder (``cache``: ``<cache>/<cache>``, content-addressed stores, one marker per
+    key) or a results folder (``results``: ``<output>/<results>``, one subfolder per photo or clip, whose
+    ``record`` file is written last and names the key it was made under). That decides, once for every stage,
+    where it writes (:meth:`folder`), what a claim names (:attr:`claim_by`) and when another run has already done an
+    item's work (:meth:`reuse`).
+    """
 
     name: str
-    folder: Callable[[Run], Folder]  # where it writes: its cache folder, or its results folder
     plan: Callable[[Run, Engine], Plan]
     compute: Callable[[Run, dict[str, Any], LazyModel, dict[str, Any]], dict[str, Any]]
     finish: Callable[[Run, Plan, list[dict[str, Any]]], StageReport]
-    # The result row of an item whose work another run finished meanwhile, or None: asked after claiming it.
-    reuse: Callable[[Run, dict[str, Any]], dict[str, Any] | None] | None = None
-    claim_by: str = "key"  # what a claim names: the store's key, or ("stem") the photo's result folder
+    cache: str | None = None  # the cache folder it writes, or
+    results: str | None = None  # the results folder it writes
+    record: str | None = None  # results stages: the file naming the key each subfolder was made under
+    names_by: str = "stem"  # the item field that names what an item computes (in reports)
+    hands_back_record: bool = False  # results stages: a reused item's result row carries its record (finish reads it)
     load: Callable[[Run], Any] | None = None  # the stage's one heavy model; None: plain tasks
     model_key: Callable[[Run], str] | None = None  # its name in a ModelPool
     describe: Callable[[Run], str] | None = None  # the progress bar's label
+
+    def __post_init__(self) -> None:
+        if (self.cache is None) == (self.results is None) or (self.results is not None and self.record is None):
+            raise ValueError(f"stage {self.name}: give cache, or results and record")
+
+    def folder(self, run: Run) -> Folder:
+        """Where it writes: its cache folder, or its results folder."""
+        return run.stage_folder(self.cache) if self.cache is not None else run.results(self.results)
+
+    @property
+    def claim_by(self) -> str:
+        """What a claim names: a cache store's key, or a result's subfolder (the photo or clip)."""
+        return "key" if self.cache is not None else "stem"
+
+    def reuse(self, run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
+        """The result row of an item whose work another run finished meanwhile, or None: asked after claiming it."""
+        name = item[self.names_by]
+        if self.cache is not None:
+            return {"stem": name, "reused": True} if run.stage_folder(self.cache).is_done(item["key"]) else None
+        record = run.results(self.results).record(f"{name}/{self.record}")
+        if (record or {}).get("key") != item["key"]:
+            return None
+        return {"stem": name, "reused": True, **({"record": record} if self.hands_back_record else {})}
 
 
 @contextlib.contextmanager

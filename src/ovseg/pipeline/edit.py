@@ -46,7 +46,6 @@ from ovseg.storage.locations import write_json
 VERSION = "edit-v1"
 RESULTS = "edit"
 SUMMARY_FILE = "summary.json"
-CLIP_EDIT = "edited.mp4"  # what a clip's edit folder holds instead of edited.png
 
 
 @dataclass
@@ -225,7 +224,7 @@ def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
         images = {stem: out.join(f"{stem}/edited.png") for stem in stems}
         out.update_json({"mode": run.request.mode, "images": images}, SUMMARY_FILE)
     if run.prune:
-        out.prune(set(stems), EDIT_RECORD, unless=CLIP_EDIT)  # a clip's edit folder is the video stages' to keep
+        out.prune(set(stems), EDIT_RECORD)
     return plan.report("edit", results, sorted(failed))
 
 
@@ -234,18 +233,9 @@ def describe(run: Run) -> str:
     return f"edit ({run.request.mode}, {run.settings.edit.backend})" if run.request.edits else "edit (segment)"
 
 
-def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
-    record = run.results(RESULTS).record(f"{item['stem']}/{EDIT_RECORD}")
-    return {"stem": item["stem"], "reused": True} if (record or {}).get("key") == item["key"] else None
-
-
-def folder(run: Run):
-    """Where the stage writes."""
-    return run.results(RESULTS)
-
-
 STAGE = Stage(
-    folder=folder,
+    results=RESULTS,
+    record=EDIT_RECORD,
     name="edit",
     plan=plan,
     load=load,
@@ -253,6 +243,4 @@ STAGE = Stage(
     compute=compute,
     finish=finish,
     describe=describe,
-    reuse=reuse,
-    claim_by="stem",
 )

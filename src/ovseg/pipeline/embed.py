@@ -132,17 +132,8 @@ def describe(run: Run) -> str:
     return f"embed (CLIP, {run.settings.embed.strategy})"
 
 
-def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
-    return {"stem": item["stem"], "reused": True} if run.stage_folder(FOLDER).is_done(item["key"]) else None
-
-
-def folder(run: Run):
-    """Where the stage writes."""
-    return run.stage_folder(FOLDER)
-
-
 STAGE = Stage(
-    folder=folder,
+    cache=FOLDER,
     name="embed",
     plan=plan,
     load=load,
@@ -150,5 +141,4 @@ STAGE = Stage(
     compute=compute,
     finish=finish,
     describe=describe,
-    reuse=reuse,
 )

@@ -1,7 +1,7 @@
 """Video stage 4, ``fill``: each clip's followed objects removed, every frame filled with the background other
 frames saw (mode ``remove``), one clip at a time.
 
-Writes ``<output>/edit/<clip>/``: ``edited.mp4``, ``before_after.mp4`` (side by side), the edited
+Writes ``<output>/video_edit/<clip>/``: ``edited.mp4``, ``before_after.mp4`` (side by side), the edited
 frames as ``frames/NNNNN.png`` with ``video.fill_frames``, and ``edit.json`` last
 (:class:`ClipEditRecord`: per frame, the share of hole pixels carried from other frames, the
 share the image backend invented, and the seconds). The masks are dilated by ``edit.dilate_px``
@@ -29,7 +29,8 @@ from ovseg.pipeline import edit, follow, frames
 from ovseg.pipeline.common import Engine, LazyModel, ModelPool, Plan, Run, Stage, StageReport, read_records
 
 VERSION = "video-fill-v1"
-SUMMARY_FILE = "videos.json"
+RESULTS = "video_edit"  # <output>/video_edit/<clip>/: this stage's own folder (DVC: its output)
+SUMMARY_FILE = "summary.json"
 
 
 @dataclass
@@ -62,7 +63,7 @@ def plan(run: Run, engine: Engine) -> Plan:
     if run.request.mode != "remove":
         return Plan(state={"clips": []})
     entries = follow.tracks_entries(run.cache)
-    out = run.results(edit.RESULTS)
+    out = run.results(RESULTS)
     previous = read_records(engine, out, edit.EDIT_RECORD, list(entries))
     plan = Plan(state={"clips": list(entries)})
     for clip, entry in entries.items():
@@ -147,25 +148,16 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
         )  # fmt: skip
         return dataclasses.asdict(record)
 
-    record = edit.write_clip_edit(run.results(edit.RESULTS), item["stem"], write)
+    record = edit.write_clip_edit(run.results(RESULTS), item["stem"], write)
     return {"stem": item["stem"], "record": record}
 
 
 def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
-    out = run.results(edit.RESULTS)
+    out = run.results(RESULTS)
     clips = {clip: out.join(f"{clip}/edited.mp4") for clip in plan.state["clips"]}
     if run.request.mode == "remove":
         out.update_json({"mode": "remove", "clips": clips}, SUMMARY_FILE)
     return plan.report("fill", results)
-
-
-def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
-    record = run.results(edit.RESULTS).record(f"{item['stem']}/{edit.EDIT_RECORD}")
-    return {"stem": item["stem"], "reused": True} if (record or {}).get("key") == item["key"] else None
-
-
-def folder(run: Run):
-    return run.results(edit.RESULTS)
 
 
 def describe(run: Run) -> str:
@@ -173,6 +165,6 @@ def describe(run: Run) -> str:
 
 
 STAGE = Stage(
-    folder=folder, name="fill", plan=plan, load=load, model_key=model_key, compute=compute, finish=finish,
-    describe=describe, reuse=reuse, claim_by="stem",
+    results=RESULTS, record=edit.EDIT_RECORD, name="fill", plan=plan, load=load, model_key=model_key,
+    compute=compute, finish=finish, describe=describe,
 )  # fmt: skip

@@ -391,14 +391,6 @@ def skipped_clips(cache: str) -> dict[str, str]:
     return (StageFolder(str(cache), FOLDER).read_json() or {}).get("skipped", {})
 
 
-def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
-    return {"stem": item["stem"], "reused": True} if run.stage_folder(FOLDER).is_done(item["key"]) else None
-
-
-def folder(run: Run):
-    return run.stage_folder(FOLDER)
-
-
 def describe(run: Run) -> str:
     from ovseg.video import propagator_name
 
@@ -406,6 +398,6 @@ def describe(run: Run) -> str:
 
 
 STAGE = Stage(
-    folder=folder, name="follow", plan=plan, load=load, model_key=model_key, compute=compute, finish=finish,
-    describe=describe, reuse=reuse,
+    cache=FOLDER, name="follow", plan=plan, load=load, model_key=model_key, compute=compute, finish=finish,
+    describe=describe,
 )  # fmt: skip

@@ -265,16 +265,15 @@ def skipped_clips(cache: str) -> dict[str, str]:
     return (StageFolder(str(cache), FOLDER).read_json() or {}).get("skipped", {})
 
 
-def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
-    return {"stem": item["stem"], "reused": True} if run.stage_folder(FOLDER).is_done(item["key"]) else None
-
-
-def folder(run: Run):
-    return run.stage_folder(FOLDER)
-
-
 def describe(run: Run) -> str:
     return "frames (decode)"
 
 
-STAGE = Stage(folder=folder, name="frames", plan=plan, compute=compute, finish=finish, describe=describe, reuse=reuse)
+STAGE = Stage(
+    cache=FOLDER,
+    name="frames",
+    plan=plan,
+    compute=compute,
+    finish=finish,
+    describe=describe,
+)

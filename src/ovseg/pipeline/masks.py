@@ -236,10 +236,6 @@ def describe(run: Run) -> str:
     return f"masks ({run.settings.masks.model})"
 
 
-def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
-    return {"stem": item["stem"], "reused": True} if run.stage_folder(FOLDER).is_done(item["key"]) else None
-
-
 def prompt_engine(run: Run):
     """The mask engine for prompted masks (clicks, boxes): the generator the masks stage pooled, when it is ours.
 
@@ -258,13 +254,8 @@ def prompt_engine(run: Run):
     return MaskEngine(model, run.settings.masks)
 
 
-def folder(run: Run):
-    """Where the stage writes."""
-    return run.stage_folder(FOLDER)
-
-
 STAGE = Stage(
-    folder=folder,
+    cache=FOLDER,
     name="masks",
     plan=plan,
     load=load,
@@ -272,5 +263,4 @@ STAGE = Stage(
     compute=compute,
     finish=finish,
     describe=describe,
-    reuse=reuse,
 )

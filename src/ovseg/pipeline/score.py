@@ -301,15 +301,6 @@ def describe(run: Run) -> str:
     return "score"
 
 
-def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
-    return {"stem": item["label"], "reused": True} if run.stage_folder(FOLDER).is_done(item["key"]) else None
-
-
-def folder(run: Run):
-    """Where the stage writes."""
-    return run.stage_folder(FOLDER)
-
-
 def scored_candidates(run: Run, entry: ScoreEntry) -> tuple[MaskProposals, np.ndarray]:
     """One photo's mask candidates (:class:`~ovseg.storage.store.MaskProposals`) and their scores, from the cache."""
     proposals, _ = run.stage_folder(masks.FOLDER).proposals(entry.masks)
@@ -324,4 +315,12 @@ def scored_classes(run: Run, entry: ScoreEntry) -> tuple[MaskProposals, np.ndarr
     return proposals, scores
 
 
-STAGE = Stage(folder=folder, name="score", plan=plan, compute=compute, finish=finish, describe=describe, reuse=reuse)
+STAGE = Stage(
+    cache=FOLDER,
+    names_by="label",
+    name="score",
+    plan=plan,
+    compute=compute,
+    finish=finish,
+    describe=describe,
+)

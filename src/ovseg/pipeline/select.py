@@ -398,25 +398,13 @@ def describe(run: Run) -> str:
     return "select"
 
 
-def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
-    record = run.results(RESULTS).record(f"{item['stem']}/{SELECTION_RECORD}")
-    return (
-        {"stem": item["stem"], "record": record, "reused": True} if (record or {}).get("key") == item["key"] else None
-    )
-
-
-def folder(run: Run):
-    """Where the stage writes."""
-    return run.results(RESULTS)
-
-
 STAGE = Stage(
-    folder=folder,
+    results=RESULTS,
+    record=SELECTION_RECORD,
+    hands_back_record=True,
     name="select",
     plan=plan,
     compute=compute,
     finish=finish,
     describe=describe,
-    reuse=reuse,
-    claim_by="stem",
 )

@@ -179,22 +179,11 @@ def video_records(output: str) -> dict[str, dict[str, Any]]:
     return {clip: out.record(f"{clip}/{VIDEO_RECORD}") or {} for clip in summary["clips"]}
 
 
-def reuse(run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
-    record = run.results(RESULTS).record(f"{item['stem']}/{VIDEO_RECORD}")
-    return (
-        {"stem": item["stem"], "record": record, "reused": True} if (record or {}).get("key") == item["key"] else None
-    )
-
-
-def folder(run: Run):
-    return run.results(RESULTS)
-
-
 def describe(run: Run) -> str:
     return "video (masks, tracks.json, overlay.mp4)"
 
 
 STAGE = Stage(
-    folder=folder, name="video_out", plan=plan, compute=compute, finish=finish, describe=describe, reuse=reuse,
-    claim_by="stem",
+    results=RESULTS, record=VIDEO_RECORD, hands_back_record=True, name="video_out", plan=plan, compute=compute,
+    finish=finish, describe=describe,
 )  # fmt: skip

@@ -307,12 +307,11 @@ class OutputFolder(Folder):
         except (OSError, ValueError):
             return None
 
-    def prune(self, keep: set[str], record: str, unless: str | None = None) -> None:
+    def prune(self, keep: set[str], record: str) -> None:
         """Remove the result folders (those holding ``record``) of photos no longer in the batch.
 
         The DVC stages mirror the image folder. Names may be paths (``trip/IMG_1`` with
-        ``recursive``); folders left empty by a removal go too. ``unless``: a file that marks a
-        folder as another stage's (a clip's edit beside photos' edits), which is left alone.
+        ``recursive``); folders left empty by a removal go too.
         """
         if self.local:
             if not self.path.is_dir():
@@ -320,8 +319,6 @@ class OutputFolder(Folder):
             for found in sorted(self.path.rglob(record)):
                 folder = found.parent
                 name = folder.relative_to(self.path).as_posix()
-                if unless and (folder / unless).exists():
-                    continue
                 if name not in keep and not any(part.startswith(".") for part in folder.relative_to(self.path).parts):
                     shutil.rmtree(folder)
                     for parent in folder.parents:
@@ -336,8 +333,6 @@ class OutputFolder(Folder):
             return
         for name in found:
             folder = name[: -len(record) - 1]
-            if unless and self.fs.exists(f"{folder}/{unless}"):
-                continue
             if folder.removeprefix(f"{self.path}/") not in keep:
                 self.fs.rm(folder, recursive=True)
 

@@ -63,11 +63,6 @@ def key_of(name: str) -> str | None:
     return None
 
 
-def store_path(folder: Path, key: str) -> Path:
-    """Where the store for ``key`` lives in a local stage folder."""
-    return Path(folder) / store_name(key)
-
-
 def write_arrays(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any], clear_stale: bool = False) -> None:
     """Write named arrays and JSON attributes into a new zarr store, atomically (``clear_stale``: see
     :func:`ovseg.storage.locations.atomic_path`)."""

@@ -59,13 +59,6 @@ def warp(values: np.ndarray, flow: np.ndarray, outside: float = 0.0, nearest: bo
     )
 
 
-def inside_source(flow: np.ndarray) -> np.ndarray:
-    """(H, W) bool: the target pixels whose source lies inside the source frame."""
-    map_x, map_y = sample_grid(flow)
-    height, width = flow.shape[:2]
-    return (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
-
-
 def warp_mask(mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """A boolean mask carried along the flow (a pixel is in when more than half of its source is)."""
     return warp(mask.astype(np.float32), flow) > 0.5
