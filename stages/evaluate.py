@@ -5,7 +5,7 @@ seconds per image: no CLIP needed; params `eval_proposals_only: true` stops ther
 then each labelled object segmented with its class name as the prompt, using the same
 preset and stage settings as the main pipeline (so `dvc exp run --set-param ...`
 ablations apply). With `eval_protocol: semantic`, the zero-shot papers' protocol instead
-(every pixel one class of `eval_classes`, mIoU the mmseg way; README "Compare with the
+(every pixel one class of `eval_classes`, mIoU the mmseg way; docs/evaluation.md, "Compare with the
 papers"). Reads: the dataset folder (params `eval_dataset`). Writes: cache/eval
 (masks, features and scores of the eval images), metrics/metrics.json, metrics/*.tsv
 and metrics/*.png.

@@ -1,4 +1,4 @@
-"""DVC stage `fill` (README "Remove from a video"): see src/ovseg/pipeline/fill.py.
+"""DVC stage `fill` (docs/videos.md, "Remove from a video"): see src/ovseg/pipeline/fill.py.
 
 Does nothing unless params.yaml has `videos` and `mode: remove`.
 """

@@ -1,4 +1,4 @@
-"""DVC stage `follow` (README "Videos"): see src/ovseg/pipeline/follow.py.
+"""DVC stage `follow` (docs/videos.md): see src/ovseg/pipeline/follow.py.
 
 Does nothing while params.yaml's `videos` is null.
 """

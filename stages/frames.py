@@ -1,4 +1,4 @@
-"""DVC stage `frames` (README "Videos"): see src/ovseg/pipeline/frames.py.
+"""DVC stage `frames` (docs/videos.md): see src/ovseg/pipeline/frames.py.
 
 Does nothing while params.yaml's `videos` is null.
 """

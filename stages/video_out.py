@@ -1,4 +1,4 @@
-"""DVC stage `video_out` (README "Videos"): see src/ovseg/pipeline/video_out.py.
+"""DVC stage `video_out` (docs/videos.md): see src/ovseg/pipeline/video_out.py.
 
 Does nothing while params.yaml's `videos` is null.
 """

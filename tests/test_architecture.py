@@ -1,4 +1,4 @@
-"""The house rules of ../shared/ARCHITECTURE.md, checked on the code: layers point downwards, no import cycles,
+"""The house rules of docs/architecture.md, checked on the code: layers point downwards, no import cycles,
 one writer per record, and modules of one concern each."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def test_every_module_has_a_layer_and_imports_only_downwards() -> None:
         layer = layer_of(module)
         if layer is None:
             continue
-        assert layer != "unassigned", f"{module} is in no layer: add it to ARCHITECTURE's list and LAYERS here"
+        assert layer != "unassigned", f"{module} is in no layer: add its folder to docs/architecture.md and LAYERS here"
         for target in imported(path):
             other = layer_of(target)
             if other is None or other == layer:

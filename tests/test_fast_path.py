@@ -1,5 +1,5 @@
 """The seconds a user feels: a cached run imports no heavy library, a new prompt imports no torch, and CLIP's
-tokens are counted without open_clip (README "Development": the lazy-import rule)."""
+tokens are counted without open_clip (docs/development.md: the lazy-import rule)."""
 
 from __future__ import annotations
 

@@ -196,7 +196,7 @@ def test_evaluate_reports_proposal_metrics_without_clip(tmp_path: Path, workspac
 
 
 def test_benchmark_masks_reports_cost_and_the_small_classes_side_by_side(workspace: Path) -> None:
-    """`ovseg benchmark-masks` on one labelled frame: the columns the README's mask-engine table reads."""
+    """`ovseg benchmark-masks` on one labelled frame: the columns docs/pipeline.md's mask-engine table reads."""
     result = _ovseg(
         "benchmark-masks", "--dataset", str(CAMVID), "--limit", "1", "--variant", "minisam-adaptive",
         "--variant", "minisam-adaptive-v2", "--out", "masks.json", cwd=workspace, env={"COLUMNS": "300"},

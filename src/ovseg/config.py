@@ -108,7 +108,7 @@ class InstancesSettings:
 
 @dataclass(frozen=True)
 class EditSettings:
-    """How the selected region is edited (README "Editing").
+    """How the selected region is edited (docs/pipeline.md, "Editing").
 
     ``backend``: a backend's name, or ``auto``: removal by the first of ``remove_with`` whose weights
     are on disk, replace and style by diffusion (:func:`ovseg.editing.resolve_backend`). ``model``: SD 2
@@ -155,7 +155,7 @@ class EngineSettings:
 
 @dataclass(frozen=True)
 class VideoSettings:
-    """How videos are read and followed (README "Videos").
+    """How videos are read and followed (docs/videos.md).
 
     Reading: ``start`` / ``end`` (a frame number, ``12``, or seconds, ``1.5s``), ``every`` N-th frame or
     ``fps`` frames a second; ``folder_fps``: the rate of a folder of frames (it has none of its own);

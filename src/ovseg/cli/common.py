@@ -22,7 +22,7 @@ app.add_typer(cache_app, name="cache")
 console = Console()
 err_console = Console(stderr=True)
 
-PRESET_HELP = "Preset: cpu | fast | balanced | quality | tiny (README 'Presets')."
+PRESET_HELP = "Preset: cpu | fast | balanced | quality | tiny (docs/presets.md)."
 
 
 def fail(exc: OvsegError) -> None:

@@ -25,7 +25,8 @@ def evaluate(
         None,
         "--protocol",
         help="prompt: each labelled class found by its name, top-K (default) | semantic: every pixel one class of "
-        "a class list, mIoU the mmseg way, as the zero-shot papers report (README 'Compare with the papers').",
+        "a class list, mIoU the mmseg way, as the zero-shot papers report (docs/evaluation.md, 'Compare with the "
+        "papers').",
     ),
     proposals_only: bool = typer.Option(
         False, "--proposals-only", help="Judge only the mask candidates (oracle IoU, recall); needs no CLIP weights."

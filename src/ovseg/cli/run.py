@@ -18,7 +18,7 @@ from ovseg.errors import OvsegError, from_os_error
 def run(
     image: str | None = typer.Option(None, "--image", help="One photo to process."),
     images: str | None = typer.Option(
-        None, "--images", help="A folder of photos to process (also s3://, gs://: README 'Many machines')."
+        None, "--images", help="A folder of photos to process (also s3://, gs://: docs/ray.md)."
     ),
     prompts: list[str] = typer.Option(
         [],
@@ -36,7 +36,7 @@ def run(
     cache: str = typer.Option("cache", "--cache", help="Where stage artifacts are cached (a folder or s3://...)."),
     output: str = typer.Option("data/output", "--output", "-o", help="Where results are written (or s3://...)."),
     visualize: bool = typer.Option(True, "--visualize/--no-visualize", help="Write overlay pictures."),
-    engine: str | None = typer.Option(None, "--engine", help="local | ray (README 'Many machines')."),
+    engine: str | None = typer.Option(None, "--engine", help="local | ray (docs/ray.md)."),
     strict: bool | None = typer.Option(
         None, "--strict/--no-strict", help="Stop at an unreadable image (default: skip it with a warning)."
     ),
@@ -55,7 +55,7 @@ def run(
         None,
         "--video",
         help="A video (mp4, mov, webm, mkv) or a folder of frames: follow what --prompt, --point, "
-        "--box or --mask names through every frame (README 'Videos').",
+        "--box or --mask names through every frame (docs/videos.md).",
     ),
     videos: str | None = typer.Option(None, "--videos", help="A folder of videos (or of frame folders)."),
     frame: int | None = typer.Option(None, "--frame", help="Videos: the frame --point, --box or --mask are on."),

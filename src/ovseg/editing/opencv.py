@@ -11,7 +11,7 @@ methods, ``edit.opencv_method``:
 | `telea`    | fast marching (Telea 2004): smooth colours from the border inwards        |
 | `ns`       | Navier-Stokes transport (Bertalmio 2001): the same, following edges       |
 
-``ovseg benchmark-remove`` measures them against the true pixels (README, "Removal"). None
+``ovseg benchmark-remove`` measures them against the true pixels (docs/benchmarks.md, "Removal quality"). None
 can paint new content, so `replace` and `style` need the diffusion backend. They run through
 the same dilate / crop / paste / feather path as diffusion
 (:func:`ovseg.editing.geometry.edit_image`), so what they leave untouched is the same.

@@ -40,7 +40,7 @@ ImageFill = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (H, W, 3) uint8 fr
 
 @dataclass(frozen=True)
 class TemporalFillSettings:
-    """How far and how carefully pixels are carried (README "Remove from a video")."""
+    """How far and how carefully pixels are carried (docs/videos.md, "Remove from a video")."""
 
     window: int = 12  # frames each way a hole pixel is followed
     flow_scale: float = 0.5

