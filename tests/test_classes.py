@@ -312,9 +312,9 @@ def test_the_api_finds_every_instance_of_two_classes(tmp_path: Path, tiny_checkp
     np.testing.assert_array_equal(np.asarray(Image.open(folder / "labels.png")), labels)
     assert len(list((folder / "masks").glob("*_red.png"))) == 3 and (folder / "overlay.png").is_file()
     # a candidate toggled on counts for its best class; off again gives the same result
-    extra = next(r for r, i in enumerate(result.details["candidate_indices"]) if i not in result.details["indices"])
+    extra = next(r for r, i in enumerate(result.details.candidate_indices) if i not in result.details.indices)
     toggled = result.toggle(extra)
-    assert len(toggled.masks) == 5 and toggled.categories[-1] == result.details["candidate_categories"][extra]
+    assert len(toggled.masks) == 5 and toggled.categories[-1] == result.details.candidate_categories[extra]
     assert sorted(toggled.toggle(extra).categories.tolist()) == [1, 1, 1, 2]
     alone = seg.segment(image, ["red"])
     assert alone.classes is None and alone.prompt == "red"

@@ -45,6 +45,7 @@ def test_deep_merge_keeps_base_for_none() -> None:
         ({"edit": {"backend": "photoshop"}}, "edit.backend must be one of auto, diffusion, lama"),
         ({"edit": {"remove_with": ["photoshop"]}}, "edit.remove_with must list"),
         ({"edit": {"learned_max_side": 10}}, "edit.learned_max_side must be >= 64"),
+        ({"masks": {"generator": "sam3"}}, "masks.generator must be one of ovseg, sam2-amg, got 'sam3'"),
     ],
 )
 def test_bad_params_give_clear_errors(params: dict, message: str) -> None:
@@ -82,3 +83,19 @@ def test_update_params_text_keeps_comments(tmp_path) -> None:
     assert loaded["select"]["top_k"] == 2 and loaded["select"]["threshold"] is None
     assert loaded["score"]["negatives"] == ["sky"]
     assert yaml.safe_load(update_params_text("select: {}\nedit: {}\n", {"select.top_k": 4}))["select"] == {"top_k": 4}
+
+
+def test_a_wrong_engine_or_propagator_is_one_line_naming_what_exists() -> None:
+    """Every choice among implementations is a Registry: the same one line, listing the names, for each kind."""
+    from ovseg.engines import ENGINES
+    from ovseg.request import RunRequest
+    from ovseg.video import PROPAGATORS
+
+    with pytest.raises(OvsegError, match="engine.kind must be one of local, ray, got 'spark'"):
+        ENGINES.create("spark")
+    assert PROPAGATORS.choices() == ["auto", "flow-sam", "sam2"]
+    from ovseg.pipeline import new_run
+
+    settings = settings_from_params({"preset": "cpu", "video": {"propagator": "cotracker"}})
+    with pytest.raises(OvsegError, match="video.propagator must be one of auto, flow-sam, sam2, got 'cotracker'"):
+        new_run(settings, RunRequest(videos="clip.mp4", prompt="the dog"))

@@ -100,7 +100,7 @@ def test_opencv_paints_at_the_photos_pixels_and_diffusion_at_its_resolution() ->
 
         edit_image(image, mask, edit, paint)
         sizes[backend] = seen[0]
-        assert BACKENDS[backend].resizes_to_model == (backend == "diffusion")
+        assert BACKENDS.create(backend).resizes_to_model == (backend == "diffusion")
     side = sizes["opencv"][0][0]
     assert sizes["opencv"][0] == sizes["opencv"][1] and 40 + 2 * 12 <= side < 512  # the dilated box plus context
     assert sizes["diffusion"] == ((512, 512), (512, 512))

@@ -150,3 +150,27 @@ def test_run_writes_one_coco_file_that_pycocotools_reads_back(workspace: Path) -
                 )
             )
             np.testing.assert_array_equal(png > 0, mask)
+
+
+def test_scores_for_several_prompts_finishes_like_the_stage(workspace: Path) -> None:
+    """The one helper the API, evaluation and keyframes use: it computes only what is missing, and its manifest
+    names every (photo, prompt) pair, so `ovseg cache gc` keeps the stores it made."""
+    from ovseg.engines.local import LocalEngine
+    from ovseg.pipeline import score, stage_named
+    from ovseg.pipeline.common import run_stages
+
+    run = load_run()
+    paths = Layout()
+    run_stages(run, LocalEngine(), [stage_named("masks"), stage_named("embed")])
+    queries = ["the cat", ("a red disc", "sky")]
+    found = score.scores_for(run, LocalEngine(), queries)
+    assert set(found) == set(queries) and set(found["the cat"]) == {"chelsea", "shapes"}
+    assert found[("a red disc", "sky")]["shapes"].classes == ["a red disc", "sky"]
+    listed = manifest(paths.scores)
+    assert set(listed) == {"chelsea:the cat", "shapes:the cat", "chelsea:a red disc + sky", "shapes:a red disc + sky"}
+    for by_photo in found.values():
+        for entry in by_photo.values():
+            assert (paths.scores / f"{entry.scores}.zarr").is_dir()
+            assert listed[f"{Path(entry.image).stem}:{entry.prompt}"]["scores"] == entry.scores
+    again = score.plan_prompts(run, queries)
+    assert again.items == [] and len(again.reused) == 4

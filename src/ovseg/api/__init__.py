@@ -5,8 +5,8 @@
 own writers).
 """
 
-from ovseg.api.results import SegmentResult
+from ovseg.api.results import SegmentDetails, SegmentResult
 from ovseg.api.segmenter import Segmenter
 from ovseg.api.video import VideoResult
 
-__all__ = ["SegmentResult", "Segmenter", "VideoResult"]
+__all__ = ["SegmentDetails", "SegmentResult", "Segmenter", "VideoResult"]

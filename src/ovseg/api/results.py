@@ -34,6 +34,27 @@ def one_line_errors(method):
 
 
 @dataclass
+class SegmentDetails:
+    """Where a :class:`SegmentResult` came from: what :meth:`SegmentResult.toggle` needs to add or drop a candidate,
+    and what :meth:`SegmentResult.record` writes into ``selection.json``, as the select stage writes it.
+
+    Indices are into the photo's mask candidates (``cache/masks/<key>.zarr``); None for a mask the clicks re-drew.
+    """
+
+    image: str = "image.png"  # where the photo was read
+    preset: str = ""
+    clicks: dict[str, Any] | None = None  # {"points", "labels", "box"} as given, in photo pixels
+    indices: list[int | None] = field(default_factory=list)  # each selected mask's candidate
+    predicted_iou: list[float | None] = field(default_factory=list)  # the mask model's own quality estimate of each
+    num_candidates: int | None = None
+    select_settings: dict[str, Any] | None = None  # the select (or instances) settings it was chosen with
+    artifacts: dict[str, str] | None = None  # the masks, embeddings and scores stores' keys
+    candidate_indices: list[int] = field(default_factory=list)  # SegmentResult.candidates, as candidate indices
+    candidate_iou: list[float] = field(default_factory=list)
+    candidate_categories: list[int] = field(default_factory=list)  # classes: the class each candidate scores best
+
+
+@dataclass
 class SegmentResult:
     """What was found in one photo: each selected mask, its score and box, and their union.
 
@@ -48,7 +69,7 @@ class SegmentResult:
     scores: np.ndarray  # (K,) the prompt's scores (a click's mask: the model's predicted IoU; classes: its class's)
     boxes: np.ndarray  # (K, 4) XYWH in photo pixels
     merged: np.ndarray  # (H, W) bool: what remove / replace / style edit
-    details: dict[str, Any] = field(default_factory=dict)
+    details: SegmentDetails = field(default_factory=SegmentDetails)
     # The best-scoring mask candidates for the prompt (selected or not), so people can see what
     # else the mask model proposed: (N, H, W) bool at the photo's size and their scores.
     candidates: np.ndarray | None = None
@@ -100,9 +121,9 @@ class SegmentResult:
         candidate counts for the class it scores best for."""
         if self.candidates is None or not 0 <= rank < len(self.candidates):
             raise OvsegError(f"there is no candidate #{rank + 1}: this result lists {len(self.candidates or [])}")
-        index = int(self.details["candidate_indices"][rank])
-        indices = list(self.details.get("indices") or [None] * len(self.masks))
-        ious = list(self.details.get("predicted_iou") or [None] * len(self.masks))
+        index = int(self.details.candidate_indices[rank])
+        indices = list(self.details.indices or [None] * len(self.masks))
+        ious = list(self.details.predicted_iou or [None] * len(self.masks))
         categories = None if self.categories is None else list(self.categories)
         if index in indices:
             keep = [i for i, selected in enumerate(indices) if selected != index]
@@ -112,9 +133,9 @@ class SegmentResult:
         else:
             masks = np.concatenate([self.masks, self.candidates[rank][None]])
             scores = np.append(self.scores, self.candidate_scores[rank]).astype(np.float32)
-            indices, ious = [*indices, index], [*ious, float(self.details["candidate_iou"][rank])]
+            indices, ious = [*indices, index], [*ious, float(self.details.candidate_iou[rank])]
             if categories is not None:
-                categories.append(int(self.details["candidate_categories"][rank]))
+                categories.append(int(self.details.candidate_categories[rank]))
         height, width = self.merged.shape
         return dataclasses.replace(
             self,
@@ -122,27 +143,27 @@ class SegmentResult:
             scores=scores,
             boxes=np.array([box_xywh(m) for m in masks], np.float32).reshape(-1, 4),
             merged=masks.any(0) if len(masks) else np.zeros((height, width), bool),
-            details={**self.details, "indices": indices, "predicted_iou": ious},
+            details=dataclasses.replace(self.details, indices=indices, predicted_iou=ious),
             categories=None if categories is None else np.asarray(categories, np.int64),
         )
 
     def record(self) -> select.SelectionRecord:
         """This result as ``selection.json`` describes a selection (:class:`~ovseg.pipeline.select.SelectionRecord`)."""
-        clicks = self.details.get("clicks") or {}
+        clicks = self.details.clicks or {}
         any_clicks = bool(clicks.get("points")) or clicks.get("box") is not None
         return select.SelectionRecord.of_masks(
-            self.details.get("image", "image.png"),
+            self.details.image,
             self.title if self.classes else self.prompt,
             list(self.masks),
             [float(s) for s in self.scores],
-            list(self.details.get("indices") or [None] * len(self.masks)),
-            list(self.details.get("predicted_iou") or [None] * len(self.masks)),
+            list(self.details.indices or [None] * len(self.masks)),
+            list(self.details.predicted_iou or [None] * len(self.masks)),
             self.merged,
             categories=None if self.categories is None else [int(c) for c in self.categories],
             key=None,
-            num_candidates=self.details.get("num_candidates"),
-            settings=self.details.get("select_settings"),
-            artifacts=self.details.get("artifacts"),
+            num_candidates=self.details.num_candidates,
+            settings=self.details.select_settings,
+            artifacts=self.details.artifacts,
             note=None if len(self.masks) else "nothing selected",
             clicks=clicks if any_clicks else None,
             classes=list(self.classes) if self.classes else None,

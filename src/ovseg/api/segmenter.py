@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ovseg.api.results import SegmentResult, one_line_errors
+from ovseg.api.results import SegmentDetails, SegmentResult, one_line_errors
 from ovseg.api.video import VideoResult
 from ovseg.config import Settings, apply_overrides, settings_from_params
 from ovseg.editing import check_backend, load_painting_model, painter_for, request_for, resolve_backend
@@ -77,10 +77,7 @@ class Segmenter:
         """The photo's scores for a prompt or a tuple of classes: the masks, embed and score stages, cached."""
         engine = LocalEngine()
         run_stages(run, engine, [masks.STAGE, embed.STAGE])
-        plan = score.plan_prompts(run, [query])
-        if plan.items:
-            engine.compute(score.STAGE, run, plan)
-        return plan.state["per_prompt"][query][image_stem(location)]
+        return score.scores_for(run, engine, [query])[query][image_stem(location)]
 
     # --- segmentation -------------------------------------------------------------------
 
@@ -130,15 +127,12 @@ class Segmenter:
         clicks = np.asarray(points or [], np.float32).reshape(-1, 2) * scale
         click_labels = np.asarray(labels if labels is not None else [1] * len(clicks), np.int64)
         work_box = None if box is None else tuple(float(v) * scale for v in box)
-        details: dict[str, Any] = {
-            "image": location,
-            "preset": settings.preset,
-            "clicks": {
-                "points": [list(map(float, p)) for p in points or []],
-                "labels": click_labels.tolist(),
-                "box": list(box) if box is not None else None,
-            },
+        clicks_given = {
+            "points": [list(map(float, p)) for p in points or []],
+            "labels": click_labels.tolist(),
+            "box": list(box) if box is not None else None,
         }
+        details = SegmentDetails(image=location, preset=settings.preset, clicks=clicks_given)
         if prompt:
             score.check_prompt(run)
             entry = self._scored(run, location, prompt)
@@ -147,29 +141,26 @@ class Segmenter:
             masks_found = proposals.masks[indices]
             chosen = scores[indices] if indices else np.zeros(0, np.float32)
             merged = masks_found.any(0) if len(indices) else np.zeros(proposals.masks.shape[1:], bool)
-            details.update(
-                indices=list(indices),
-                predicted_iou=[float(proposals.predicted_iou[i]) for i in indices],
-                num_candidates=len(proposals),
-                select_settings=settings.section("select"),
-                artifacts={"masks": entry.masks, "embeddings": entry.embeddings, "scores": entry.scores},
-            )
+            details.indices = list(indices)
+            details.predicted_iou = [float(proposals.predicted_iou[i]) for i in indices]
+            details.num_candidates = len(proposals)
+            details.select_settings = settings.section("select")
+            details.artifacts = {"masks": entry.masks, "embeddings": entry.embeddings, "scores": entry.scores}
             if (len(clicks) or work_box is not None) and merged.any():
                 redrawn = self._reprompt(run, work, merged, clicks, click_labels, work_box)
                 if not np.array_equal(redrawn, merged):  # one mask now: the region the clicks re-drew
                     masks_found, chosen, merged = redrawn[None], np.asarray(chosen[:1], np.float32), redrawn
-                    details.update(indices=[None], predicted_iou=[None])
+                    details.indices, details.predicted_iou = [None], [None]
             best = np.argsort(-scores, kind="stable")[:candidates]
             others = (proposals.masks[best], scores[best])
-            details.update(
-                candidate_indices=[int(i) for i in best], candidate_iou=proposals.predicted_iou[best].tolist()
-            )
+            details.candidate_indices = [int(i) for i in best]
+            details.candidate_iou = proposals.predicted_iou[best].tolist()
         else:
             found = masks.prompt_engine(run).segment_prompt(
                 work, points=clicks if len(clicks) else None, labels=click_labels, box=work_box
             )
             masks_found, chosen, merged = found.mask[None], np.array([found.score], np.float32), found.mask
-            details.update(indices=[None], predicted_iou=[found.score])
+            details.indices, details.predicted_iou = [None], [found.score]
             others = (masks_found[:0], chosen[:0])
         full = np.array([resize_mask(m, photo.size) for m in masks_found], bool).reshape(-1, photo.height, photo.width)
         return SegmentResult(
@@ -205,18 +196,18 @@ class Segmenter:
         full = full.reshape(-1, photo.height, photo.width)
         best = class_scores.max(axis=1) if len(class_scores) else np.zeros(0, np.float32)
         shown = np.argsort(-best, kind="stable")[:candidates]
-        details = {
-            "image": location,
-            "preset": settings.preset,
-            "indices": list(found.indices),
-            "predicted_iou": [float(proposals.predicted_iou[i]) for i in found.indices],
-            "num_candidates": len(proposals),
-            "select_settings": settings.section("instances"),
-            "artifacts": {"masks": entry.masks, "embeddings": entry.embeddings, "scores": entry.scores},
-            "candidate_indices": [int(i) for i in shown],
-            "candidate_iou": proposals.predicted_iou[shown].tolist(),
-            "candidate_categories": [int(np.argmax(class_scores[i])) + 1 for i in shown],
-        }
+        details = SegmentDetails(
+            image=location,
+            preset=settings.preset,
+            indices=list(found.indices),
+            predicted_iou=[float(proposals.predicted_iou[i]) for i in found.indices],
+            num_candidates=len(proposals),
+            select_settings=settings.section("instances"),
+            artifacts={"masks": entry.masks, "embeddings": entry.embeddings, "scores": entry.scores},
+            candidate_indices=[int(i) for i in shown],
+            candidate_iou=proposals.predicted_iou[shown].tolist(),
+            candidate_categories=[int(np.argmax(class_scores[i])) + 1 for i in shown],
+        )
         return SegmentResult(
             image=photo,
             prompt=None,
@@ -290,13 +281,13 @@ class Segmenter:
             score.check_prompt(run)
         run_pipeline(run, [frames.STAGE, follow.STAGE])
         entry = follow.tracks_entries(run.cache)[clips[0].name]
-        tracks = Path(run.stage_folder(follow.FOLDER).path) / files_name(entry["tracks"])
-        decoded = Path(run.stage_folder(frames.FOLDER).path) / files_name(entry["frames"])
+        tracks = Path(run.stage_folder(follow.FOLDER).path) / files_name(entry.tracks)
+        decoded = Path(run.stage_folder(frames.FOLDER).path) / files_name(entry.frames)
         index = json.loads((tracks / follow.TRACKS_INDEX).read_text())
         return VideoResult(
             clip=clips[0].name, frames=index["frames"], fps=index["fps"], size=tuple(index["size"]),
             objects=index["objects"], propagator=index["propagator"],
-            seconds_per_frame=follow.seconds_per_frame(run, entry["tracks"]),
+            seconds_per_frame=follow.seconds_per_frame(run, entry.tracks),
             tracks_folder=tracks, frames_folder=decoded,
         )  # fmt: skip
 

@@ -63,7 +63,7 @@ def preset_models(preset: str, removal: bool = False) -> list[str]:
     settings = settings_from_params({"preset": preset})
     names = [settings.masks.model, settings.embed.model, settings.edit.model]
     if removal:
-        for backend in (BACKENDS[name] for name in settings.edit.remove_with):
+        for backend in (BACKENDS.create(name) for name in settings.edit.remove_with):
             model = getattr(settings.edit, backend.weights_setting) if backend.weights_setting else None
             if model is not None and model not in names:
                 names.append(model)

@@ -21,54 +21,73 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ovseg.config import EditSettings
+from ovseg.config import AUTO, EditSettings, Registry
 from ovseg.editing import geometry
 from ovseg.editing.backend import EditBackend, EditRequest, Painter
-from ovseg.editing.diffusion import (
-    SCHEDULERS,
-    DiffusionBackend,
-    diffusion_painter,
-    load_inpaint_pipeline,
-    set_scheduler,
-)
-from ovseg.editing.geometry import CropBox, crop_box, cut, dilate, feather, paste
-from ovseg.editing.lama import LamaBackend
-from ovseg.editing.migan import MiganBackend
-from ovseg.editing.opencv import OpenCVBackend
+from ovseg.editing.geometry import dilate
 from ovseg.errors import OvsegError
 from ovseg.request import MODES
 from ovseg.weights.registry import weights_present
 
-BACKENDS: dict[str, EditBackend] = {
-    backend.name: backend for backend in (DiffusionBackend(), LamaBackend(), MiganBackend(), OpenCVBackend())
-}
-AUTO = "auto"  # edit.backend: removal by the first available of edit.remove_with, the rest by diffusion
+
+def _diffusion() -> EditBackend:
+    from ovseg.editing.diffusion import DiffusionBackend
+
+    return DiffusionBackend()
+
+
+def _lama() -> EditBackend:
+    from ovseg.editing.lama import LamaBackend
+
+    return LamaBackend()
+
+
+def _migan() -> EditBackend:
+    from ovseg.editing.migan import MiganBackend
+
+    return MiganBackend()
+
+
+def _opencv() -> EditBackend:
+    from ovseg.editing.opencv import OpenCVBackend
+
+    return OpenCVBackend()
+
+
+def _auto(settings: EditSettings, mode: str) -> str:
+    """``auto``: removal by the first of ``edit.remove_with`` whose weights are on disk, the rest by diffusion."""
+    if mode != "remove":
+        return "diffusion"
+    unknown = [name for name in settings.remove_with if name not in BACKENDS]
+    if unknown or not settings.remove_with:
+        names = ", ".join(BACKENDS.names())
+        raise OvsegError(f"edit.remove_with must list backends among {names}, got {settings.remove_with}")
+    for name in settings.remove_with:
+        if weights_on_disk(BACKENDS.create(name), settings):
+            return name
+    return settings.remove_with[0]  # none can run: the first says what it is missing
+
+
+BACKENDS: Registry[EditBackend] = Registry(
+    "edit.backend", {"diffusion": _diffusion, "lama": _lama, "migan": _migan, "opencv": _opencv}, auto=_auto
+)
 
 __all__ = [
     "BACKENDS",
-    "SCHEDULERS",
-    "CropBox",
     "EditBackend",
     "EditRequest",
     "Painter",
     "backend_for",
     "check_backend",
-    "crop_box",
-    "cut",
-    "diffusion_painter",
     "dilate",
     "edit_image",
-    "feather",
     "fingerprint",
-    "load_inpaint_pipeline",
     "load_painter",
     "load_painting_model",
     "painter_for",
-    "paste",
     "request_for",
     "resolve_backend",
     "weights_on_disk",
-    "set_scheduler",
 ]
 
 
@@ -89,25 +108,12 @@ def resolve_backend(settings: EditSettings, mode: str) -> EditSettings:
     """
     if settings.backend != AUTO:
         return settings
-    if mode != "remove":
-        return dataclasses.replace(settings, backend="diffusion")
-    unknown = [name for name in settings.remove_with if name not in BACKENDS]
-    if unknown or not settings.remove_with:
-        raise OvsegError(f"edit.remove_with must list backends among {', '.join(BACKENDS)}, got {settings.remove_with}")
-    for name in settings.remove_with:
-        if weights_on_disk(BACKENDS[name], settings):
-            return dataclasses.replace(settings, backend=name)
-    first = settings.remove_with[0]
-    return dataclasses.replace(settings, backend=first)  # none can run: the first says what it is missing
+    return dataclasses.replace(settings, backend=BACKENDS.resolve(AUTO, settings, mode))
 
 
 def backend_for(settings: EditSettings) -> EditBackend:
     """The backend ``edit.backend`` names (``auto`` resolved first), or one line listing those that exist."""
-    backend = BACKENDS.get(settings.backend)
-    if backend is None:
-        names = ", ".join([AUTO, *BACKENDS])
-        raise OvsegError(f"edit.backend must be one of {names}, got {settings.backend!r}")
-    return backend
+    return BACKENDS.create(settings.backend)
 
 
 def check_backend(settings: EditSettings, mode: str) -> None:
@@ -118,7 +124,7 @@ def check_backend(settings: EditSettings, mode: str) -> None:
     if mode not in MODES:
         raise OvsegError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mode != "segment" and mode not in backend.modes:
-        able = [name for name, other in BACKENDS.items() if mode in other.modes]
+        able = [name for name in BACKENDS.names() if mode in BACKENDS.create(name).modes]
         raise OvsegError(
             f"mode {mode} paints new content and needs edit.backend: {' or '.join(able)} "
             f"(edit.backend {backend.name} can only {', '.join(backend.modes)}); e.g. --set edit.backend={able[0]}"

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from ovseg.pipeline.common import Plan, Run, Stage, StageReport, run_stages
+from ovseg.config import Registry
+from ovseg.pipeline.common import Plan, Result, Run, Stage, StageReport, run_stages
 
 
 class Scheduler(Protocol):
@@ -23,10 +24,10 @@ class Scheduler(Protocol):
     def prepare(self, run: Run) -> Run:
         """The run as this engine needs it (connected to its cluster, paths made absolute)."""
 
-    def map(self, fn, items: list[dict[str, Any]], desc: str) -> list[dict[str, Any]]:
+    def map(self, fn, items: list[Any], desc: str) -> list[Any]:
         """``fn`` over ``items`` as plain tasks (hashing bytes, reading records)."""
 
-    def compute(self, stage: Stage, run: Run, plan: Plan) -> list[dict[str, Any]]:
+    def compute(self, stage: Stage, run: Run, plan: Plan) -> list[Result]:
         """``stage.compute`` over the plan's items, the stage's model loaded once per worker."""
 
     def after(self, run: Run, reports: list[StageReport]) -> None:
@@ -45,12 +46,12 @@ def _ray() -> Scheduler:
     return RayEngine()
 
 
-ENGINES = {"local": _local, "ray": _ray}
+ENGINES: Registry[Scheduler] = Registry("engine.kind", {"local": _local, "ray": _ray})
 
 
 def engine_for(run: Run) -> Scheduler:
     """The engine ``engine.kind`` names (the one place it is chosen)."""
-    return ENGINES[run.settings.engine.kind]()
+    return ENGINES.create(run.settings.engine.kind)
 
 
 def run_pipeline(run: Run, stages: Iterable[Stage] | None = None) -> list[StageReport]:

@@ -7,7 +7,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ovseg.errors import UnreadableImageError
-from ovseg.pipeline.common import LazyModel, Plan, Run, Stage, StageReport
+from ovseg.pipeline.common import Item, LazyModel, Plan, Result, Run, Stage, StageReport
 from ovseg.storage.claims import Claims
 from ovseg.weights.registry import free_accelerator_memory
 
@@ -24,10 +24,10 @@ class LocalEngine:
     def prepare(self, run: Run) -> Run:
         return run
 
-    def map(self, fn, items: list[dict[str, Any]], desc: str) -> list[dict[str, Any]]:
+    def map(self, fn, items: list[Any], desc: str) -> list[Any]:
         return [fn(item) for item in tqdm(items, desc=desc, unit="image", disable=len(items) < PROGRESS_FROM)]
 
-    def compute(self, stage: Stage, run: Run, plan: Plan) -> list[dict[str, Any]]:
+    def compute(self, stage: Stage, run: Run, plan: Plan) -> list[Result]:
         if stage.load is None:
             model = LazyModel(None)
         elif run.pool is not None:
@@ -39,24 +39,24 @@ class LocalEngine:
         claims = Claims(folder.url)
         results, busy = [], []
 
-        def one(item: dict[str, Any]) -> dict[str, Any]:
-            done = stage.reuse(run, item) if stage.reuse else None  # another run may have finished it
+        def one(item: Item) -> Result:
+            done = stage.reuse(run, item)  # another run may have finished it
             if done is not None:
                 return done
             try:
                 return stage.compute(run, plan.shared, model, item)
             except UnreadableImageError as exc:  # a photo that fails only now is skipped like any other
-                return {"stem": item["stem"], "error": str(exc)}
+                return Result(item.stem, error=str(exc))
 
         try:
             for item in tqdm(plan.items, desc=stage.describe(run) if stage.describe else stage.name, unit="image"):
-                with claims.attempt(str(item[stage.claim_by])) as claimed:
+                with claims.attempt(stage.claim_name(item)) as claimed:
                     if claimed:
                         results.append(one(item))
                     else:  # another run is computing it: come back when the rest is done
                         busy.append(item)
             for item in busy:
-                with claims.wait(str(item[stage.claim_by])):
+                with claims.wait(stage.claim_name(item)):
                     results.append(one(item))
         finally:
             if run.pool is None and model.loaded:

@@ -15,15 +15,15 @@ GPUs at a time.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
+import pickle
 import sys
 from pathlib import Path
 from typing import Any
 
 from ovseg.config import EngineSettings
 from ovseg.errors import OvsegError, UnreadableImageError
-from ovseg.pipeline.common import LazyModel, Plan, Run, Stage, StageReport
+from ovseg.pipeline.common import LazyModel, Plan, Result, Run, Stage, StageReport
 from ovseg.storage.folders import Folder, StageFolder
 from ovseg.storage.locations import is_url
 
@@ -46,23 +46,23 @@ class RayEngine:
         request = dataclasses.replace(run.request, images=_absolute(run.request.images))
         return dataclasses.replace(run, request=request, cache=_absolute(run.cache), output=_absolute(run.output))
 
-    def map(self, fn, items: list[dict[str, Any]], desc: str) -> list[dict[str, Any]]:
+    def map(self, fn, items: list[Any], desc: str) -> list[Any]:
         import ray
 
         if not items:
             return []
         rows = (
-            ray.data.from_items([{"item": json.dumps(item)} for item in items])
+            ray.data.from_items([{"item": pickle.dumps(item)} for item in items])
             .map_batches(_map_batch, fn_kwargs={"fn": fn}, batch_size=16, runtime_env=_runtime_env())
             .take_all()
         )
-        return [json.loads(row["result"]) for row in rows]
+        return [pickle.loads(row["result"]) for row in rows]
 
-    def compute(self, stage: Stage, run: Run, plan: Plan) -> list[dict[str, Any]]:
+    def compute(self, stage: Stage, run: Run, plan: Plan) -> list[Result]:
         import ray
 
         run = run.without_pool()
-        data = ray.data.from_items([{"item": json.dumps(item)} for item in plan.items])
+        data = ray.data.from_items([{"item": pickle.dumps(item)} for item in plan.items])
         arguments = {"stage": stage, "run": run, "shared": plan.shared}
         if stage.load is None:
             data = data.map_batches(
@@ -70,7 +70,7 @@ class RayEngine:
             )
         else:
             data = data.map_batches(StageActor, fn_constructor_kwargs=arguments, **_actor_args(run.settings.engine))
-        return [json.loads(row["result"]) for row in data.take_all()]
+        return [pickle.loads(row["result"]) for row in data.take_all()]
 
     def after(self, run: Run, reports: list[StageReport]) -> None:
         record_run(run, reports)
@@ -131,23 +131,23 @@ def _actor_args(engine: EngineSettings) -> dict[str, Any]:
 
 
 def _map_batch(batch: dict[str, Any], fn) -> dict[str, list]:
-    return {"result": [json.dumps(fn(json.loads(str(item)))) for item in batch["item"]]}
+    return {"result": [pickle.dumps(fn(pickle.loads(item))) for item in batch["item"]]}
 
 
-def _compute_all(stage: Stage, run: Run, shared: dict[str, Any], model: LazyModel, batch: dict[str, Any]) -> dict:
+def _compute_all(stage: Stage, run: Run, shared: Any, model: LazyModel, batch: dict[str, Any]) -> dict:
     results = []
-    for text in batch["item"]:
-        item = json.loads(str(text))
-        result = stage.reuse(run, item) if stage.reuse else None  # another run finished it meanwhile
+    for data in batch["item"]:
+        item = pickle.loads(data)  # our own Item, pickled by compute above
+        result = stage.reuse(run, item)  # another run finished it meanwhile
         try:
             result = result or stage.compute(run, shared, model, item)
         except UnreadableImageError as exc:  # an error row, never a failed job
-            result = {"stem": item["stem"], "error": str(exc)}
-        results.append(json.dumps(result))
+            result = Result(item.stem, error=str(exc))
+        results.append(pickle.dumps(result))
     return {"result": results}
 
 
-def _compute_batch(batch: dict[str, Any], stage: Stage, run: Run, shared: dict[str, Any]) -> dict[str, list]:
+def _compute_batch(batch: dict[str, Any], stage: Stage, run: Run, shared: Any) -> dict[str, list]:
     """A plain task of a stage without a model (score, select)."""
     return _compute_all(stage, run, shared, LazyModel(None), batch)
 
@@ -155,7 +155,7 @@ def _compute_batch(batch: dict[str, Any], stage: Stage, run: Run, shared: dict[s
 class StageActor:
     """A Ray actor of a model stage: the stage's model loads once, on the actor's first photo."""
 
-    def __init__(self, stage: Stage, run: Run, shared: dict[str, Any]) -> None:
+    def __init__(self, stage: Stage, run: Run, shared: Any) -> None:
         _share_cpus(run.settings.engine)
         self.stage, self.run, self.shared = stage, run, shared
         self.model = LazyModel(lambda: stage.load(run))

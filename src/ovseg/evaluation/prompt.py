@@ -205,7 +205,6 @@ def evaluate(
     Each (photo, class) pair is selected as the select stage would (``selection.select_masks``
     on the cached candidates and scores), without writing result folders.
     """
-    import dataclasses
 
     from ovseg.engines.local import LocalEngine
     from ovseg.pipeline import embed, masks, score
@@ -226,17 +225,7 @@ def evaluate(
     prompts = sorted({t.prompt for s in samples for t in s.targets})
     if not prompts:
         raise OvsegError("the dataset has no labelled objects to evaluate")
-    plan = score.plan_prompts(run, prompts)
-    if plan.items:
-        engine.compute(score.STAGE, run, plan)
-    per_prompt = plan.state["per_prompt"]
-    # One manifest over all (image, prompt) pairs, so `ovseg cache gc` knows these scores are in use.
-    pairs_in_use = {
-        f"{stem}:{prompt}": dataclasses.asdict(entry)
-        for prompt, by_image in per_prompt.items()
-        for stem, entry in by_image.items()
-    }
-    run.stage_folder(score.FOLDER).write_json({"images": pairs_in_use})
+    per_prompt = score.scores_for(run, engine, list(prompts))  # its manifest names every pair: gc keeps them
     pairs = []
     for sample in samples:
         if sample.image.stem not in per_prompt[prompts[0]]:

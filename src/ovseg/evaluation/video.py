@@ -82,7 +82,7 @@ def evaluate_video(
         run = Run(settings, request, cache=str(cache), output=str(cache / "output"), visualize=False)
         run_stages(run, LocalEngine(), [frames.STAGE, follow.STAGE, video_out.STAGE])
         entry = follow.tracks_entries(run.cache)[name]
-        with run.stage_folder(follow.FOLDER).files(entry["tracks"]) as store:
+        with run.stage_folder(follow.FOLDER).files(entry.tracks) as store:
             index = json.loads((store / follow.TRACKS_INDEX).read_text())
             predicted = [np.asarray(Image.open(store / "masks" / f"{f:05d}.png")) for f in range(index["frames"])]
         truth = [_ids(path) for path in annotations[: len(predicted)]]
@@ -93,7 +93,7 @@ def evaluate_video(
         f = float(np.mean([o["F"] for o in objects.values()]))
         per_sequence[name] = {
             "J": round(j, 4), "F": round(f, 4), "JF": round((j + f) / 2, 4), "frames": len(predicted),
-            "objects": len(values), "seconds_per_frame": follow.seconds_per_frame(run, entry["tracks"]),
+            "objects": len(values), "seconds_per_frame": follow.seconds_per_frame(run, entry.tracks),
             "propagator": index["propagator"],
             "per_frame": {str(k): {"J": o["J_frames"], "F": o["F_frames"]} for k, o in objects.items()},
         }  # fmt: skip

@@ -1,7 +1,7 @@
 """Mask candidates from SAM-family models: one engine, one small interface per backend.
 
-The one place a backend and a generator are chosen is :func:`load_mask_generator`
-(everything mode, the ``masks`` stage) and :func:`load_prompt_model` (prompted masks):
+The one place a backend and a generator are chosen is :data:`GENERATORS` (everything mode, the
+``masks`` stage) and :data:`PROMPT_MODELS` (prompted masks, keyed by the kind of the model's files):
 
 | ``masks.model`` is    | backend                                  |
 | --------------------- | ---------------------------------------- |
@@ -16,19 +16,27 @@ so the two can be compared.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from PIL import Image
 
-from ovseg.config import MasksSettings
+from ovseg.config import MasksSettings, Registry
 from ovseg.errors import OvsegError
 from ovseg.masks.backend import PromptModel
 from ovseg.masks.engine import MaskEngine, PromptedMask
 from ovseg.storage.store import MaskProposals
 from ovseg.weights.registry import SAM2, SAM_ONNX, check_hashes, onnx_pair, pinned_hashes, resolve_mask_model
 
-__all__ = ["MaskEngine", "MaskGenerator", "PromptModel", "PromptedMask", "load_mask_generator", "load_prompt_model"]
+__all__ = [
+    "GENERATORS",
+    "PROMPT_MODELS",
+    "MaskEngine",
+    "MaskGenerator",
+    "PromptModel",
+    "PromptedMask",
+    "load_mask_generator",
+    "load_prompt_model",
+]
 
 
 class MaskGenerator(Protocol):
@@ -62,25 +70,37 @@ def _load_sam2(name: str, folder, device: str) -> PromptModel:
     return Sam2Prompter(load_sam2(name, device), name)
 
 
-PROMPT_MODEL_LOADERS: dict[str, Callable[[str, Any, str], PromptModel]] = {SAM_ONNX: _load_onnx, SAM2: _load_sam2}
+# Keyed by the weights kind the registry recognises in a model's files (masks.model names the files).
+PROMPT_MODELS: Registry[PromptModel] = Registry("the mask model's kind", {SAM_ONNX: _load_onnx, SAM2: _load_sam2})
 
 
 def load_prompt_model(name: str, device: str) -> PromptModel:
     """The promptable model ``name`` names (registry name or folder), on the backend its files call for."""
     folder, kind = resolve_mask_model(name)
-    return PROMPT_MODEL_LOADERS[kind](name, folder, device)
+    return PROMPT_MODELS.create(kind, name, folder, device)
+
+
+def _ovseg_generator(settings: MasksSettings, device: str) -> MaskGenerator:
+    return MaskEngine(load_prompt_model(settings.model, device), settings)
+
+
+def _sam2_generator(settings: MasksSettings, device: str) -> MaskGenerator:
+    _, kind = resolve_mask_model(settings.model)
+    if kind != SAM2:
+        raise OvsegError(
+            f"masks.generator sam2-amg runs sam2's own generator and needs a SAM 2 model; "
+            f"{settings.model} is a {kind} model: use masks.generator ovseg"
+        )
+    from ovseg.masks.sam2_backend import Sam2AutoGenerator, load_sam2
+
+    return Sam2AutoGenerator(load_sam2(settings.model, device), settings)
+
+
+GENERATORS: Registry[MaskGenerator] = Registry(
+    "masks.generator", {"ovseg": _ovseg_generator, "sam2-amg": _sam2_generator}
+)
 
 
 def load_mask_generator(settings: MasksSettings, device: str) -> MaskGenerator:
     """The everything-mode generator the ``masks`` settings ask for."""
-    if settings.generator == "sam2-amg":
-        _, kind = resolve_mask_model(settings.model)
-        if kind != SAM2:
-            raise OvsegError(
-                f"masks.generator sam2-amg runs sam2's own generator and needs a SAM 2 model; "
-                f"{settings.model} is a {kind} model: use masks.generator ovseg"
-            )
-        from ovseg.masks.sam2_backend import Sam2AutoGenerator, load_sam2
-
-        return Sam2AutoGenerator(load_sam2(settings.model, device), settings)
-    return MaskEngine(load_prompt_model(settings.model, device), settings)
+    return GENERATORS.create(settings.generator, settings, device)

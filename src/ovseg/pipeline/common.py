@@ -7,8 +7,12 @@ A stage is a :class:`Stage`: four functions an engine calls in order.
    bytes, read a record) where the photos live.
 2. ``load(run)``: the stage's model, once per worker and only if some photo needs it (None:
    a stage of plain tasks without a model).
-3. ``compute(run, shared, model, item)``: one photo; writes its store or result folder.
+3. ``compute(run, shared, model, item)``: one photo (an :class:`Item`); writes its store or result folder and
+   hands back a :class:`Result`.
 4. ``finish(run, plan, results)``: the stage's manifest or summary, and its report.
+
+Plans, items and results are dataclasses, each stage's own subclass naming the fields it reads, so what
+crosses from plan to worker to finish is spelled out in one place and checked where it is built.
 
 Engines (``ovseg.engines``) only schedule these: the local engine in this process, the Ray
 engine as Ray Data jobs. Neither plans anything of its own, so both compute exactly the same
@@ -25,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from PIL import Image
 
@@ -153,25 +157,59 @@ class StageReport:
 
 
 @dataclass
-class Plan:
-    """What a stage will do in a run, decided before any model loads.
+class Item:
+    """One photo's or clip's work in a stage: what a worker needs, as plain values (a Ray worker gets a pickled copy).
 
-    ``items``: one dict of plain values per photo to compute (what a worker needs, picklable).
-    ``reused``: photos whose result is already there. ``shared``: values every item needs
-    (the prompt's text vectors), sent to the workers once. ``state``: what ``finish`` needs
-    besides the results (the manifest entries being built); it stays where the run started.
+    ``stem`` names the photo or clip (its subfolder in a results stage); ``key`` is the content key its result is
+    stored or recorded under. Each stage subclasses it with the fields its ``compute`` reads.
     """
 
-    items: list[dict[str, Any]] = field(default_factory=list)
+    stem: str
+    key: str
+
+    @property
+    def name(self) -> str:
+        """What reports name this item by: the photo or clip (the score stage names a photo and a prompt)."""
+        return self.stem
+
+
+@dataclass
+class Result:
+    """What a worker hands back for one item: its name, or the error that made it skip the item.
+
+    ``reused``: another run finished the item meanwhile. ``record``: the item's record (``selection.json``,
+    ``edit.json``, ...) for a stage whose ``finish`` summarizes records.
+    """
+
+    stem: str
+    error: str = ""
+    reused: bool = False
+    record: dict[str, Any] | None = None
+
+
+StateT = TypeVar("StateT")
+
+
+@dataclass
+class Plan(Generic[StateT]):
+    """What a stage will do in a run, decided before any model loads.
+
+    ``items``: one :class:`Item` per photo to compute. ``reused``: photos whose result is already there.
+    ``shared``: what every item needs (the prompt's text vectors, the edit request), sent to the workers once.
+    ``state``: the stage's own dataclass of what ``finish`` needs besides the results (the manifest entries being
+    built); it stays where the run started.
+    """
+
+    items: list[Any] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
-    shared: dict[str, Any] = field(default_factory=dict)
-    state: dict[str, Any] = field(default_factory=dict)
+    shared: Any = None
+    state: StateT | None = None
     started: float = field(default_factory=time.perf_counter)
 
-    def report(self, stage: str, results: list[dict[str, Any]], skipped: list[str] | None = None) -> StageReport:
+    def report(self, stage: str, results: list[Result], skipped: list[str] | None = None) -> StageReport:
         """The stage's report from its results: computed, reused (planned so, or found done when claimed), skipped."""
-        computed = [r["stem"] for r in results if not r.get("error") and not r.get("reused")]
-        reused = list(self.reused) + [r["stem"] for r in results if r.get("reused")]
+        computed = [r.stem for r in results if not r.error and not r.reused]
+        reused = list(self.reused) + [r.stem for r in results if r.reused]
         return StageReport(stage, computed, reused, sorted(skipped or []), time.perf_counter() - self.started)
 
 
@@ -196,7 +234,7 @@ class Engine(Protocol):
 
     name: str
 
-    def map(self, fn: Callable[[dict[str, Any]], dict[str, Any]], items: list[dict[str, Any]], desc: str) -> list:
+    def map(self, fn: Callable[[Any], Any], items: list[Any], desc: str) -> list:
         """``fn`` over ``items`` as plain tasks (no model): hashing bytes, reading records."""
 
 
@@ -213,12 +251,11 @@ class Stage:
 
     name: str
     plan: Callable[[Run, Engine], Plan]
-    compute: Callable[[Run, dict[str, Any], LazyModel, dict[str, Any]], dict[str, Any]]
-    finish: Callable[[Run, Plan, list[dict[str, Any]]], StageReport]
+    compute: Callable[[Run, Any, LazyModel, Any], Result]
+    finish: Callable[[Run, Any, list[Result]], StageReport]
     cache: str | None = None  # the cache folder it writes, or
     results: str | None = None  # the results folder it writes
     record: str | None = None  # results stages: the file naming the key each subfolder was made under
-    names_by: str = "stem"  # the item field that names what an item computes (in reports)
     hands_back_record: bool = False  # results stages: a reused item's result row carries its record (finish reads it)
     load: Callable[[Run], Any] | None = None  # the stage's one heavy model; None: plain tasks
     model_key: Callable[[Run], str] | None = None  # its name in a ModelPool
@@ -232,20 +269,18 @@ class Stage:
         """Where it writes: its cache folder, or its results folder."""
         return run.stage_folder(self.cache) if self.cache is not None else run.results(self.results)
 
-    @property
-    def claim_by(self) -> str:
+    def claim_name(self, item: Item) -> str:
         """What a claim names: a cache store's key, or a result's subfolder (the photo or clip)."""
-        return "key" if self.cache is not None else "stem"
+        return item.key if self.cache is not None else item.stem
 
-    def reuse(self, run: Run, item: dict[str, Any]) -> dict[str, Any] | None:
-        """The result row of an item whose work another run finished meanwhile, or None: asked after claiming it."""
-        name = item[self.names_by]
+    def reuse(self, run: Run, item: Item) -> Result | None:
+        """The result of an item whose work another run finished meanwhile, or None: asked after claiming it."""
         if self.cache is not None:
-            return {"stem": name, "reused": True} if run.stage_folder(self.cache).is_done(item["key"]) else None
-        record = run.results(self.results).record(f"{name}/{self.record}")
-        if (record or {}).get("key") != item["key"]:
+            return Result(item.name, reused=True) if run.stage_folder(self.cache).is_done(item.key) else None
+        record = run.results(self.results).record(f"{item.stem}/{self.record}")
+        if (record or {}).get("key") != item.key:
             return None
-        return {"stem": name, "reused": True, **({"record": record} if self.hands_back_record else {})}
+        return Result(item.name, reused=True, record=record if self.hands_back_record else None)
 
 
 @contextlib.contextmanager
@@ -274,7 +309,7 @@ def entries_of(manifest: dict[str, Any] | None, stage: str, before: str) -> dict
     return manifest["images"]
 
 
-def unique_items(entries: dict[str, Any], key_field: str, done: set[str], item: Callable[[str, Any], dict]) -> Plan:
+def unique_items(entries: dict[str, Any], key_field: str, done: set[str], item: Callable[[str, Any], Item]) -> Plan:
     """A plan over ``entries``: each entry's key (attribute ``key_field``) reused when done, else computed once.
 
     Two photos with the same content share a key: the first computes it, the second reuses it.
@@ -296,15 +331,14 @@ def record_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in names}
 
 
-def read_record(item: dict[str, Any], folder: str, name: str) -> dict[str, Any]:
+def read_record(stem: str, folder: str, name: str) -> tuple[str, dict[str, Any] | None]:
     """A plain task: one photo's record (``selection.json``, ``edit.json``) in a results folder, or None."""
-    return {"stem": item["stem"], "record": OutputFolder(folder).record(f"{item['stem']}/{name}")}
+    return stem, OutputFolder(folder).record(f"{stem}/{name}")
 
 
 def read_records(engine: Engine, out: OutputFolder, name: str, stems: list[str]) -> dict[str, dict[str, Any] | None]:
     """Each photo's record ``name`` in ``out`` (None where there is none), read by the engine where they live."""
-    rows = engine.map(partial(read_record, folder=out.url, name=name), [{"stem": s} for s in stems], f"read {name}")
-    return {row["stem"]: row["record"] for row in rows}
+    return dict(engine.map(partial(read_record, folder=out.url, name=name), list(stems), f"read {name}"))
 
 
 def run_stages(run: Run, engine: Any, stages: Iterable[Stage]) -> list[StageReport]:

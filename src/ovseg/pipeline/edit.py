@@ -31,9 +31,11 @@ from ovseg.media.viz import side_by_side
 from ovseg.pipeline import score, select
 from ovseg.pipeline.common import (
     Engine,
+    Item,
     LazyModel,
     ModelPool,
     Plan,
+    Result,
     Run,
     Stage,
     StageReport,
@@ -151,16 +153,32 @@ def edit_photo(
     return edited, record
 
 
-def plan(run: Run, engine: Engine) -> Plan:
+@dataclass
+class EditItem(Item):
+    """A photo to edit: where it is, its merged selection (COCO RLE) and the prompt that selected it."""
+
+    image: str = ""
+    merged: dict[str, Any] | None = None
+    segment_prompt: str = ""
+
+
+@dataclass
+class EditState:
+    """What ``finish`` needs: every photo of the run (the summary lists those edited)."""
+
+    stems: list[str]
+
+
+def plan(run: Run, engine: Engine) -> Plan[EditState]:
     if not run.request.edits:
-        return Plan(state={"stems": []})
+        return Plan(state=EditState([]))
     mode, settings = run.request.mode, run.settings
     request = request_for(mode, run.request.edit_prompt, settings.edit)
     painter = fingerprint(settings.edit)
     entries = entries_of(run.stage_folder(score.FOLDER).read_json(), score.FOLDER, "score")
     selections = read_records(engine, run.results(select.RESULTS), SELECTION_RECORD, list(entries))
     edits = read_records(engine, run.results(RESULTS), EDIT_RECORD, list(entries))
-    plan = Plan(shared={"request": request}, state={"stems": list(entries)})
+    plan = Plan(shared=request, state=EditState(list(entries)))
     for stem, entry in entries.items():
         selection = selections[stem]
         if selection is None:
@@ -171,8 +189,7 @@ def plan(run: Run, engine: Engine) -> Plan:
         if (edits[stem] or {}).get("key") == key:
             plan.reused.append(stem)
         else:
-            item = {"stem": stem, "image": entry["image"], "key": key, "merged": selection["merged"]["rle"]}
-            plan.items.append({**item, "segment_prompt": entry["prompt"]})
+            plan.items.append(EditItem(stem, key, entry["image"], selection["merged"]["rle"], entry["prompt"]))
     return plan
 
 
@@ -194,30 +211,30 @@ class _PainterOnNeed:
         return painter_for(self.model.get(), self.run.settings.edit, self.request)
 
 
-def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
-    image = run.load_photo(item["image"])
-    mask = rle.decode(item["merged"])
+def compute(run: Run, shared: EditRequest, model: LazyModel, item: EditItem) -> Result:
+    image = run.load_photo(item.image)
+    mask = rle.decode(item.merged)
     edited, record = edit_photo(
         run.settings,
         run.request.mode,
         run.request.edit_prompt,
         image,
         mask,
-        _PainterOnNeed(run, model, shared["request"]),
-        key=item["key"],
-        image=item["image"],
-        segment_prompt=item["segment_prompt"],
+        _PainterOnNeed(run, model, shared),
+        key=item.key,
+        image=item.image,
+        segment_prompt=item.segment_prompt,
     )
     if record.note:
-        print(f"ovseg edit: {item['stem']}: {record.note}")
-    write_edit(run.results(RESULTS), item["stem"], image, edited, record)
-    return {"stem": item["stem"]}
+        print(f"ovseg edit: {item.stem}: {record.note}")
+    write_edit(run.results(RESULTS), item.stem, image, edited, record)
+    return Result(item.stem)
 
 
-def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
+def finish(run: Run, plan: Plan[EditState], results: list[Result]) -> StageReport:
     out = run.results(RESULTS)
-    failed = {r["stem"] for r in results if r.get("error")}
-    stems = [stem for stem in plan.state["stems"] if stem not in failed]
+    failed = {r.stem for r in results if r.error}
+    stems = [stem for stem in plan.state.stems if stem not in failed]
     if not run.request.edits:
         out.update_json({"mode": "segment", "note": "segment mode: nothing edited", "images": {}}, SUMMARY_FILE)
     else:

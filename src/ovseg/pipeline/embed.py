@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -20,9 +19,11 @@ from ovseg.media.fileio import content_key, working_image
 from ovseg.pipeline import masks
 from ovseg.pipeline.common import (
     Engine,
+    Item,
     LazyModel,
     ModelPool,
     Plan,
+    Result,
     Run,
     Stage,
     StageReport,
@@ -57,7 +58,22 @@ def embed_key(settings: Settings, masks_key: str, fingerprint: str) -> str:
     return content_key(VERSION, masks_key, settings.section("embed"), fingerprint)
 
 
-def plan(run: Run, engine: Engine) -> Plan:
+@dataclass
+class EmbedItem(Item):
+    """A photo whose candidates CLIP is to describe: where it is, and its masks store."""
+
+    image: str = ""
+    masks: str = ""
+
+
+@dataclass
+class EmbedState:
+    """What ``finish`` needs: the manifest entries, by photo."""
+
+    entries: dict[str, EmbedEntry]
+
+
+def plan(run: Run, engine: Engine) -> Plan[EmbedState]:
     settings = run.settings
     fingerprint = model_fingerprint(settings.embed.model, CLIP)
     source = entries_of(run.stage_folder(masks.FOLDER).read_json(), masks.FOLDER, "masks")
@@ -68,13 +84,8 @@ def plan(run: Run, engine: Engine) -> Plan:
         entry.clip_model = settings.embed.model
         entries[stem] = entry
     done = run.stage_folder(FOLDER).done_keys()
-    plan = unique_items(
-        entries,
-        "embeddings",
-        done,
-        lambda stem, e: {"image": e.image, "stem": stem, "masks": e.masks, "key": e.embeddings},
-    )
-    plan.state = {"entries": entries}
+    plan = unique_items(entries, "embeddings", done, lambda stem, e: EmbedItem(stem, e.embeddings, e.image, e.masks))
+    plan.state = EmbedState(entries)
     return plan
 
 
@@ -103,24 +114,24 @@ def model_key(run: Run) -> str:
     return ModelPool.key("clip", run.settings.embed.model)
 
 
-def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
-    proposals, mask_attrs = run.stage_folder(masks.FOLDER).proposals(item["masks"])
-    photo = run.load_photo(item["image"])
-    arrays, attrs, record = embed_image(run.settings, model.get(), photo, proposals, mask_attrs, item["masks"])
-    run.stage_folder(FOLDER).publish(item["key"], arrays, attrs, {**record, "engine": run.engine})
-    return {"stem": item["stem"]}
+def compute(run: Run, shared: None, model: LazyModel, item: EmbedItem) -> Result:
+    proposals, mask_attrs = run.stage_folder(masks.FOLDER).proposals(item.masks)
+    photo = run.load_photo(item.image)
+    arrays, attrs, record = embed_image(run.settings, model.get(), photo, proposals, mask_attrs, item.masks)
+    run.stage_folder(FOLDER).publish(item.key, arrays, attrs, {**record, "engine": run.engine})
+    return Result(item.stem)
 
 
-def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
-    entries: dict[str, EmbedEntry] = plan.state["entries"]
+def finish(run: Run, plan: Plan[EmbedState], results: list[Result]) -> StageReport:
+    entries = plan.state.entries
     errors = {}
     for result in results:
-        if result.get("error"):
+        if result.error:
             if run.settings.strict:
-                raise OvsegError(result["error"])
-            entry = entries.pop(result["stem"])
-            errors[image_name(entry.image)] = result["error"]
-            warn_skipped(entry.image, result["error"])
+                raise OvsegError(result.error)
+            entry = entries.pop(result.stem)
+            errors[image_name(entry.image)] = result.error
+            warn_skipped(entry.image, result.error)
     report = plan.report("embed", results, list(errors))
     images = {stem: dataclasses.asdict(entry) for stem, entry in entries.items()}
     manifest = {"images": images, "skipped": errors, "run": report.record(run.engine)}

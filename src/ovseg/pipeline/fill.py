@@ -26,7 +26,17 @@ from PIL import Image
 from ovseg.editing import fingerprint, load_painting_model, painter_for, request_for
 from ovseg.media.fileio import content_key
 from ovseg.pipeline import edit, follow, frames
-from ovseg.pipeline.common import Engine, LazyModel, ModelPool, Plan, Run, Stage, StageReport, read_records
+from ovseg.pipeline.common import (
+    Engine,
+    LazyModel,
+    ModelPool,
+    Plan,
+    Result,
+    Run,
+    Stage,
+    StageReport,
+    read_records,
+)
 
 VERSION = "video-fill-v1"
 RESULTS = "video_edit"  # <output>/video_edit/<clip>/: this stage's own folder (DVC: its output)
@@ -52,26 +62,33 @@ class ClipEditRecord:
     frames: list[dict[str, Any]] = field(default_factory=list)
 
 
-def fill_key(run: Run, entry: dict[str, str]) -> str:
+def fill_key(run: Run, entry: follow.ClipTracks) -> str:
     video = run.settings.video
     knobs = [video.fill_window, video.fill_consistency, video.flow_scale, video.fill_frames]
-    return content_key(VERSION, entry["frames"], entry["tracks"], run.settings.section("edit"),
+    return content_key(VERSION, entry.frames, entry.tracks, run.settings.section("edit"),
                        fingerprint(run.settings.edit), knobs)  # fmt: skip
 
 
-def plan(run: Run, engine: Engine) -> Plan:
+@dataclass
+class FillState:
+    """What ``finish`` needs: every clip of the run (the summary lists each one's edited video)."""
+
+    clips: list[str]
+
+
+def plan(run: Run, engine: Engine) -> Plan[FillState]:
     if run.request.mode != "remove":
-        return Plan(state={"clips": []})
+        return Plan(state=FillState([]))
     entries = follow.tracks_entries(run.cache)
     out = run.results(RESULTS)
     previous = read_records(engine, out, edit.EDIT_RECORD, list(entries))
-    plan = Plan(state={"clips": list(entries)})
+    plan = Plan(state=FillState(list(entries)))
     for clip, entry in entries.items():
         key = fill_key(run, entry)
         if (previous.get(clip) or {}).get("key") == key:
             plan.reused.append(clip)
         else:
-            plan.items.append({"stem": clip, "key": key, **entry})
+            plan.items.append(follow.TracksItem(clip, key, entry.frames, entry.tracks))
     return plan
 
 
@@ -99,7 +116,7 @@ def image_backend(run: Run, model: LazyModel):
     return paint
 
 
-def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
+def compute(run: Run, shared: None, model: LazyModel, item: follow.TracksItem) -> Result:
     from tqdm import tqdm
 
     from ovseg.editing import dilate
@@ -109,8 +126,8 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
 
     started = time.perf_counter()
     video_settings = run.settings.video
-    with run.stage_folder(frames.FOLDER).files(item["frames"]) as decoded, \
-            run.stage_folder(follow.FOLDER).files(item["tracks"]) as tracks:  # fmt: skip
+    with run.stage_folder(frames.FOLDER).files(item.frames) as decoded, \
+            run.stage_folder(follow.FOLDER).files(item.tracks) as tracks:  # fmt: skip
         video = FrameFolder(decoded)
         pictures = [video[i] for i in range(len(video))]
         holes = [
@@ -129,7 +146,7 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
             files.append("frames/")
         with VideoWriter(folder / "edited.mp4", video.fps) as edited, \
                 VideoWriter(folder / "before_after.mp4", video.fps) as both:  # fmt: skip
-            steps = tqdm(filler.run(), desc=f"fill {item['stem']}", total=len(pictures), unit="frame", leave=False)
+            steps = tqdm(filler.run(), desc=f"fill {item.stem}", total=len(pictures), unit="frame", leave=False)
             for index, result, stats in steps:
                 edited.write(result)
                 both.write(side_by_side(Image.fromarray(pictures[index]), Image.fromarray(result),
@@ -140,7 +157,7 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
         seconds = (time.perf_counter() - started) / max(1, len(rows))
         holes_px = sum(r["hole_px"] for r in rows) or 1
         record = ClipEditRecord(
-            key=item["key"], clip=item["stem"], mode="remove", video=video.index["video"],
+            key=item.key, clip=item.stem, mode="remove", video=video.index["video"],
             backend=run.settings.edit.backend, settings=run.settings.section("edit"), fps=video.fps,
             from_frames=round(sum(r["from_frames"] * r["hole_px"] for r in rows) / holes_px, 4),
             from_image=round(sum(r["from_image"] * r["hole_px"] for r in rows) / holes_px, 4),
@@ -148,13 +165,13 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
         )  # fmt: skip
         return dataclasses.asdict(record)
 
-    record = edit.write_clip_edit(run.results(RESULTS), item["stem"], write)
-    return {"stem": item["stem"], "record": record}
+    record = edit.write_clip_edit(run.results(RESULTS), item.stem, write)
+    return Result(item.stem, record=record)
 
 
-def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
+def finish(run: Run, plan: Plan[FillState], results: list[Result]) -> StageReport:
     out = run.results(RESULTS)
-    clips = {clip: out.join(f"{clip}/edited.mp4") for clip in plan.state["clips"]}
+    clips = {clip: out.join(f"{clip}/edited.mp4") for clip in plan.state.clips}
     if run.request.mode == "remove":
         out.update_json({"mode": "remove", "clips": clips}, SUMMARY_FILE)
     return plan.report("fill", results)

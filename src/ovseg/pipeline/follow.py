@@ -32,7 +32,20 @@ from ovseg.errors import OvsegError, one_line
 from ovseg.media.fileio import content_key, sha256_bytes
 from ovseg.media.videoio import FRAMES_INDEX
 from ovseg.pipeline import embed, frames, masks, score
-from ovseg.pipeline.common import Engine, LazyModel, ModelPool, Plan, Run, Stage, StageReport, run_stages, warn_skipped
+from ovseg.pipeline.common import (
+    Engine,
+    Item,
+    LazyModel,
+    ModelPool,
+    Plan,
+    Result,
+    Run,
+    Stage,
+    StageReport,
+    record_fields,
+    run_stages,
+    warn_skipped,
+)
 from ovseg.request import RunRequest, outside_frame
 from ovseg.storage.folders import StageFolder
 from ovseg.storage.store import files_name
@@ -91,10 +104,7 @@ def score_keyframes(run: Run, engine: Engine, entry: frames.FramesEntry, query: 
     photos = tuple(store.join(f"{files_name(entry.frames)}/{k:05d}.jpg") for k in keyframes)
     sub = _keyframe_run(run, photos)
     run_stages(sub, engine, [masks.STAGE, embed.STAGE])
-    scored = score.plan_prompts(sub, [query])
-    if scored.items:
-        engine.compute(score.STAGE, sub, scored)
-    per_photo = scored.state["per_prompt"][query]
+    per_photo = score.scores_for(sub, engine, [query])[query]
     return {k: {"masks": per_photo[f"{k:05d}"].masks, "scores": per_photo[f"{k:05d}"].scores} for k in keyframes}
 
 
@@ -120,14 +130,49 @@ def seed_record(request: RunRequest) -> dict[str, Any]:
     return record
 
 
-def plan(run: Run, engine: Engine) -> Plan:
+@dataclass
+class ClipTracks:
+    """One clip's entry in ``cache/tracks/manifest.json`` (under ``clips``): its frames store and tracks store."""
+
+    frames: str
+    tracks: str
+
+
+@dataclass
+class TracksItem(Item):
+    """A clip whose tracks are made into something (a video, a fill): its frames store and tracks store."""
+
+    frames: str = ""
+    tracks: str = ""
+
+
+@dataclass
+class FollowItem(Item):
+    """A clip to follow: its frames store, what was given to follow and where, each keyframe's masks and scores
+    keys (following words), and the classes."""
+
+    frames: str = ""
+    seeds: dict[str, Any] = field(default_factory=dict)
+    keyframes: dict[int, dict[str, str]] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FollowState:
+    """What ``finish`` needs: each clip's entry, and the clips left out and why."""
+
+    entries: dict[str, ClipTracks] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def plan(run: Run, engine: Engine) -> Plan[FollowState]:
     entries = frames.clip_entries(run.cache)
     seeds = seed_record(run.request)
     query = None if seeds else query_of(run.request)  # clicks, a box or a mask replace the prompt
     if not seeds and query is None:
         raise OvsegError('say what to follow: --prompt "the dog", --point X,Y [--frame N], --box or --mask first.png')
     done = run.stage_folder(FOLDER).done_keys()
-    plan = Plan(state={"entries": {}, "skipped": {}})
+    plan = Plan(state=FollowState())
     for name, entry in entries.items():
         placed = seeds
         if seeds:
@@ -137,22 +182,17 @@ def plan(run: Run, engine: Engine) -> Plan:
                 if run.settings.strict or len(entries) == 1:
                     raise
                 warn_skipped(entry.video, str(exc))
-                plan.state["skipped"][name] = str(exc)
+                plan.state.skipped[name] = str(exc)
                 continue
         keyframes = score_keyframes(run, engine, entry, query) if query else {}
         key = follow_key(run, entry, placed, keyframes, query)
-        plan.state["entries"][name] = {"frames": entry.frames, "tracks": key}
+        plan.state.entries[name] = ClipTracks(entry.frames, key)
         if key in done:
             plan.reused.append(name)
             continue
-        plan.items.append(
-            {
-                "stem": name, "key": key, "frames": entry.frames, "seeds": placed,
-                "keyframes": {str(k): v for k, v in keyframes.items()}, "classes": list(query or []),
-            }
-        )  # fmt: skip
-    if not plan.state["entries"]:
-        first = next(iter(plan.state["skipped"].values()))
+        plan.items.append(FollowItem(name, key, entry.frames, placed, keyframes, list(query or [])))
+    if not plan.state.entries:
+        first = next(iter(plan.state.skipped.values()))
         raise OvsegError(f"nothing to follow in any of the {len(entries)} videos (first: {first})")
     return plan
 
@@ -260,7 +300,7 @@ def model_key(run: Run) -> str:
     return ModelPool.key("propagator", [run.settings.section("video"), run.settings.masks.model])
 
 
-def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
+def compute(run: Run, shared: None, model: LazyModel, item: FollowItem) -> Result:
     from tqdm import tqdm
 
     from ovseg.media.videoio import FrameFolder
@@ -269,28 +309,27 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
 
     started = time.perf_counter()
     store = run.stage_folder(FOLDER)
-    with run.stage_folder(frames.FOLDER).files(item["frames"]) as path, store.partial(item["key"]) as partial:
+    with run.stage_folder(frames.FOLDER).files(item.frames) as path, store.partial(item.key) as partial:
         video = FrameFolder(path)
         height, width = video[0].shape[:2]
-        keyframes = {int(k): v for k, v in item["keyframes"].items()}
         plan = FollowPlan(
             frames=len(video),
-            seeds=seeds_for(item["seeds"], (height, width)),
-            keyframes=sorted(keyframes),
-            find=instance_finder(run, keyframes, (height, width)) if keyframes else None,
-            classes=item["classes"],
+            seeds=seeds_for(item.seeds, (height, width)),
+            keyframes=sorted(item.keyframes),
+            find=instance_finder(run, item.keyframes, (height, width)) if item.keyframes else None,
+            classes=item.classes,
         )
         propagator = model.get()
-        saved = _checkpoint(partial, item["key"])
+        saved = _checkpoint(partial, item.key)
         tracks: dict[int, Any] = {}
         per_frame: dict[int, dict[int, Any]] = saved["per_frame"] if saved else {}
         earlier = saved["seconds"] if saved else 0.0
         following = Following(propagator, video, plan, tracks, resume=saved["following"] if saved else None)
         if saved:
-            print(f"ovseg: {item['stem']}: going on from the {following.done} frames followed before the stop",
+            print(f"ovseg: {item.stem}: going on from the {following.done} frames followed before the stop",
                   file=sys.stderr)  # fmt: skip
         (partial / "masks").mkdir(exist_ok=True)
-        steps = tqdm(following, desc=f"follow {item['stem']}", total=len(video), initial=following.done,
+        steps = tqdm(following, desc=f"follow {item.stem}", total=len(video), initial=following.done,
                      unit="frame", leave=False)  # fmt: skip
         for frame, found in steps:
             labels = label_map(found, (height, width))
@@ -298,19 +337,19 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
             per_frame[frame] = {obj: _frame_record(o) for obj, o in found.items()}
             if following.done % CHECKPOINT_EVERY == 0 and following.done < len(video):
                 seconds = earlier + time.perf_counter() - started
-                _keep_checkpoint(partial, item["key"], following.checkpoint(), per_frame, seconds)
+                _keep_checkpoint(partial, item.key, following.checkpoint(), per_frame, seconds)
         (partial / CHECKPOINT).unlink(missing_ok=True)
         seconds = earlier + time.perf_counter() - started
         index = TracksIndex(
-            clip=item["stem"], frames=len(video), size=[width, height], fps=video.fps, propagator=propagator.name,
+            clip=item.stem, frames=len(video), size=[width, height], fps=video.fps, propagator=propagator.name,
             objects=_objects(tracks, per_frame, len(video)),
-            classes=item["classes"] or None,
+            classes=item.classes or None,
         )  # fmt: skip
         (partial / TRACKS_INDEX).write_text(json.dumps(dataclasses.asdict(index), indent=1))
         per_frame_s = round(seconds / len(video), 4)
         record = {"seconds": round(seconds, 3), "seconds_per_frame": per_frame_s, "engine": run.engine}
-        store.publish_files(item["key"], partial, record)
-    return {"stem": item["stem"], "seconds_per_frame": per_frame_s}
+        store.publish_files(item.key, partial, record)
+    return Result(item.stem)
 
 
 def _checkpoint(partial: Path, key: str) -> dict[str, Any] | None:
@@ -371,19 +410,20 @@ def _objects(tracks: dict[int, Any], per_frame: dict[int, dict[int, Any]], count
     return objects
 
 
-def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
-    report = plan.report("follow", results, list(plan.state["skipped"]))
-    manifest = {"clips": plan.state["entries"], "skipped": plan.state["skipped"], "run": report.record(run.engine)}
+def finish(run: Run, plan: Plan[FollowState], results: list[Result]) -> StageReport:
+    report = plan.report("follow", results, list(plan.state.skipped))
+    clips = {name: dataclasses.asdict(entry) for name, entry in plan.state.entries.items()}
+    manifest = {"clips": clips, "skipped": plan.state.skipped, "run": report.record(run.engine)}
     run.stage_folder(FOLDER).update_json(manifest, ignore=("run",))
     return report
 
 
-def tracks_entries(cache: str) -> dict[str, dict[str, str]]:
+def tracks_entries(cache: str) -> dict[str, ClipTracks]:
     """Clip -> its frames and tracks keys, from the follow stage's latest run."""
     manifest = StageFolder(str(cache), FOLDER).read_json()
     if manifest is None:
         raise OvsegError("tracks/manifest.json not found: run the follow stage first (`dvc repro` or `ovseg run`)")
-    return manifest["clips"]
+    return {name: ClipTracks(**record_fields(ClipTracks, entry)) for name, entry in manifest["clips"].items()}
 
 
 def skipped_clips(cache: str) -> dict[str, str]:

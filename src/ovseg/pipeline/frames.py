@@ -31,7 +31,18 @@ from ovseg.config import Settings
 from ovseg.errors import OvsegError, UnreadableImageError, one_line
 from ovseg.media.fileio import content_key, load_image
 from ovseg.media.videoio import FRAMES_INDEX, Cut, FrameFolder, clip_rate, decode, frame_files, list_clips
-from ovseg.pipeline.common import Engine, LazyModel, Plan, Run, Stage, StageReport, unique_items, warn_skipped
+from ovseg.pipeline.common import (
+    Engine,
+    Item,
+    LazyModel,
+    Plan,
+    Result,
+    Run,
+    Stage,
+    StageReport,
+    unique_items,
+    warn_skipped,
+)
 from ovseg.storage.folders import StageFolder
 
 VERSION = "frames-v1"
@@ -85,19 +96,50 @@ def clip_digest(location: str) -> str:
     return digest.hexdigest()
 
 
-def check_clip(item: dict[str, Any], settings: Settings, done: frozenset[str]) -> dict[str, Any]:
+@dataclass
+class ClipCheck:
+    """A clip as planning finds it (a plain task where it lives): its digest and frames key, or why it fails."""
+
+    stem: str
+    video: str
+    sha256: str = ""
+    key: str = ""
+    error: str = ""
+
+
+@dataclass
+class FramesItem(Item):
+    """A clip to decode: where it is."""
+
+    video: str = ""
+
+
+@dataclass
+class FramesResult(Result):
+    """A decoded clip's index summary (count, fps, size, cuts, notes), for the manifest."""
+
+    index: dict[str, Any] | None = None
+
+
+@dataclass
+class FramesState:
+    """What ``finish`` needs: the manifest entries, and the clips that could not be read."""
+
+    entries: dict[str, FramesEntry]
+    errors: dict[str, str]
+
+
+def check_clip(clip: ClipCheck, settings: Settings, done: frozenset[str]) -> ClipCheck:
     """Hash one clip and, unless its frames are stored, make sure its first frame decodes (a plain task)."""
     try:
-        sha = clip_digest(item["video"])
+        sha = clip_digest(clip.video)
         key = frames_key(settings, sha)
         if key not in done:
-            next(iter(_frames(Path(item["video"]), cut_of(settings), settings.video.folder_fps)))
+            next(iter(_frames(Path(clip.video), cut_of(settings), settings.video.folder_fps)))
     except (OvsegError, OSError) as exc:
-        return {
-            **item,
-            "error": str(exc) if isinstance(exc, OvsegError) else f"cannot read {item['video']}: {one_line(exc)}",
-        }
-    return {**item, "sha256": sha, "key": key, "error": ""}
+        error = str(exc) if isinstance(exc, OvsegError) else f"cannot read {clip.video}: {one_line(exc)}"
+        return dataclasses.replace(clip, error=error)
+    return dataclasses.replace(clip, sha256=sha, key=key, error="")
 
 
 def _frames(path: Path, cut: Cut, folder_fps: float, problems: list[str] | None = None):
@@ -176,47 +218,47 @@ def decode_clip(location: str, settings: Settings, folder: Path) -> dict[str, An
     return index
 
 
-def plan(run: Run, engine: Engine) -> Plan:
+def plan(run: Run, engine: Engine) -> Plan[FramesState]:
     started = time.perf_counter()
     settings = run.settings
     clips = list_clips(run.request.videos)
     folder = run.stage_folder(FOLDER)
     done = folder.done_keys()
     check = partial(check_clip, settings=settings, done=frozenset(done))
-    rows = {
-        row["stem"]: row for row in engine.map(check, [{"video": c.location, "stem": c.name} for c in clips], "read")
+    rows: dict[str, ClipCheck] = {
+        row.stem: row for row in engine.map(check, [ClipCheck(c.name, c.location) for c in clips], "read")
     }
     errors: dict[str, str] = {}
     entries: dict[str, FramesEntry] = {}
     previous = (folder.read_json() or {}).get("clips", {})
     for clip in clips:
         row = rows[clip.name]
-        if row["error"]:
+        if row.error:
             if settings.strict or len(clips) == 1:
-                raise OvsegError(row["error"])
-            errors[clip.name] = row["error"]
-            warn_skipped(clip.location, row["error"])
+                raise OvsegError(row.error)
+            errors[clip.name] = row.error
+            warn_skipped(clip.location, row.error)
             continue
         old = previous.get(clip.name, {})
-        entry = FramesEntry(clip.location, row["sha256"], row["key"])
-        if old.get("frames") == row["key"]:
+        entry = FramesEntry(clip.location, row.sha256, row.key)
+        if old.get("frames") == row.key:
             entry = FramesEntry(**{**old, "video": clip.location})
         entries[clip.name] = entry
     if not entries:
         raise OvsegError(f"none of the {len(clips)} videos could be read (first: {next(iter(errors.values()))})")
-    plan = unique_items(entries, "frames", done, lambda stem, e: {"video": e.video, "stem": stem, "key": e.frames})
-    plan.state, plan.started = {"entries": entries, "errors": errors}, started
+    plan = unique_items(entries, "frames", done, lambda stem, e: FramesItem(stem, e.frames, e.video))
+    plan.state, plan.started = FramesState(entries, errors), started
     return plan
 
 
-def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
+def compute(run: Run, shared: None, model: LazyModel, item: FramesItem) -> FramesResult:
     started = time.perf_counter()
     store = run.stage_folder(FOLDER)
-    with store.scratch(item["key"]) as scratch:
-        index = decode_clip(item["video"], run.settings, scratch)
+    with store.scratch(item.key) as scratch:
+        index = decode_clip(item.video, run.settings, scratch)
         seconds = round(time.perf_counter() - started, 3)
-        store.publish_files(item["key"], scratch, {"seconds": seconds, "engine": run.engine})
-    return {"stem": item["stem"], "index": _summary(index)}
+        store.publish_files(item.key, scratch, {"seconds": seconds, "engine": run.engine})
+    return FramesResult(item.stem, index=_summary(index))
 
 
 def _summary(index: dict[str, Any]) -> dict[str, Any]:
@@ -226,19 +268,19 @@ def _summary(index: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
-    entries: dict[str, FramesEntry] = plan.state["entries"]
-    errors: dict[str, str] = dict(plan.state["errors"])
+def finish(run: Run, plan: Plan[FramesState], results: list[Result]) -> StageReport:
+    entries = plan.state.entries
+    errors = dict(plan.state.errors)
     for result in results:
-        if result.get("error"):
+        if result.error:
             if run.settings.strict:
-                raise OvsegError(result["error"])
-            errors[result["stem"]] = result["error"]
-            warn_skipped(entries[result["stem"]].video, result["error"])
-            del entries[result["stem"]]
-        elif not result.get("reused"):
-            entries[result["stem"]] = dataclasses.replace(entries[result["stem"]], **result["index"])
-            for note in result["index"].get("notes") or []:  # said once, when the clip is decoded
+                raise OvsegError(result.error)
+            errors[result.stem] = result.error
+            warn_skipped(entries[result.stem].video, result.error)
+            del entries[result.stem]
+        elif isinstance(result, FramesResult) and result.index is not None:  # decoded now (not reused)
+            entries[result.stem] = dataclasses.replace(entries[result.stem], **result.index)
+            for note in result.index.get("notes") or []:  # said once, when the clip is decoded
                 print(f"ovseg: warning: {note}", file=sys.stderr)
     store = run.stage_folder(FOLDER)
     for name, entry in entries.items():

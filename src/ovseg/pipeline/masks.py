@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
@@ -37,9 +36,11 @@ from ovseg.media.fileio import (
 from ovseg.media.viz import candidates_preview
 from ovseg.pipeline.common import (
     Engine,
+    Item,
     LazyModel,
     ModelPool,
     Plan,
+    Result,
     Run,
     Stage,
     StageReport,
@@ -76,28 +77,64 @@ class MasksEntry:
     working_size: list[int] | None = None
 
 
+@dataclass
+class PhotoCheck:
+    """A photo as planning finds it (a plain task where it lives): its bytes' hash and store key, or why it fails."""
+
+    stem: str
+    image: str
+    sha256: str = ""
+    key: str = ""
+    error: str = ""
+
+
+@dataclass
+class MasksItem(Item):
+    """A photo whose mask candidates are to be computed: where it is and its bytes' hash (kept in the store)."""
+
+    image: str = ""
+    sha256: str = ""
+
+
+@dataclass
+class MasksResult(Result):
+    """A computed photo's sizes, for the manifest: (width, height) as read, and as masks are stored."""
+
+    original_size: list[int] | None = None
+    working_size: list[int] | None = None
+
+
+@dataclass
+class MasksState:
+    """What ``finish`` needs: the manifest entries, the files that could not be read, each photo's file name."""
+
+    entries: dict[str, MasksEntry]
+    errors: dict[str, str]
+    files: dict[str, str]
+
+
 def masks_key(settings: Settings, sha256: str, fingerprint: str) -> str:
     """The masks store's key: image bytes, mask settings, mask weights (every engine names it so)."""
     return content_key(VERSION, sha256, settings.section("masks"), fingerprint)
 
 
-def check_photo(item: dict[str, Any], settings: Settings, fingerprint: str, done: frozenset[str]) -> dict[str, Any]:
+def check_photo(photo: PhotoCheck, settings: Settings, fingerprint: str, done: frozenset[str]) -> PhotoCheck:
     """Hash one photo where it lives and, unless its store is done, make sure it decodes (a plain task)."""
     try:
-        data = read_bytes(item["image"])
+        data = read_bytes(photo.image)
     except Exception as exc:  # noqa: BLE001 - whatever the filesystem says, the photo is skipped with it
-        return {**item, "error": f"cannot read {item['image']}: {one_line(exc)}"}
+        return dataclasses.replace(photo, error=f"cannot read {photo.image}: {one_line(exc)}")
     sha = sha256_bytes(data)
     key = masks_key(settings, sha, fingerprint)
     if key not in done:
         try:
-            decode_image(data, item["image"], settings.max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS)
+            decode_image(data, photo.image, settings.max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS)
         except OvsegError as exc:
-            return {**item, "error": str(exc)}
-    return {**item, "sha256": sha, "key": key, "error": ""}
+            return dataclasses.replace(photo, error=str(exc))
+    return dataclasses.replace(photo, sha256=sha, key=key, error="")
 
 
-def plan(run: Run, engine: Engine) -> Plan:
+def plan(run: Run, engine: Engine) -> Plan[MasksState]:
     started = time.perf_counter()
     settings = run.settings
     photos = list_photos(run.request.images, run.request.recursive)
@@ -107,35 +144,31 @@ def plan(run: Run, engine: Engine) -> Plan:
     check = partial(
         check_photo, settings=settings, fingerprint=model_fingerprint(settings.masks.model, None), done=frozenset(done)
     )
-    items = [{"image": photo.location, "stem": photo.name} for photo in photos]
-    rows = {row["stem"]: row for row in engine.map(check, items, "read")}
+    checks = [PhotoCheck(photo.name, photo.location) for photo in photos]
+    rows: dict[str, PhotoCheck] = {row.stem: row for row in engine.map(check, checks, "read")}
     errors: dict[str, str] = {}
     for photo in photos:
         row = rows[photo.name]
-        if row["error"]:
+        if row.error:
             if settings.strict or len(photos) == 1:
-                raise OvsegError(row["error"])
-            errors[photo.file] = row["error"]
-            warn_skipped(photo.location, row["error"])
+                raise OvsegError(row.error)
+            errors[photo.file] = row.error
+            warn_skipped(photo.location, row.error)
     if len(errors) == len(photos):
         raise OvsegError(f"none of the {len(photos)} images could be read (first: {next(iter(errors.values()))})")
     previous = (folder.read_json() or {}).get("images", {})
     entries: dict[str, MasksEntry] = {}
     for photo in photos:
         row = rows[photo.name]
-        if not row["error"]:
-            entry = MasksEntry(row["image"], row["sha256"], row["key"])
+        if not row.error:
+            entry = MasksEntry(row.image, row.sha256, row.key)
             old = previous.get(photo.name, {})
-            if old.get("masks") == row["key"]:
+            if old.get("masks") == row.key:
                 entry.original_size, entry.working_size = old.get("original_size"), old.get("working_size")
             entries[photo.name] = entry
-    plan = unique_items(
-        entries, "masks", done, lambda stem, e: {"image": e.image, "stem": stem, "sha256": e.sha256, "key": e.masks}
-    )
-    plan.state, plan.started = (
-        {"entries": entries, "errors": errors, "files": {p.name: p.file for p in photos}},
-        started,
-    )
+    plan = unique_items(entries, "masks", done, lambda stem, e: MasksItem(stem, e.masks, e.image, e.sha256))
+    plan.state = MasksState(entries, errors, {p.name: p.file for p in photos})
+    plan.started = started
     return plan
 
 
@@ -187,33 +220,33 @@ def model_key(run: Run) -> str:
     return ModelPool.key("masks", run.settings.section("masks"))
 
 
-def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
-    photo = run.load_photo(item["image"])
+def compute(run: Run, shared: None, model: LazyModel, item: MasksItem) -> MasksResult:
+    photo = run.load_photo(item.image)
     proposals, attrs, preview, record = propose_image(run.settings, photo, model.get())
     run.stage_folder(FOLDER).publish(
-        item["key"],
+        item.key,
         proposals.arrays(),
-        {"sha256": item["sha256"], **attrs},
+        {"sha256": item.sha256, **attrs},
         {**record, "engine": run.engine},
         png_bytes(preview),
     )
-    return {"stem": item["stem"], "original_size": attrs["original_size"], "working_size": attrs["working_size"]}
+    return MasksResult(item.stem, original_size=attrs["original_size"], working_size=attrs["working_size"])
 
 
-def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
-    entries: dict[str, MasksEntry] = plan.state["entries"]
-    errors: dict[str, str] = dict(plan.state["errors"])
+def finish(run: Run, plan: Plan[MasksState], results: list[Result]) -> StageReport:
+    entries = plan.state.entries
+    errors = dict(plan.state.errors)
     for result in results:
-        entry = entries[result["stem"]]
-        if result.get("error"):  # read fine while planning, failed in the worker: skipped the same way
+        entry = entries[result.stem]
+        if result.error:  # read fine while planning, failed in the worker: skipped the same way
             if run.settings.strict:
-                raise OvsegError(result["error"])
-            errors[plan.state["files"][result["stem"]]] = result["error"]
-            warn_skipped(entry.image, result["error"])
-            del entries[result["stem"]]
+                raise OvsegError(result.error)
+            errors[plan.state.files[result.stem]] = result.error
+            warn_skipped(entry.image, result.error)
+            del entries[result.stem]
             continue
-        if not result.get("reused"):  # a store another run finished: its sizes are read below
-            entry.original_size, entry.working_size = result["original_size"], result["working_size"]
+        if isinstance(result, MasksResult):  # reused: a store another run finished; its sizes are read below
+            entry.original_size, entry.working_size = result.original_size, result.working_size
     if not entries:
         raise OvsegError(f"none of the images could be read (first: {next(iter(errors.values()), 'no images')})")
     store = run.stage_folder(FOLDER)

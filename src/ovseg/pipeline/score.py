@@ -22,9 +22,11 @@ from ovseg.media.fileio import content_key
 from ovseg.pipeline import embed, masks
 from ovseg.pipeline.common import (
     Engine,
+    Item,
     LazyModel,
     ModelPool,
     Plan,
+    Result,
     Run,
     Stage,
     StageReport,
@@ -198,13 +200,42 @@ def class_store(
     return arrays, attrs
 
 
-def plan_prompts(run: Run, prompts: list[Query]) -> Plan:
+@dataclass
+class ScoreItem(Item):
+    """One (photo, prompt) pair to score: its CLIP features' store, the prompt or the classes, and the CLIP."""
+
+    label: str = ""  # what reports name it: the photo, with the prompt when a run scores several
+    prompt: str = ""
+    embeddings: str = ""
+    clip_model: str = ""
+    classes: list[str] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.label
+
+
+@dataclass
+class ScoreShared:
+    """What every item needs, sent to the workers once: each text's unit vector, and the scoring temperature."""
+
+    vectors: dict[str, np.ndarray]
+    temperature: float
+
+
+@dataclass
+class ScoreState:
+    """What ``finish`` and the stage's callers read: prompt (or tuple of classes) -> photo stem -> its entry."""
+
+    per_prompt: dict[Query, dict[str, ScoreEntry]]
+
+
+def plan_prompts(run: Run, prompts: list[Query]) -> Plan[ScoreState]:
     """A plan scoring every photo of the embeddings manifest against each of ``prompts``.
 
     A prompt is a text, or a tuple of classes scored together (one store with a class axis).
     Items are (photo, prompt) pairs whose scores are not cached; the texts of all prompts are
     encoded (or read from the text cache) once, here, and shipped to the workers as ``shared``.
-    ``state["per_prompt"]``: prompt -> photo stem -> :class:`ScoreEntry`.
     """
     for prompt in prompts:
         if not query_title(prompt):
@@ -212,11 +243,11 @@ def plan_prompts(run: Run, prompts: list[Query]) -> Plan:
     settings = run.settings
     source = entries_of(run.stage_folder(embed.FOLDER).read_json(), embed.FOLDER, "embed")
     done = run.stage_folder(FOLDER).done_keys()
-    plan = Plan(state={"per_prompt": {}})
+    plan = Plan(state=ScoreState({}))
     queued: set[str] = set()
     queued_prompts: set[Query] = set()  # prompts with some photo to score: only their texts are needed
     for prompt in prompts:
-        plan.state["per_prompt"][prompt] = entries = {}
+        plan.state.per_prompt[prompt] = entries = {}
         for stem, data in source.items():
             entry = ScoreEntry(**record_fields(embed.EmbedEntry, data))
             entry.scores, entry.prompt = query_key(settings, entry.embeddings, prompt), query_title(prompt)
@@ -228,17 +259,34 @@ def plan_prompts(run: Run, prompts: list[Query]) -> Plan:
             else:
                 queued.add(entry.scores)
                 queued_prompts.add(prompt)
-                item = {"stem": stem, "label": label, "prompt": entry.prompt, "embeddings": entry.embeddings}
-                if entry.classes is not None:
-                    item["classes"] = "\n".join(entry.classes)  # plain text: every engine passes it unchanged
-                plan.items.append({**item, "key": entry.scores, "clip_model": entry.clip_model})
-    models = sorted({item["clip_model"] for item in plan.items})
+                plan.items.append(
+                    ScoreItem(
+                        stem, entry.scores, label, entry.prompt, entry.embeddings, entry.clip_model, entry.classes
+                    )
+                )
+    models = sorted({item.clip_model for item in plan.items})
     if len(models) > 1:
         raise OvsegError(f"the embeddings come from several CLIP models ({', '.join(models)}): run the embed stage")
     if models:
         texts = sorted({t for p in queued_prompts for t in prompt_texts(settings, p)})
-        plan.shared["vectors"], plan.shared["temperature"] = text_embeddings(run, models[0], texts)
+        plan.shared = ScoreShared(*text_embeddings(run, models[0], texts))
     return plan
+
+
+def scores_for(run: Run, engine: Engine, queries: list[Query]) -> dict[Query, dict[str, ScoreEntry]]:
+    """Every photo of the run's embeddings scored against each query: query -> photo stem -> its entry.
+
+    The score stage itself (plan, compute what is missing, finish), for faces that need scores for their own
+    queries (the API, evaluation, a clip's keyframes) rather than the request's: the cache folder is checked for
+    writing before any work, and the manifest names every (photo, query) pair, so ``ovseg cache gc`` keeps them.
+    """
+    plan = plan_prompts(run, queries)
+    results = []
+    if plan.items:
+        STAGE.folder(run).ensure_writable()
+        results = engine.compute(STAGE, run, plan)
+    finish(run, plan, results)
+    return plan.state.per_prompt
 
 
 _WARNED: set[tuple[str, str]] = set()
@@ -270,29 +318,38 @@ def check_prompt(run: Run) -> None:
             print(f"ovseg: warning: the prompt is longer than CLIP reads; it sees only {kept!r}", file=sys.stderr)
 
 
-def plan(run: Run, engine: Engine) -> Plan:
+def plan(run: Run, engine: Engine) -> Plan[ScoreState]:
     check_prompt(run)
     return plan_prompts(run, [request_query(run)])
 
 
-def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
-    features = run.stage_folder(embed.FOLDER).read_store(item["embeddings"], ["embeddings"])[0]["embeddings"]
-    vectors, temperature = shared["vectors"], shared["temperature"]
-    if item.get("classes"):
-        arrays, attrs = class_store(run.settings, item["classes"].split("\n"), features, vectors, temperature)
+def compute(run: Run, shared: ScoreShared, model: LazyModel, item: ScoreItem) -> Result:
+    features = run.stage_folder(embed.FOLDER).read_store(item.embeddings, ["embeddings"])[0]["embeddings"]
+    if item.classes:
+        arrays, attrs = class_store(run.settings, item.classes, features, shared.vectors, shared.temperature)
     else:
-        arrays, attrs = score_store(run.settings, item["prompt"], features, vectors, temperature)
-    run.stage_folder(FOLDER).publish(item["key"], arrays, attrs, {})
-    return {"stem": item["label"]}
+        arrays, attrs = score_store(run.settings, item.prompt, features, shared.vectors, shared.temperature)
+    run.stage_folder(FOLDER).publish(item.key, arrays, attrs, {})
+    return Result(item.label)
 
 
-def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
-    query = request_query(run)
+def finish(run: Run, plan: Plan[ScoreState], results: list[Result]) -> StageReport:
+    """The manifest: with one query (a run's request) its prompt or classes and each photo's entry, which the
+    select stage reads; with several (evaluation), each (photo, query) pair's entry as ``<stem>:<query>``."""
     report = plan.report("score", results)
-    images = {stem: dataclasses.asdict(e) for stem, e in plan.state["per_prompt"][query].items()}
-    manifest = {"prompt": query_title(query), "images": images, "run": report.record(run.engine)}
-    if not isinstance(query, str):
-        manifest["classes"] = list(query)
+    per_prompt = plan.state.per_prompt
+    if len(per_prompt) == 1:
+        query, entries = next(iter(per_prompt.items()))
+        images = {stem: dataclasses.asdict(e) for stem, e in entries.items()}
+        manifest: dict[str, Any] = {"prompt": query_title(query), "images": images, "run": report.record(run.engine)}
+        if not isinstance(query, str):
+            manifest["classes"] = list(query)
+    else:
+        titles = [query_title(q) for q in per_prompt]
+        images = {
+            f"{stem}:{query_title(q)}": dataclasses.asdict(e) for q, by in per_prompt.items() for stem, e in by.items()
+        }
+        manifest = {"prompts": titles, "images": images, "run": report.record(run.engine)}
     run.stage_folder(FOLDER).update_json(manifest, ignore=("run",))
     return report
 
@@ -317,7 +374,6 @@ def scored_classes(run: Run, entry: ScoreEntry) -> tuple[MaskProposals, np.ndarr
 
 STAGE = Stage(
     cache=FOLDER,
-    names_by="label",
     name="score",
     plan=plan,
     compute=compute,

@@ -28,8 +28,10 @@ from ovseg.media.viz import label_image, overlay, palette, preview, resize_mask
 from ovseg.pipeline import masks, score
 from ovseg.pipeline.common import (
     Engine,
+    Item,
     LazyModel,
     Plan,
+    Result,
     Run,
     Stage,
     StageReport,
@@ -260,26 +262,41 @@ def instances_for(run: Run, entry: score.ScoreEntry) -> tuple[Instances, Any, np
     )
 
 
-def plan(run: Run, engine: Engine) -> Plan:
+@dataclass
+class SelectItem(Item):
+    """A photo whose selection is to be made: its score entry (the stores it reads, the prompt or classes)."""
+
+    entry: score.ScoreEntry | None = None
+
+
+@dataclass
+class SelectState:
+    """What ``finish`` needs: every photo's score entry, and the records of the photos reused."""
+
+    entries: dict[str, score.ScoreEntry]
+    records: dict[str, dict[str, Any]]
+
+
+def plan(run: Run, engine: Engine) -> Plan[SelectState]:
     entries = {
         stem: score.ScoreEntry(**record_fields(score.ScoreEntry, data))
         for stem, data in entries_of(run.stage_folder(score.FOLDER).read_json(), score.FOLDER, "score").items()
     }
     keys = {stem: select_key(run.settings, entry, run.visualize) for stem, entry in entries.items()}
     previous = read_records(engine, run.results(RESULTS), SELECTION_RECORD, list(entries))
-    plan = Plan(state={"entries": entries, "records": {}})
+    plan = Plan(state=SelectState(entries, {}))
     for stem, entry in entries.items():
         record = previous.get(stem)
         if record is not None and record.get("key") == keys[stem]:
             plan.reused.append(stem)
-            plan.state["records"][stem] = record
+            plan.state.records[stem] = record
         else:
-            plan.items.append({"stem": stem, "key": keys[stem], "entry": dataclasses.asdict(entry)})
+            plan.items.append(SelectItem(stem, keys[stem], entry))
     return plan
 
 
-def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
-    entry = score.ScoreEntry(**item["entry"])
+def compute(run: Run, shared: None, model: LazyModel, item: SelectItem) -> Result:
+    entry = item.entry
     if entry.classes:
         return compute_classes(run, item, entry)
     selection, proposals, scores = select_for(run, entry)
@@ -293,7 +310,7 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
         list(selection.indices),
         [float(proposals.predicted_iou[i]) for i in selection.indices],
         resize_mask(selection.merged, image.size),
-        key=item["key"],
+        key=item.key,
         num_candidates=len(proposals),
         settings=run.settings.section("select"),
         top_candidates=[
@@ -304,7 +321,7 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
     )
     write_selection(
         run.results(RESULTS),
-        item["stem"],
+        item.stem,
         record,
         image,
         [proposals.masks[i] for i in selection.indices],
@@ -312,10 +329,10 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
         visualize=run.visualize,
         mask_pngs=run.settings.select.mask_pngs,
     )
-    return {"stem": item["stem"], "record": record.to_json()}
+    return Result(item.stem, record=record.to_json())
 
 
-def compute_classes(run: Run, item: dict[str, Any], entry: score.ScoreEntry) -> dict[str, Any]:
+def compute_classes(run: Run, item: SelectItem, entry: score.ScoreEntry) -> Result:
     """One photo of a run with several classes: every instance of each class, a label map, one mask each."""
     found, proposals, class_scores = instances_for(run, entry)
     image = run.load_photo(entry.image)
@@ -330,7 +347,7 @@ def compute_classes(run: Run, item: dict[str, Any], entry: score.ScoreEntry) -> 
         [float(proposals.predicted_iou[i]) for i in found.indices],
         resize_mask(found.merged, image.size),
         categories=[c + 1 for c in found.classes],
-        key=item["key"],
+        key=item.key,
         num_candidates=len(proposals),
         settings=run.settings.section("instances"),
         top_candidates=[
@@ -343,7 +360,7 @@ def compute_classes(run: Run, item: dict[str, Any], entry: score.ScoreEntry) -> 
     )
     write_selection(
         run.results(RESULTS),
-        item["stem"],
+        item.stem,
         record,
         image,
         [proposals.masks[i] for i in found.indices],
@@ -351,13 +368,13 @@ def compute_classes(run: Run, item: dict[str, Any], entry: score.ScoreEntry) -> 
         visualize=run.visualize,
         mask_pngs=True,
     )
-    return {"stem": item["stem"], "record": record.to_json()}
+    return Result(item.stem, record=record.to_json())
 
 
-def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
-    done = {r["stem"]: r["record"] for r in results if not r.get("error")}
-    records = {**plan.state["records"], **done}
-    entries = plan.state["entries"]
+def finish(run: Run, plan: Plan[SelectState], results: list[Result]) -> StageReport:
+    done = {r.stem: r.record for r in results if not r.error}
+    records = {**plan.state.records, **done}
+    entries = plan.state.entries
     ordered = {stem: SelectionRecord.from_json(records[stem]) for stem in entries if stem in records}
     out = run.results(RESULTS)
     write_select_summary(run, out, ordered, masks.skipped_images(run.cache))

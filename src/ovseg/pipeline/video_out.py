@@ -25,7 +25,7 @@ from ovseg.errors import OvsegError
 from ovseg.media import rle
 from ovseg.media.fileio import content_key
 from ovseg.pipeline import follow, frames
-from ovseg.pipeline.common import Engine, LazyModel, Plan, Run, Stage, StageReport, read_records
+from ovseg.pipeline.common import Engine, LazyModel, Plan, Result, Run, Stage, StageReport, read_records
 from ovseg.storage.folders import OutputFolder
 from ovseg.storage.locations import write_json
 
@@ -104,36 +104,43 @@ def overlay_frames(video, masks_folder, index: dict[str, Any]):
         yield overlay(picture, [labels == i for i in shown], [names[i] for i in shown], colours=tints)
 
 
-def video_key(run: Run, entry: dict[str, str]) -> str:
-    return content_key(VERSION, entry["frames"], entry["tracks"], run.visualize)
+def video_key(run: Run, entry: follow.ClipTracks) -> str:
+    return content_key(VERSION, entry.frames, entry.tracks, run.visualize)
 
 
-def plan(run: Run, engine: Engine) -> Plan:
+@dataclass
+class VideoState:
+    """What ``finish`` needs: the records of the clips reused."""
+
+    records: dict[str, dict[str, Any]]
+
+
+def plan(run: Run, engine: Engine) -> Plan[VideoState]:
     entries = follow.tracks_entries(run.cache)
     out = run.results(RESULTS)
     previous = read_records(engine, out, VIDEO_RECORD, list(entries))
-    plan = Plan(state={"records": {}})
+    plan = Plan(state=VideoState({}))
     for clip, entry in entries.items():
         key = video_key(run, entry)
         record = previous.get(clip)
         if record is not None and record.get("key") == key:
             plan.reused.append(clip)
-            plan.state["records"][clip] = record
+            plan.state.records[clip] = record
         else:
-            plan.items.append({"stem": clip, "key": key, **entry})
+            plan.items.append(follow.TracksItem(clip, key, entry.frames, entry.tracks))
     return plan
 
 
-def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, Any]) -> dict[str, Any]:
+def compute(run: Run, shared: None, model: LazyModel, item: follow.TracksItem) -> Result:
     from ovseg.media.videoio import FrameFolder, write_video
 
     tracks = run.stage_folder(follow.FOLDER)
-    with tracks.files(item["tracks"]) as store, run.stage_folder(frames.FOLDER).files(item["frames"]) as decoded:
+    with tracks.files(item.tracks) as store, run.stage_folder(frames.FOLDER).files(item.frames) as decoded:
         index = json.loads((store / follow.TRACKS_INDEX).read_text())
         video = FrameFolder(decoded)
-        with run.results(RESULTS).write(item["stem"], last=VIDEO_RECORD) as tmp:
+        with run.results(RESULTS).write(item.stem, last=VIDEO_RECORD) as tmp:
             shutil.copytree(store / "masks", tmp / "masks")
-            write_json(tmp / TRACKS_FILE, youtube_vis(index, store / "masks", item["stem"]))
+            write_json(tmp / TRACKS_FILE, youtube_vis(index, store / "masks", item.stem))
             files = ["masks/", TRACKS_FILE]
             if run.visualize:
                 write_video(tmp / OVERLAY, overlay_frames(video, store / "masks", index), video.fps)
@@ -144,16 +151,16 @@ def compute(run: Run, shared: dict[str, Any], model: LazyModel, item: dict[str, 
                 for o in index["objects"]
             ]  # fmt: skip
             record = VideoRecord(
-                key=item["key"], clip=item["stem"], video=video.index["video"], frames=index["frames"],
+                key=item.key, clip=item.stem, video=video.index["video"], frames=index["frames"],
                 fps=index["fps"], size=index["size"], propagator=index["propagator"], objects=objects,
-                seconds_per_frame=follow.seconds_per_frame(run, item["tracks"]), files=files,
+                seconds_per_frame=follow.seconds_per_frame(run, item.tracks), files=files,
             )  # fmt: skip
             write_json(tmp / VIDEO_RECORD, dataclasses.asdict(record))
-    return {"stem": item["stem"], "record": dataclasses.asdict(record)}
+    return Result(item.stem, record=dataclasses.asdict(record))
 
 
-def finish(run: Run, plan: Plan, results: list[dict[str, Any]]) -> StageReport:
-    records = {**plan.state["records"], **{r["stem"]: r["record"] for r in results if not r.get("error")}}
+def finish(run: Run, plan: Plan[VideoState], results: list[Result]) -> StageReport:
+    records = {**plan.state.records, **{r.stem: r.record for r in results if not r.error}}
     skipped = {**frames.skipped_clips(run.cache), **follow.skipped_clips(run.cache)}
     out = run.results(RESULTS)
     clips = {clip: _summary(r) for clip, r in records.items()}

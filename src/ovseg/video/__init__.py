@@ -12,10 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from ovseg.config import Settings
-from ovseg.errors import OvsegError
+from ovseg.config import Registry, Settings
 from ovseg.video.backend import FrameList, Frames, ObjectMask, Propagator
 
 
@@ -47,24 +44,24 @@ def _sam2(settings: Settings, device: str) -> Propagator:
     return Sam2VideoPropagator(load_video_predictor(settings.masks.model, device), device)
 
 
-PROPAGATORS: dict[str, Callable[[Settings, str], Propagator]] = {"flow-sam": _flow_sam, "sam2": _sam2}
+def _auto(settings: Settings) -> str:
+    """``auto``: SAM 2's own video predictor when the mask model is a SAM 2, else ``flow-sam``."""
+    from ovseg.weights.registry import SAM2, resolve_mask_model
+
+    return "sam2" if resolve_mask_model(settings.masks.model)[1] == SAM2 else "flow-sam"
+
+
+PROPAGATORS: Registry[Propagator] = Registry("video.propagator", {"flow-sam": _flow_sam, "sam2": _sam2}, auto=_auto)
 
 
 def propagator_name(settings: Settings) -> str:
-    """The backend ``video.propagator`` names (``auto``: SAM 2's own when the mask model is a SAM 2)."""
-    name = settings.video.propagator
-    if name == "auto":
-        from ovseg.weights.registry import SAM2, resolve_mask_model
-
-        return "sam2" if resolve_mask_model(settings.masks.model)[1] == SAM2 else "flow-sam"
-    if name not in PROPAGATORS:
-        raise OvsegError(f"video.propagator must be auto or one of {', '.join(PROPAGATORS)}, got {name!r}")
-    return name
+    """The backend ``video.propagator`` names, ``auto`` resolved."""
+    return PROPAGATORS.resolve(settings.video.propagator, settings)
 
 
 def load_propagator(settings: Settings, device: str) -> Propagator:
     """The propagation backend the settings name, with its model loaded on ``device``."""
-    return PROPAGATORS[propagator_name(settings)](settings, device)
+    return PROPAGATORS.create(propagator_name(settings), settings, device)
 
 
 __all__ = ["PROPAGATORS", "FrameList", "Frames", "ObjectMask", "Propagator", "load_propagator", "propagator_name"]

@@ -1,4 +1,4 @@
-"""Parameters: params.yaml + a preset from presets.yaml -> typed, validated settings.
+"""Parameters: params.yaml + a preset from presets.yaml -> typed, validated :class:`~ovseg.config.settings.Settings`.
 
 Why a preset plus overrides: users pick `fast|balanced|quality` with one key and still
 tune any single knob; DVC tracks `preset` and each stage's section as params, so a
@@ -10,221 +10,22 @@ from __future__ import annotations
 import copy
 import dataclasses
 import typing
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
+from ovseg.config.settings import (
+    SECTION_TYPES,
+    MasksSettings,
+    Settings,
+    VideoSettings,
+)
 from ovseg.errors import OvsegError
 
-MASK_GENERATORS = ("ovseg", "sam2-amg")
-SAMPLINGS = ("grid", "adaptive")
 PRESETS_FILE = "presets.yaml"
-
-
-@dataclass(frozen=True)
-class MasksSettings:
-    """Knobs of the mask generator (same names as SAM2AutomaticMaskGenerator where they exist)."""
-
-    model: str
-    generator: str
-    sampling: str
-    max_prompts: int
-    points_per_round: int
-    min_coverage_gain: float
-    cover_logit: float
-    edge_prompts: float
-    max_image_side: int
-    points_per_side: int
-    points_per_batch: int
-    pred_iou_thresh: float
-    stability_score_thresh: float
-    stability_score_offset: float
-    box_nms_thresh: float
-    mask_nms_thresh: float | None
-    crop_n_layers: int
-    crop_n_points_downscale_factor: int
-    min_mask_region_area: int
-    use_m2m: bool
-    multimask_output: bool
-    max_masks: int
-
-
-@dataclass(frozen=True)
-class EmbedSettings:
-    """How CLIP features are computed for each mask; independent of the prompt."""
-
-    model: str
-    strategy: str
-    crop_scales: list[float]
-    background_dim: float
-    dense_scales: list[float]
-    dense_max_tokens: int
-    dense_attention: str
-    dense_window: int
-    dense_stride: int
-    mask_tokens: bool
-    mask_token_mix: float
-    batch_size: int
-
-
-@dataclass(frozen=True)
-class ScoreSettings:
-    templates: bool
-    template_set: str
-    negatives: list[str]
-    temperature: float | None
-
-
-@dataclass(frozen=True)
-class SelectSettings:
-    top_k: int
-    threshold: float
-    relative_threshold: float
-    nms_iou: float
-    min_area_frac: float
-    merge: str
-    mask_pngs: bool
-
-
-@dataclass(frozen=True)
-class InstancesSettings:
-    """How a run with several classes picks each class's instances (a one-prompt run uses ``select``).
-
-    Every candidate belongs to the class it scores best for; it is an instance of that class
-    when its score (the class's probability against the other classes and the negatives) is at
-    least ``threshold``. ``top_k``: at most this many per class, best first (0: every one that
-    passes). ``overlap``: a candidate lying this much inside (or around) a better one of its class
-    is the same thing again (SAM proposes a car, its door and the car with its shadow) and dropped.
-    """
-
-    threshold: float
-    top_k: int
-    overlap: float
-
-
-@dataclass(frozen=True)
-class EditSettings:
-    """How the selected region is edited (docs/pipeline.md, "Editing").
-
-    ``backend``: a backend's name, or ``auto``: removal by the first of ``remove_with`` whose weights
-    are on disk, replace and style by diffusion (:func:`ovseg.editing.resolve_backend`). ``model``: SD 2
-    inpainting's weights; ``lama_model`` / ``migan_model``: the learned removers'; ``learned_max_side``:
-    a crop larger than this is painted smaller by them (their time grows with its area).
-    """
-
-    backend: str
-    remove_with: list[str]
-    model: str
-    lama_model: str
-    migan_model: str
-    learned_max_side: int
-    opencv_method: str
-    opencv_radius: int
-    opencv_max_fill_px: int
-    resolution: int
-    context: float
-    dilate_px: int
-    feather_px: int
-    steps: int
-    guidance_scale: float
-    strength: float
-    style_strength: float
-    seed: int
-    scheduler: str
-    remove_prompt: str
-    remove_negative: str
-    negative_prompt: str
-    offload: str
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """How images are scheduled (local process or a Ray cluster); never part of a result's key."""
-
-    kind: str
-    address: str | None
-    num_gpus: float
-    num_cpus: float
-    concurrency: int
-    batch_size: int
-
-
-@dataclass(frozen=True)
-class VideoSettings:
-    """How videos are read and followed (docs/videos.md).
-
-    Reading: ``start`` / ``end`` (a frame number, ``12``, or seconds, ``1.5s``), ``every`` N-th frame or
-    ``fps`` frames a second; ``folder_fps``: the rate of a folder of frames (it has none of its own);
-    ``cut_threshold``: a frame whose colours differ this much from the previous one's starts a scene.
-    Following: words are looked for every ``keyframe_every`` frames and at scene cuts; ``propagator``
-    (auto | flow-sam | sam2) carries objects between them; ``box_grow`` ... ``recover_iou`` tune
-    ``flow-sam``, and ``memory`` gives it a memory of each object's look (:mod:`ovseg.video.memory`: it
-    holds on through occlusion and finds an object again anywhere once it is back). Removal (``mode:
-    remove``): pixels are carried up to ``fill_window`` frames each way where forward and backward flow
-    agree within ``fill_consistency`` px; ``fill_frames`` also writes the edited frames as PNGs.
-    """
-
-    start: str | None
-    end: str | None
-    every: int
-    fps: float | None
-    folder_fps: float
-    cut_threshold: float
-    keyframe_every: int
-    propagator: str
-    box_grow: float
-    negative_ring: int
-    flow_scale: float
-    lost_area: float
-    recover_iou: float
-    memory: bool
-    fill_window: int
-    fill_consistency: float
-    fill_frames: bool
-
-
-ENGINES = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How the models are set for a run, resolved and validated: the preset plus per-stage overrides.
-
-    What the user asks of a run (photos, prompt, mode) is a :class:`ovseg.request.RunRequest`.
-    """
-
-    preset: str
-    device: str
-    strict: bool
-    max_image_pixels: int | None  # photos over this many pixels are refused (None: Pillow's bomb guard, ~179 MP)
-    masks: MasksSettings
-    embed: EmbedSettings
-    score: ScoreSettings
-    select: SelectSettings
-    instances: InstancesSettings
-    edit: EditSettings
-    video: VideoSettings
-    engine: EngineSettings
-
-    def section(self, name: str) -> dict[str, Any]:
-        """A stage's resolved settings as a plain dict (what goes into cache keys and JSON)."""
-        return dataclasses.asdict(getattr(self, name))
-
-
-SECTION_TYPES = {
-    "masks": MasksSettings,
-    "embed": EmbedSettings,
-    "score": ScoreSettings,
-    "select": SelectSettings,
-    "instances": InstancesSettings,
-    "edit": EditSettings,
-    "video": VideoSettings,
-    "engine": EngineSettings,
-}
 
 
 @cache
@@ -261,6 +62,10 @@ def _check_type(section: str, name: str, value: Any, annotation: Any) -> Any:
         origin = typing.get_origin(annotation)
         args = typing.get_args(annotation)
     where = f"{section}.{name}"
+    if origin is Literal:  # a setting with a fixed set of values: the annotation is the one list of them
+        if value not in args:
+            raise OvsegError(f"{where} must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
     if origin is list:
         if not isinstance(value, list):
             raise OvsegError(f"parameter {where} must be a list, got {value!r}")
@@ -301,28 +106,19 @@ def _build_section(name: str, data: dict[str, Any]) -> Any:
 
 
 def _validate(settings: Settings) -> None:
-    if settings.embed.strategy not in ("crop", "dense", "ensemble"):
-        raise OvsegError(f"embed.strategy must be crop, dense or ensemble, got {settings.embed.strategy!r}")
     if settings.embed.strategy in ("crop", "ensemble") and not settings.embed.crop_scales:
         raise OvsegError("embed.crop_scales must list at least one scale")
     if settings.embed.strategy in ("dense", "ensemble") and not settings.embed.dense_scales:
         raise OvsegError("embed.dense_scales must list at least one scale")
     if any(s <= 0 for s in settings.embed.crop_scales + settings.embed.dense_scales):
         raise OvsegError("embed scales must be positive")
-    attentions = ("identity", "clearclip", "naclip", "mask")
-    if settings.embed.dense_attention not in attentions:
-        raise OvsegError(f"embed.dense_attention must be one of {', '.join(attentions)}")
     if settings.embed.dense_window < 0 or settings.embed.dense_stride < 1 or settings.embed.mask_token_mix < 0:
         raise OvsegError("embed.dense_window must be >= 0 (0 = whole image), dense_stride >= 1, mask_token_mix >= 0")
-    if settings.score.template_set not in ("ovseg7", "imagenet80"):
-        raise OvsegError(f"score.template_set must be ovseg7 or imagenet80, got {settings.score.template_set!r}")
     if settings.select.top_k < 1:
         raise OvsegError(f"select.top_k must be at least 1, got {settings.select.top_k}")
     instances = settings.instances
     if not 0.0 <= instances.threshold <= 1.0 or instances.top_k < 0 or not 0.0 < instances.overlap <= 1.0:
         raise OvsegError("instances.threshold must be in [0, 1], instances.top_k >= 0 and instances.overlap in (0, 1]")
-    if settings.select.merge not in ("union", "best"):
-        raise OvsegError(f"select.merge must be union or best, got {settings.select.merge!r}")
     if not 0.0 < settings.edit.style_strength <= 1.0 or not 0.0 < settings.edit.strength <= 1.0:
         raise OvsegError("edit.strength and edit.style_strength must be in (0, 1]")
     if settings.edit.learned_max_side < 64:
@@ -332,8 +128,6 @@ def _validate(settings: Settings) -> None:
     _validate_masks(settings.masks)
     _validate_video(settings.video)
     engine = settings.engine
-    if engine.kind not in ENGINES:
-        raise OvsegError(f"engine.kind must be one of {', '.join(ENGINES)}, got {engine.kind!r}")
     if engine.concurrency < 1 or engine.batch_size < 1 or engine.num_gpus < 0 or engine.num_cpus <= 0:
         raise OvsegError("engine.concurrency and engine.batch_size must be >= 1, num_gpus >= 0 and num_cpus > 0")
 
@@ -353,10 +147,6 @@ def _validate_video(video: VideoSettings) -> None:
 def _validate_masks(masks: MasksSettings) -> None:
     if masks.points_per_side < 1 or masks.max_image_side < 64:
         raise OvsegError("masks.points_per_side must be >= 1 and masks.max_image_side >= 64")
-    if masks.generator not in MASK_GENERATORS:
-        raise OvsegError(f"masks.generator must be one of {', '.join(MASK_GENERATORS)}, got {masks.generator!r}")
-    if masks.sampling not in SAMPLINGS:
-        raise OvsegError(f"masks.sampling must be one of {', '.join(SAMPLINGS)}, got {masks.sampling!r}")
     if masks.generator == "ovseg" and (masks.crop_n_layers or masks.use_m2m):
         raise OvsegError(
             "masks.crop_n_layers and masks.use_m2m are sam2's generator's: set masks.generator: sam2-amg to use them"
