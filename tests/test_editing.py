@@ -11,18 +11,9 @@ from conftest import Layout, load_run, stages, synthetic_photo, with_request, wi
 from PIL import Image
 
 from ovseg.config import settings_from_params
-from ovseg.editing import (
-    SCHEDULERS,
-    crop_box,
-    cut,
-    diffusion_painter,
-    dilate,
-    edit_image,
-    feather,
-    load_inpaint_pipeline,
-    request_for,
-    set_scheduler,
-)
+from ovseg.editing import dilate, edit_image, request_for
+from ovseg.editing.diffusion import SCHEDULERS, diffusion_painter, load_inpaint_pipeline, set_scheduler
+from ovseg.editing.geometry import crop_box, cut, feather
 from ovseg.errors import OvsegError
 from ovseg.storage.locations import read_json
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from ovseg.config import settings_from_params
 from ovseg.errors import OvsegError
-from ovseg.masks import MaskEngine
+from ovseg.masks.engine import MaskEngine
 from ovseg.masks.sampling import farthest_uncovered_points, grid_points
 
 SIZE = 96  # image side in pixels

@@ -68,6 +68,8 @@ def left_out(command: str, root: Path) -> str | None:
         return "not an ovseg command"
     if words[1:3] == ["weights", "download"]:
         return "downloads from the model hub"
+    if words[1:3] == ["data", "download"]:
+        return "downloads a data set from its publisher: test_data_sources fetches archives of its layout"
     if words[1] == "ui":
         return "a server: test_ui drives the page"
     if words[1].startswith("benchmark"):

@@ -46,11 +46,11 @@ PROJECT_FILES = ("dvc.yaml", ".gitignore", "stages", "src/ovseg")
 def _environment() -> dict[str, str]:
     from ovseg.weights.registry import checkpoint_roots
 
-    checkpoints, shared = (str(root.resolve()) for root in checkpoint_roots())
+    checkpoints, *shared = (str(root.resolve()) for root in checkpoint_roots())
     return {  # the project is a copy elsewhere: the weights are where this one finds them
         **os.environ,
         "OVSEG_CHECKPOINTS": checkpoints,
-        "OVSEG_SHARED_WEIGHTS": shared,
+        **({"OVSEG_SHARED_WEIGHTS": shared[0]} if shared else {}),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "DVC_NO_ANALYTICS": "1",
         "PYTHONWARNINGS": "ignore",

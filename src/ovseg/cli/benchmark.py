@@ -10,6 +10,9 @@ from rich.table import Table
 
 from ovseg.cli.common import PRESET_HELP, app, console, fail, given
 from ovseg.errors import OvsegError
+from ovseg.evaluation.sources import dataset_folder, default_help
+
+CAMVID_DEFAULT, DAVIS_DEFAULT = default_help("camvid"), default_help("davis")
 
 if TYPE_CHECKING:
     from ovseg.config import Settings
@@ -65,11 +68,8 @@ def benchmark(
 
 @app.command("benchmark-masks")
 def benchmark_masks(
-    dataset: Path = typer.Option(
-        Path("../shared/data/camvid-val"),
-        "--dataset",
-        "-d",
-        help="A labelled set (VOC layout: oracle mIoU is reported too) or a folder of photos.",
+    dataset: Path | None = typer.Option(
+        None, "--dataset", "-d", help="A labelled set (VOC: oracle mIoU too) or a folder of photos." + CAMVID_DEFAULT
     ),
     limit: int = typer.Option(6, "--limit", "-n", help="How many photos (spread evenly over the set)."),
     variants: list[str] = typer.Option(
@@ -86,6 +86,7 @@ def benchmark_masks(
     from ovseg.storage.locations import list_images, write_json
 
     try:
+        dataset = dataset_folder("camvid", dataset)
         settings = settings_from_params({"preset": config, **given(device=device)})
         labelled = (dataset / "SegmentationClass").is_dir() or (dataset / "masks").is_dir()
         samples = read_dataset(dataset) if labelled else None
@@ -147,9 +148,7 @@ def benchmark_masks(
 
 @app.command("benchmark-engines")
 def benchmark_engines(
-    dataset: Path = typer.Option(
-        Path("../shared/data/camvid-val"), "--dataset", "-d", help="Photos (VOC or a folder)."
-    ),
+    dataset: Path | None = typer.Option(None, "--dataset", "-d", help="Photos (VOC or a folder)." + CAMVID_DEFAULT),
     limit: int = typer.Option(50, "--limit", "-n", help="How many photos (the first N, sorted)."),
     workers: list[int] = typer.Option([1, 2], "--workers", help="Ray actor counts to try (repeatable)."),
     cpus: int = typer.Option(2, "--cpus", help="CPUs of the local Ray cluster (shared by its actors)."),
@@ -167,6 +166,7 @@ def benchmark_engines(
     from ovseg.storage.locations import list_images, write_json
 
     try:
+        dataset = dataset_folder("camvid", dataset)
         params = apply_overrides({"preset": config, "prompt": "the road", "device": "cpu"}, sets)
         settings, request = settings_from_params(params), request_from_params(params)
         folder = dataset / "JPEGImages" if (dataset / "JPEGImages").is_dir() else dataset
@@ -319,7 +319,7 @@ def _video_benchmark_settings(config: str, sets: list[str], asked: list[str], va
 
 @app.command("benchmark-track")
 def benchmark_track(
-    dataset: Path = typer.Option(Path("../shared/data/davis-dev"), "--dataset", help="Videos in DAVIS's layout."),
+    dataset: Path | None = typer.Option(None, "--dataset", help="Videos in DAVIS's layout." + DAVIS_DEFAULT),
     config: str = typer.Option("cpu", "--config", "-c", help=PRESET_HELP),
     sequence: list[str] = typer.Option([], "--sequence", help="Only these sequences (repeatable)."),
     frames: int = typer.Option(0, "--frames", help="The first N frames of each sequence (0: all)."),
@@ -338,6 +338,7 @@ def benchmark_track(
     from ovseg.storage.locations import write_json
 
     try:
+        dataset = dataset_folder("davis", dataset)
         settings = _video_benchmark_settings(config, sets, variant, VARIANTS)
         report = run_track_benchmark(settings, dataset, list(sequence) or None, frames or None, list(variant) or None,
                                      log=console.print, stress=stress)  # fmt: skip
@@ -370,7 +371,7 @@ def benchmark_track(
 
 @app.command("benchmark-video-remove")
 def benchmark_video_remove(
-    dataset: Path = typer.Option(Path("../shared/data/davis-dev"), "--dataset", help="Videos in DAVIS's layout."),
+    dataset: Path | None = typer.Option(None, "--dataset", help="Videos in DAVIS's layout." + DAVIS_DEFAULT),
     config: str = typer.Option("cpu", "--config", "-c", help=PRESET_HELP),
     seed: int = typer.Option(0, "--seed", help="Which sequence's object goes over which sequence's frames."),
     frames: int = typer.Option(0, "--frames", help="The first N frames of each case (0: all)."),
@@ -383,6 +384,7 @@ def benchmark_video_remove(
     from ovseg.storage.locations import write_json
 
     try:
+        dataset = dataset_folder("davis", dataset)
         settings = _video_benchmark_settings(config, sets, variant, VARIANTS)
         report = run_video_remove_benchmark(settings, dataset, seed, frames or None, list(variant) or None,
                                             log=console.print)  # fmt: skip
@@ -401,8 +403,8 @@ def benchmark_video_remove(
 
 @app.command("benchmark-remove")
 def benchmark_remove(
-    dataset: Path = typer.Option(
-        Path("../shared/data/camvid-val"), "--dataset", "-d", help="A labelled set in VOC layout (object instances)."
+    dataset: Path | None = typer.Option(
+        None, "--dataset", "-d", help="A labelled set in VOC layout (object instances)." + CAMVID_DEFAULT
     ),
     holes: int = typer.Option(100, "--holes", "-n", help="How many object-shaped holes (the same for every backend)."),
     variants: list[str] = typer.Option([], "--variant", help="Backends to compare (repeatable; default: all)."),
@@ -418,6 +420,7 @@ def benchmark_remove(
     from ovseg.storage.locations import write_json
 
     try:
+        dataset = dataset_folder("camvid", dataset)
         if holes < 1:
             raise OvsegError("--holes must be at least 1")
         settings = settings_from_params({"preset": config, **given(device=device)})

@@ -19,6 +19,8 @@ weights_app = typer.Typer(no_args_is_help=True, help="List, download, verify or 
 app.add_typer(weights_app, name="weights")
 cache_app = typer.Typer(no_args_is_help=True, help="Manage the content-addressed stage cache.")
 app.add_typer(cache_app, name="cache")
+data_app = typer.Typer(no_args_is_help=True, help="List or download the public data sets the benchmarks read.")
+app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
 

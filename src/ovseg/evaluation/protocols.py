@@ -55,7 +55,7 @@ def options_from_params(params: dict[str, Any], **given: Any) -> EvalOptions:
     classes = pick("classes", "eval_classes", None)
     try:
         return EvalOptions(
-            dataset=Path(pick("dataset", "eval_dataset", "data/eval")),
+            dataset=_dataset(pick("dataset", "eval_dataset", "data/eval")),
             protocol=str(pick("protocol", "eval_protocol", "prompt")),
             proposals_only=bool(pick("proposals_only", "eval_proposals_only", False)),
             classes=Path(classes) if classes else None,
@@ -67,6 +67,17 @@ def options_from_params(params: dict[str, Any], **given: Any) -> EvalOptions:
         )
     except (TypeError, ValueError) as exc:
         raise OvsegError(f"evaluation parameters: {exc}") from None
+
+
+def _dataset(value: Any) -> Path:
+    """A folder, or the name of a data set ``ovseg data download`` fetches (``davis``, ``camvid``) when no folder
+    of that name is here: then it is read from ``$OVSEG_DATA``."""
+    from ovseg.evaluation.sources import SOURCES, dataset_folder
+
+    path = Path(value)
+    if not path.exists() and str(value) in SOURCES:
+        return dataset_folder(str(value))
+    return path
 
 
 def _optional_int(value: Any) -> int | None:

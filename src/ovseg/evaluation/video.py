@@ -32,9 +32,17 @@ def is_davis(root: Path) -> bool:
 
 
 def davis_sequences(root: Path, limit: int | None = None) -> list[tuple[str, Path, Path]]:
-    """(name, frames folder, annotations folder) of each sequence with both, sorted by name."""
+    """(name, frames folder, annotations folder) of each sequence with both, sorted by name.
+
+    DAVIS 2017 as published (``ovseg data download davis``) lists its validation sequences in
+    ``ImageSets/2017/val.txt``: only those are read, as the DAVIS toolkit measures.
+    """
     frames_root, labels_root = Path(root) / "JPEGImages" / "480p", Path(root) / "Annotations" / "480p"
     names = sorted(p.name for p in frames_root.iterdir() if p.is_dir() and (labels_root / p.name).is_dir())
+    split = Path(root) / "ImageSets" / "2017" / "val.txt"
+    if split.is_file():
+        listed = set(split.read_text().split())
+        names = [name for name in names if name in listed]
     if not names:
         raise OvsegError(f"no sequences in {frames_root} with annotations in {labels_root}")
     return [(name, frames_root / name, labels_root / name) for name in names[:limit]]

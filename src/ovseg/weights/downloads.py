@@ -105,34 +105,49 @@ def _download_npm(spec: ModelSpec, target: Path) -> None:
             shutil.copytree(staged, out)
 
 
+def fetch_url(url: str, destination: Path, label: str, log=None) -> str:
+    """Stream ``url`` into ``destination`` with a progress bar; its sha256. One line (OvsegError) when it fails.
+
+    Offline mode (``OVSEG_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``) refuses before reaching out. The caller writes
+    ``destination`` somewhere temporary and moves it into place once the digest is checked.
+    """
+    import hashlib
+    import urllib.request
+
+    from tqdm import tqdm
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("OVSEG_OFFLINE") == "1":
+        raise OvsegError(f"offline mode is on (HF_HUB_OFFLINE/OVSEG_OFFLINE); cannot download {label}")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - a URL of our registries
+            total = int(response.headers.get("Content-Length") or 0) or None
+            if log is not None and total:
+                log(f"{label}: {total / 1e6:,.0f} MB from {url}")
+            with (
+                open(destination, "wb") as out,
+                tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False) as bar,
+            ):
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+    except OSError as exc:  # URLError, HTTPError, timeouts, a full disk
+        raise OvsegError(f"cannot download {label} from {url}: {one_line(exc)}") from None
+    return digest.hexdigest()
+
+
 def _download_url(spec: ModelSpec, target: Path, log=None) -> None:
     """Fetch the one file at ``spec.url`` with a progress bar, check its pinned sha256, move it into place.
 
     The file is written under a temporary name beside the target and renamed only once its digest
     matches, so an interrupted or tampered download never leaves a file that looks complete.
     """
-    import urllib.request
-
-    from tqdm import tqdm
-
     (filename,) = spec.files
     with tempfile.TemporaryDirectory(prefix="ovseg-url-") as tmp:
         staged = Path(tmp) / spec.name
         staged.mkdir()
-        try:
-            with urllib.request.urlopen(spec.url, timeout=60) as response:  # noqa: S310 - a fixed https URL
-                total = int(response.headers.get("Content-Length") or 0) or None
-                if log is not None and total:
-                    log(f"{spec.name}: {total / 1e6:,.0f} MB from {spec.url}")
-                with (
-                    open(staged / filename, "wb") as out,
-                    tqdm(total=total, unit="B", unit_scale=True, desc=filename, leave=False) as bar,
-                ):
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-                        bar.update(len(chunk))
-        except OSError as exc:  # URLError, HTTPError, timeouts, a full disk
-            raise OvsegError(f"cannot download {spec.name} from {spec.url}: {one_line(exc)}") from None
+        fetch_url(spec.url, staged / filename, spec.name, log)
         check_hashes(staged, dict(spec.sha256), remembered=False)
         record_download(staged, f"url:{spec.url}", None)
         with atomic_path(target) as out:

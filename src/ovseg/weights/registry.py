@@ -2,7 +2,7 @@
 
 Models are looked up by name in :data:`REGISTRY` (or given as a path to a folder in the
 same on-disk format). Loading never touches the network: weights are read from
-``checkpoints/`` (or ``$OVSEG_CHECKPOINTS``, or ``../shared/weights``), and a missing
+``checkpoints/`` (or ``$OVSEG_CHECKPOINTS``, or a team's copy named by ``$OVSEG_SHARED_WEIGHTS``), and a missing
 model raises an error naming the ``ovseg weights download`` command that fetches it.
 """
 
@@ -205,12 +205,13 @@ def hub_inpaint_spec(name: str) -> ModelSpec | None:
 def checkpoint_roots() -> list[Path]:
     """Folders searched for weights, first match wins.
 
-    ``$OVSEG_CHECKPOINTS`` (or ``./checkpoints``) is where downloads go; the shared
-    ``../shared/weights`` folder (``$OVSEG_SHARED_WEIGHTS``) is read too so a team can
-    keep one copy offline.
+    ``$OVSEG_CHECKPOINTS`` (or ``./checkpoints``) is where downloads go; a team's read-only copy, named by
+    ``$OVSEG_SHARED_WEIGHTS``, is read too so a team can keep one copy offline. No folder outside the project is
+    read unless named.
     """
     primary = Path(os.environ.get("OVSEG_CHECKPOINTS", "checkpoints"))
-    return [primary, Path(os.environ.get("OVSEG_SHARED_WEIGHTS", "../shared/weights"))]
+    shared = os.environ.get("OVSEG_SHARED_WEIGHTS")
+    return [primary, Path(shared)] if shared else [primary]
 
 
 def download_root() -> Path:
