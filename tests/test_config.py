@@ -99,3 +99,35 @@ def test_a_wrong_engine_or_propagator_is_one_line_naming_what_exists() -> None:
     settings = settings_from_params({"preset": "cpu", "video": {"propagator": "cotracker"}})
     with pytest.raises(OvsegError, match="video.propagator must be one of auto, flow-sam, sam2, got 'cotracker'"):
         new_run(settings, RunRequest(videos="clip.mp4", prompt="the dog"))
+
+
+def test_every_knob_is_documented_once_in_code_and_presets_hold_values_only() -> None:
+    """Each settings field carries its doc; presets.yaml has values only (a two-line header aside)."""
+    import dataclasses
+    from importlib import resources
+
+    from ovseg.config import SECTION_TYPES
+
+    undocumented = [
+        f"{name}.{f.name}"
+        for name, cls in SECTION_TYPES.items()
+        for f in dataclasses.fields(cls)
+        if not f.metadata.get("doc")
+    ]
+    assert not undocumented, undocumented
+    lines = resources.files("ovseg").joinpath("presets.yaml").read_text().splitlines()
+    assert [n for n, line in enumerate(lines) if "#" in line] == [0, 1]
+
+
+def test_ovseg_settings_prints_each_knob_its_values_presets_and_doc(tmp_path) -> None:
+    from conftest import run_ovseg_in_process
+
+    result = run_ovseg_in_process("settings", "masks", "edit", cwd=tmp_path, env={"COLUMNS": "400"})
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "│ sampling " in line)
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells[:3] == ["sampling", "grid | adaptive", "grid"]
+    assert "adaptive" in cells[3:-1] and cells[-1].startswith("grid: points_per_side")  # the cpu preset's own value
+    assert "auto | diffusion | lama | migan | opencv" in result.stdout  # a registry's names
+    result = run_ovseg_in_process("settings", "mask", cwd=tmp_path)
+    assert result.returncode == 2 and "unknown settings section 'mask'" in result.stderr

@@ -12,7 +12,8 @@ from PIL import Image
 from ovseg.config import settings_from_params
 from ovseg.editing import dilate, edit_image, load_painter, request_for
 from ovseg.errors import OvsegError
-from ovseg.masks import MaskEngine, load_prompt_model
+from ovseg.masks import load_prompt_model
+from ovseg.masks.engine import MaskEngine
 from ovseg.media.fileio import load_image
 from ovseg.storage.locations import read_json
 

@@ -73,6 +73,16 @@ class Segmenter:
         request = RunRequest(images=location, prompt=prompt, classes=classes)
         return new_run(settings, request, cache=str(self.cache), output=str(self.cache / "api"), pool=self.pool)
 
+    def _with_top_k(self, section: str, top_k: int | None) -> Settings:
+        """The settings with ``section``'s ``top_k`` set (``select`` for a prompt, ``instances`` for classes)."""
+        if top_k is None:
+            return self.settings
+        if top_k < 1:
+            raise OvsegError(f"top_k must be at least 1, got {top_k}")
+        return dataclasses.replace(
+            self.settings, **{section: dataclasses.replace(getattr(self.settings, section), top_k=top_k)}
+        )
+
     def _scored(self, run: Run, location: str, query: str | tuple[str, ...]) -> score.ScoreEntry:
         """The photo's scores for a prompt or a tuple of classes: the masks, embed and score stages, cached."""
         engine = LocalEngine()
@@ -115,11 +125,7 @@ class Segmenter:
         if not prompt and not points and box is None:
             raise OvsegError("say what to find (a prompt) or click on it (points=[(x, y)], labels=[1])")
         location = self._location(image)
-        settings = self.settings
-        if top_k is not None:
-            if top_k < 1:
-                raise OvsegError(f"top_k must be at least 1, got {top_k}")
-            settings = dataclasses.replace(settings, select=dataclasses.replace(settings.select, top_k=top_k))
+        settings = self._with_top_k("select", top_k)
         run = self._run(settings, location, prompt)
         photo = run.load_photo(location)
         work = working_image(photo, settings.masks.max_image_side)
@@ -182,11 +188,7 @@ class Segmenter:
     ) -> SegmentResult:
         """Every instance of each class in the photo (``segment`` with a list of classes)."""
         location = self._location(image)
-        settings = self.settings
-        if top_k is not None:
-            if top_k < 1:
-                raise OvsegError(f"top_k must be at least 1, got {top_k}")
-            settings = dataclasses.replace(settings, instances=dataclasses.replace(settings.instances, top_k=top_k))
+        settings = self._with_top_k("instances", top_k)
         run = self._run(settings, location, classes=classes)
         photo = run.load_photo(location)
         score.check_prompt(run)

@@ -6,6 +6,7 @@
 | :mod:`.inspect`   | ``inspect``                                                       |
 | :mod:`.weights`   | ``weights list / download / verify / make-tiny``                  |
 | :mod:`.data`      | ``data list / download`` (DAVIS, CamVid)                          |
+| :mod:`.settings`  | ``settings``: every knob, its values, default, presets and doc    |
 | :mod:`.cache`     | ``cache gc``, ``sync``                                            |
 | :mod:`.benchmark` | ``benchmark``, ``benchmark-masks / -engines / -embed / -score``   |
 | :mod:`.evaluate`  | ``evaluate``, ``make-eval-set``                                   |
@@ -15,7 +16,7 @@ Commands parse options and print; what they run lives below the faces (pipeline,
 benchmarks, evaluation), so the CLI builds no record of its own.
 """
 
-from ovseg.cli import benchmark, cache, data, evaluate, inspect, run, ui, weights  # noqa: F401  (registers the commands)
+from ovseg.cli import benchmark, cache, data, evaluate, inspect, run, settings, ui, weights  # noqa: F401  (registers the commands)
 from ovseg.cli.common import app
 
 

@@ -2,7 +2,8 @@
 
 - :mod:`.settings`: the sections (``masks``, ``embed``, ``score``, ...) as frozen dataclasses;
 - :mod:`.loading`: presets.yaml and params.yaml resolved into them, ``--set`` overrides, validation;
-- :mod:`.registry`: the one shape of a setting that picks an implementation.
+- :mod:`.registry`: the one shape of a setting that picks an implementation;
+- :mod:`.describe`: every knob with its doc, values and each preset's value (``ovseg settings``).
 """
 
 from ovseg.config.loading import (

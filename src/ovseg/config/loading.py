@@ -19,9 +19,7 @@ import yaml
 
 from ovseg.config.settings import (
     SECTION_TYPES,
-    MasksSettings,
     Settings,
-    VideoSettings,
 )
 from ovseg.errors import OvsegError
 
@@ -105,58 +103,6 @@ def _build_section(name: str, data: dict[str, Any]) -> Any:
     return cls(**values)
 
 
-def _validate(settings: Settings) -> None:
-    if settings.embed.strategy in ("crop", "ensemble") and not settings.embed.crop_scales:
-        raise OvsegError("embed.crop_scales must list at least one scale")
-    if settings.embed.strategy in ("dense", "ensemble") and not settings.embed.dense_scales:
-        raise OvsegError("embed.dense_scales must list at least one scale")
-    if any(s <= 0 for s in settings.embed.crop_scales + settings.embed.dense_scales):
-        raise OvsegError("embed scales must be positive")
-    if settings.embed.dense_window < 0 or settings.embed.dense_stride < 1 or settings.embed.mask_token_mix < 0:
-        raise OvsegError("embed.dense_window must be >= 0 (0 = whole image), dense_stride >= 1, mask_token_mix >= 0")
-    if settings.select.top_k < 1:
-        raise OvsegError(f"select.top_k must be at least 1, got {settings.select.top_k}")
-    instances = settings.instances
-    if not 0.0 <= instances.threshold <= 1.0 or instances.top_k < 0 or not 0.0 < instances.overlap <= 1.0:
-        raise OvsegError("instances.threshold must be in [0, 1], instances.top_k >= 0 and instances.overlap in (0, 1]")
-    if not 0.0 < settings.edit.style_strength <= 1.0 or not 0.0 < settings.edit.strength <= 1.0:
-        raise OvsegError("edit.strength and edit.style_strength must be in (0, 1]")
-    if settings.edit.learned_max_side < 64:
-        raise OvsegError(f"edit.learned_max_side must be >= 64, got {settings.edit.learned_max_side}")
-    if settings.edit.resolution % 8 or settings.edit.resolution < 64:
-        raise OvsegError(f"edit.resolution must be a multiple of 8 and >= 64, got {settings.edit.resolution}")
-    _validate_masks(settings.masks)
-    _validate_video(settings.video)
-    engine = settings.engine
-    if engine.concurrency < 1 or engine.batch_size < 1 or engine.num_gpus < 0 or engine.num_cpus <= 0:
-        raise OvsegError("engine.concurrency and engine.batch_size must be >= 1, num_gpus >= 0 and num_cpus > 0")
-
-
-def _validate_video(video: VideoSettings) -> None:
-    from ovseg.media.videoio import Cut
-
-    Cut(video.start, video.end, video.every, video.fps)  # one line for a bad start, end, every or fps
-    if video.keyframe_every < 1 or video.folder_fps <= 0 or not 0 < video.cut_threshold <= 1:
-        raise OvsegError("video.keyframe_every must be >= 1, video.folder_fps > 0 and video.cut_threshold in (0, 1]")
-    if not 0 < video.flow_scale <= 1 or video.box_grow < 0 or video.negative_ring < 0:
-        raise OvsegError("video.flow_scale must be in (0, 1], video.box_grow and video.negative_ring >= 0")
-    if video.fill_window < 0 or video.fill_consistency <= 0:
-        raise OvsegError("video.fill_window must be >= 0 and video.fill_consistency > 0")
-
-
-def _validate_masks(masks: MasksSettings) -> None:
-    if masks.points_per_side < 1 or masks.max_image_side < 64:
-        raise OvsegError("masks.points_per_side must be >= 1 and masks.max_image_side >= 64")
-    if masks.generator == "ovseg" and (masks.crop_n_layers or masks.use_m2m):
-        raise OvsegError(
-            "masks.crop_n_layers and masks.use_m2m are sam2's generator's: set masks.generator: sam2-amg to use them"
-        )
-    if masks.generator == "sam2-amg" and masks.sampling != "grid":
-        raise OvsegError("masks.sampling adaptive needs masks.generator: ovseg (sam2's generator prompts a grid)")
-    if masks.points_per_batch < 1 or masks.points_per_round < 1 or masks.max_prompts < 1 or masks.max_masks < 1:
-        raise OvsegError("masks.points_per_batch, points_per_round, max_prompts and max_masks must be >= 1")
-
-
 def settings_from_params(params: dict[str, Any]) -> Settings:
     """Resolve a params.yaml dict into :class:`Settings` (preset, then per-stage overrides).
 
@@ -181,7 +127,7 @@ def settings_from_params(params: dict[str, Any]) -> Settings:
         max_image_pixels=_check_type("params", "max_image_pixels", params.get("max_image_pixels"), int | None),
         **{name: _build_section(name, resolved[name]) for name in SECTION_TYPES},
     )
-    _validate(settings)
+    settings.check()
     return settings
 
 

@@ -105,7 +105,8 @@ def evaluate_semantic(
     """mIoU, mAcc, aAcc and per-class IoU / Acc over ``samples``; masks and features cached under ``cache``."""
     from ovseg.engines.local import LocalEngine
     from ovseg.pipeline import embed, masks, score
-    from ovseg.pipeline.common import Run, entries_of, run_stages
+    from ovseg.pipeline.common import Run, run_stages
+    from ovseg.pipeline.plans import entries_of
     from ovseg.ranking.scoring import score_classes
     from ovseg.request import RunRequest
 

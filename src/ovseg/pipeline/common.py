@@ -27,7 +27,6 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -238,6 +237,9 @@ class Engine(Protocol):
         """``fn`` over ``items`` as plain tasks (no model): hashing bytes, reading records."""
 
 
+_CONTRACT = ("plan", "compute", "finish", "load", "model_key", "describe")
+
+
 @dataclass(frozen=True)
 class Stage:
     """A stage's contract: the functions an engine calls (module docstring), its name, and where it writes.
@@ -264,6 +266,15 @@ class Stage:
     def __post_init__(self) -> None:
         if (self.cache is None) == (self.results is None) or (self.results is not None and self.record is None):
             raise ValueError(f"stage {self.name}: give cache, or results and record")
+
+    @classmethod
+    def of(cls, module: str, name: str, **where: Any) -> Stage:
+        """The stage whose module ``module`` defines the contract's functions by their names: ``plan``, ``compute``
+        and ``finish``, and ``load``, ``model_key`` and ``describe`` where it has them. ``where``: ``cache=``, or
+        ``results=`` and ``record=`` (and ``hands_back_record``)."""
+        functions = vars(sys.modules[module])
+        parts = {part: functions[part] for part in _CONTRACT if part in functions}
+        return cls(name=name, **parts, **where)
 
     def folder(self, run: Run) -> Folder:
         """Where it writes: its cache folder, or its results folder."""
@@ -295,50 +306,6 @@ def pooled(run: Run, key: str, load: Callable[[], Any]) -> Iterator[Any]:
     finally:
         del model
         free_accelerator_memory()
-
-
-def warn_skipped(name: str, reason: str) -> None:
-    """The one line a skipped photo gets on stderr."""
-    print(f"ovseg: warning: skipping {name}: {reason}", file=sys.stderr)
-
-
-def entries_of(manifest: dict[str, Any] | None, stage: str, before: str) -> dict[str, dict[str, Any]]:
-    """The per-photo entries of the previous stage's manifest, or one line naming the stage to run first."""
-    if manifest is None:
-        raise OvsegError(f"{stage}/manifest.json not found: run the {before} stage first (`dvc repro` or `ovseg run`)")
-    return manifest["images"]
-
-
-def unique_items(entries: dict[str, Any], key_field: str, done: set[str], item: Callable[[str, Any], Item]) -> Plan:
-    """A plan over ``entries``: each entry's key (attribute ``key_field``) reused when done, else computed once.
-
-    Two photos with the same content share a key: the first computes it, the second reuses it.
-    """
-    plan, queued = Plan(), set()
-    for stem, entry in entries.items():
-        key = getattr(entry, key_field)
-        if key in done or key in queued:
-            plan.reused.append(stem)
-        else:
-            queued.add(key)
-            plan.items.append(item(stem, entry))
-    return plan
-
-
-def record_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    """The entries of ``data`` that are fields of dataclass ``cls`` (a manifest may carry more)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in data.items() if k in names}
-
-
-def read_record(stem: str, folder: str, name: str) -> tuple[str, dict[str, Any] | None]:
-    """A plain task: one photo's record (``selection.json``, ``edit.json``) in a results folder, or None."""
-    return stem, OutputFolder(folder).record(f"{stem}/{name}")
-
-
-def read_records(engine: Engine, out: OutputFolder, name: str, stems: list[str]) -> dict[str, dict[str, Any] | None]:
-    """Each photo's record ``name`` in ``out`` (None where there is none), read by the engine where they live."""
-    return dict(engine.map(partial(read_record, folder=out.url, name=name), list(stems), f"read {name}"))
 
 
 def run_stages(run: Run, engine: Any, stages: Iterable[Stage]) -> list[StageReport]:

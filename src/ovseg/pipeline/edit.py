@@ -29,19 +29,8 @@ from ovseg.media import rle
 from ovseg.media.fileio import content_key
 from ovseg.media.viz import side_by_side
 from ovseg.pipeline import score, select
-from ovseg.pipeline.common import (
-    Engine,
-    Item,
-    LazyModel,
-    ModelPool,
-    Plan,
-    Result,
-    Run,
-    Stage,
-    StageReport,
-    entries_of,
-    read_records,
-)
+from ovseg.pipeline.common import Engine, Item, LazyModel, ModelPool, Plan, Result, Run, Stage, StageReport
+from ovseg.pipeline.plans import entries_of, read_records
 from ovseg.storage.folders import EDIT_RECORD, SELECTION_RECORD, OutputFolder
 from ovseg.storage.locations import write_json
 
@@ -250,14 +239,4 @@ def describe(run: Run) -> str:
     return f"edit ({run.request.mode}, {run.settings.edit.backend})" if run.request.edits else "edit (segment)"
 
 
-STAGE = Stage(
-    results=RESULTS,
-    record=EDIT_RECORD,
-    name="edit",
-    plan=plan,
-    load=load,
-    model_key=model_key,
-    compute=compute,
-    finish=finish,
-    describe=describe,
-)
+STAGE = Stage.of(__name__, "edit", results=RESULTS, record=EDIT_RECORD)

@@ -17,21 +17,8 @@ from ovseg.config import Settings
 from ovseg.errors import OvsegError
 from ovseg.media.fileio import content_key, working_image
 from ovseg.pipeline import masks
-from ovseg.pipeline.common import (
-    Engine,
-    Item,
-    LazyModel,
-    ModelPool,
-    Plan,
-    Result,
-    Run,
-    Stage,
-    StageReport,
-    entries_of,
-    record_fields,
-    unique_items,
-    warn_skipped,
-)
+from ovseg.pipeline.common import Engine, Item, LazyModel, ModelPool, Plan, Result, Run, Stage, StageReport
+from ovseg.pipeline.plans import entries_of, record_fields, unique_items, warn_skipped
 from ovseg.storage.locations import image_name
 from ovseg.storage.store import MaskProposals
 from ovseg.weights.registry import CLIP, model_fingerprint
@@ -143,13 +130,4 @@ def describe(run: Run) -> str:
     return f"embed (CLIP, {run.settings.embed.strategy})"
 
 
-STAGE = Stage(
-    cache=FOLDER,
-    name="embed",
-    plan=plan,
-    load=load,
-    model_key=model_key,
-    compute=compute,
-    finish=finish,
-    describe=describe,
-)
+STAGE = Stage.of(__name__, "embed", cache=FOLDER)

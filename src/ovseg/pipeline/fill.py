@@ -26,17 +26,8 @@ from PIL import Image
 from ovseg.editing import fingerprint, load_painting_model, painter_for, request_for
 from ovseg.media.fileio import content_key
 from ovseg.pipeline import edit, follow, frames
-from ovseg.pipeline.common import (
-    Engine,
-    LazyModel,
-    ModelPool,
-    Plan,
-    Result,
-    Run,
-    Stage,
-    StageReport,
-    read_records,
-)
+from ovseg.pipeline.common import Engine, LazyModel, ModelPool, Plan, Result, Run, Stage, StageReport
+from ovseg.pipeline.plans import read_records
 
 VERSION = "video-fill-v1"
 RESULTS = "video_edit"  # <output>/video_edit/<clip>/: this stage's own folder (DVC: its output)
@@ -181,7 +172,4 @@ def describe(run: Run) -> str:
     return f"fill (remove, {run.settings.edit.backend} where no frame saw)"
 
 
-STAGE = Stage(
-    results=RESULTS, record=edit.EDIT_RECORD, name="fill", plan=plan, load=load, model_key=model_key,
-    compute=compute, finish=finish, describe=describe,
-)  # fmt: skip
+STAGE = Stage.of(__name__, "fill", results=RESULTS, record=edit.EDIT_RECORD)

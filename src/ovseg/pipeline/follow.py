@@ -32,20 +32,8 @@ from ovseg.errors import OvsegError, one_line
 from ovseg.media.fileio import content_key, sha256_bytes
 from ovseg.media.videoio import FRAMES_INDEX
 from ovseg.pipeline import embed, frames, masks, score
-from ovseg.pipeline.common import (
-    Engine,
-    Item,
-    LazyModel,
-    ModelPool,
-    Plan,
-    Result,
-    Run,
-    Stage,
-    StageReport,
-    record_fields,
-    run_stages,
-    warn_skipped,
-)
+from ovseg.pipeline.common import Engine, Item, LazyModel, ModelPool, Plan, Result, Run, Stage, StageReport, run_stages
+from ovseg.pipeline.plans import record_fields, warn_skipped
 from ovseg.request import RunRequest, outside_frame
 from ovseg.storage.folders import StageFolder
 from ovseg.storage.store import files_name
@@ -437,7 +425,4 @@ def describe(run: Run) -> str:
     return f"follow ({propagator_name(run.settings)})"
 
 
-STAGE = Stage(
-    cache=FOLDER, name="follow", plan=plan, load=load, model_key=model_key, compute=compute, finish=finish,
-    describe=describe,
-)  # fmt: skip
+STAGE = Stage.of(__name__, "follow", cache=FOLDER)

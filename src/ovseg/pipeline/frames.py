@@ -31,18 +31,8 @@ from ovseg.config import Settings
 from ovseg.errors import OvsegError, UnreadableImageError, one_line
 from ovseg.media.fileio import content_key, load_image
 from ovseg.media.videoio import FRAMES_INDEX, Cut, FrameFolder, clip_rate, decode, frame_files, list_clips
-from ovseg.pipeline.common import (
-    Engine,
-    Item,
-    LazyModel,
-    Plan,
-    Result,
-    Run,
-    Stage,
-    StageReport,
-    unique_items,
-    warn_skipped,
-)
+from ovseg.pipeline.common import Engine, Item, LazyModel, Plan, Result, Run, Stage, StageReport
+from ovseg.pipeline.plans import SourceCheck, unique_items, warn_skipped
 from ovseg.storage.folders import StageFolder
 
 VERSION = "frames-v1"
@@ -97,17 +87,6 @@ def clip_digest(location: str) -> str:
 
 
 @dataclass
-class ClipCheck:
-    """A clip as planning finds it (a plain task where it lives): its digest and frames key, or why it fails."""
-
-    stem: str
-    video: str
-    sha256: str = ""
-    key: str = ""
-    error: str = ""
-
-
-@dataclass
 class FramesItem(Item):
     """A clip to decode: where it is."""
 
@@ -129,15 +108,15 @@ class FramesState:
     errors: dict[str, str]
 
 
-def check_clip(clip: ClipCheck, settings: Settings, done: frozenset[str]) -> ClipCheck:
+def check_clip(clip: SourceCheck, settings: Settings, done: frozenset[str]) -> SourceCheck:
     """Hash one clip and, unless its frames are stored, make sure its first frame decodes (a plain task)."""
     try:
-        sha = clip_digest(clip.video)
+        sha = clip_digest(clip.location)
         key = frames_key(settings, sha)
         if key not in done:
-            next(iter(_frames(Path(clip.video), cut_of(settings), settings.video.folder_fps)))
+            next(iter(_frames(Path(clip.location), cut_of(settings), settings.video.folder_fps)))
     except (OvsegError, OSError) as exc:
-        error = str(exc) if isinstance(exc, OvsegError) else f"cannot read {clip.video}: {one_line(exc)}"
+        error = str(exc) if isinstance(exc, OvsegError) else f"cannot read {clip.location}: {one_line(exc)}"
         return dataclasses.replace(clip, error=error)
     return dataclasses.replace(clip, sha256=sha, key=key, error="")
 
@@ -225,8 +204,8 @@ def plan(run: Run, engine: Engine) -> Plan[FramesState]:
     folder = run.stage_folder(FOLDER)
     done = folder.done_keys()
     check = partial(check_clip, settings=settings, done=frozenset(done))
-    rows: dict[str, ClipCheck] = {
-        row.stem: row for row in engine.map(check, [ClipCheck(c.name, c.location) for c in clips], "read")
+    rows: dict[str, SourceCheck] = {
+        row.stem: row for row in engine.map(check, [SourceCheck(c.name, c.location) for c in clips], "read")
     }
     errors: dict[str, str] = {}
     entries: dict[str, FramesEntry] = {}
@@ -311,11 +290,4 @@ def describe(run: Run) -> str:
     return "frames (decode)"
 
 
-STAGE = Stage(
-    cache=FOLDER,
-    name="frames",
-    plan=plan,
-    compute=compute,
-    finish=finish,
-    describe=describe,
-)
+STAGE = Stage.of(__name__, "frames", cache=FOLDER)

@@ -34,19 +34,8 @@ from ovseg.media.fileio import (
     working_image,
 )
 from ovseg.media.viz import candidates_preview
-from ovseg.pipeline.common import (
-    Engine,
-    Item,
-    LazyModel,
-    ModelPool,
-    Plan,
-    Result,
-    Run,
-    Stage,
-    StageReport,
-    unique_items,
-    warn_skipped,
-)
+from ovseg.pipeline.common import Engine, Item, LazyModel, ModelPool, Plan, Result, Run, Stage, StageReport
+from ovseg.pipeline.plans import SourceCheck, unique_items, warn_skipped
 from ovseg.storage.folders import StageFolder
 from ovseg.storage.locations import is_url, list_photos, read_bytes
 from ovseg.storage.store import MaskProposals
@@ -75,17 +64,6 @@ class MasksEntry:
     masks: str
     original_size: list[int] | None = None
     working_size: list[int] | None = None
-
-
-@dataclass
-class PhotoCheck:
-    """A photo as planning finds it (a plain task where it lives): its bytes' hash and store key, or why it fails."""
-
-    stem: str
-    image: str
-    sha256: str = ""
-    key: str = ""
-    error: str = ""
 
 
 @dataclass
@@ -118,17 +96,17 @@ def masks_key(settings: Settings, sha256: str, fingerprint: str) -> str:
     return content_key(VERSION, sha256, settings.section("masks"), fingerprint)
 
 
-def check_photo(photo: PhotoCheck, settings: Settings, fingerprint: str, done: frozenset[str]) -> PhotoCheck:
+def check_photo(photo: SourceCheck, settings: Settings, fingerprint: str, done: frozenset[str]) -> SourceCheck:
     """Hash one photo where it lives and, unless its store is done, make sure it decodes (a plain task)."""
     try:
-        data = read_bytes(photo.image)
+        data = read_bytes(photo.location)
     except Exception as exc:  # noqa: BLE001 - whatever the filesystem says, the photo is skipped with it
-        return dataclasses.replace(photo, error=f"cannot read {photo.image}: {one_line(exc)}")
+        return dataclasses.replace(photo, error=f"cannot read {photo.location}: {one_line(exc)}")
     sha = sha256_bytes(data)
     key = masks_key(settings, sha, fingerprint)
     if key not in done:
         try:
-            decode_image(data, photo.image, settings.max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS)
+            decode_image(data, photo.location, settings.max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS)
         except OvsegError as exc:
             return dataclasses.replace(photo, error=str(exc))
     return dataclasses.replace(photo, sha256=sha, key=key, error="")
@@ -144,8 +122,8 @@ def plan(run: Run, engine: Engine) -> Plan[MasksState]:
     check = partial(
         check_photo, settings=settings, fingerprint=model_fingerprint(settings.masks.model, None), done=frozenset(done)
     )
-    checks = [PhotoCheck(photo.name, photo.location) for photo in photos]
-    rows: dict[str, PhotoCheck] = {row.stem: row for row in engine.map(check, checks, "read")}
+    checks = [SourceCheck(photo.name, photo.location) for photo in photos]
+    rows: dict[str, SourceCheck] = {row.stem: row for row in engine.map(check, checks, "read")}
     errors: dict[str, str] = {}
     for photo in photos:
         row = rows[photo.name]
@@ -161,7 +139,7 @@ def plan(run: Run, engine: Engine) -> Plan[MasksState]:
     for photo in photos:
         row = rows[photo.name]
         if not row.error:
-            entry = MasksEntry(row.image, row.sha256, row.key)
+            entry = MasksEntry(row.location, row.sha256, row.key)
             old = previous.get(photo.name, {})
             if old.get("masks") == row.key:
                 entry.original_size, entry.working_size = old.get("original_size"), old.get("working_size")
@@ -274,7 +252,8 @@ def prompt_engine(run: Run):
 
     Needs the run's pool, so the image encoded for everything mode is encoded once for both.
     """
-    from ovseg.masks import MaskEngine, load_prompt_model
+    from ovseg.masks import load_prompt_model
+    from ovseg.masks.engine import MaskEngine
 
     if run.pool is None:
         raise OvsegError("prompted masks need a model pool (the Python API keeps one)")
@@ -287,13 +266,4 @@ def prompt_engine(run: Run):
     return MaskEngine(model, run.settings.masks)
 
 
-STAGE = Stage(
-    cache=FOLDER,
-    name="masks",
-    plan=plan,
-    load=load,
-    model_key=model_key,
-    compute=compute,
-    finish=finish,
-    describe=describe,
-)
+STAGE = Stage.of(__name__, "masks", cache=FOLDER)

@@ -20,20 +20,8 @@ from ovseg.config import Settings
 from ovseg.errors import OvsegError
 from ovseg.media.fileio import content_key
 from ovseg.pipeline import embed, masks
-from ovseg.pipeline.common import (
-    Engine,
-    Item,
-    LazyModel,
-    ModelPool,
-    Plan,
-    Result,
-    Run,
-    Stage,
-    StageReport,
-    entries_of,
-    pooled,
-    record_fields,
-)
+from ovseg.pipeline.common import Engine, Item, LazyModel, ModelPool, Plan, Result, Run, Stage, StageReport, pooled
+from ovseg.pipeline.plans import entries_of, record_fields
 from ovseg.request import EMPTY_PROMPT, prompt_synonyms
 from ovseg.storage.claims import Claims
 from ovseg.storage.folders import StageFolder
@@ -372,11 +360,4 @@ def scored_classes(run: Run, entry: ScoreEntry) -> tuple[MaskProposals, np.ndarr
     return proposals, scores
 
 
-STAGE = Stage(
-    cache=FOLDER,
-    name="score",
-    plan=plan,
-    compute=compute,
-    finish=finish,
-    describe=describe,
-)
+STAGE = Stage.of(__name__, "score", cache=FOLDER)

@@ -26,19 +26,8 @@ from ovseg.media.coco import coco_annotations
 from ovseg.media.fileio import content_key, mask_image
 from ovseg.media.viz import label_image, overlay, palette, preview, resize_mask
 from ovseg.pipeline import masks, score
-from ovseg.pipeline.common import (
-    Engine,
-    Item,
-    LazyModel,
-    Plan,
-    Result,
-    Run,
-    Stage,
-    StageReport,
-    entries_of,
-    read_records,
-    record_fields,
-)
+from ovseg.pipeline.common import Engine, Item, LazyModel, Plan, Result, Run, Stage, StageReport
+from ovseg.pipeline.plans import entries_of, read_records, record_fields
 from ovseg.ranking.selection import Instances, Selection, paint_label_map, select_instances, select_masks
 from ovseg.storage.folders import SELECTION_RECORD, OutputFolder
 from ovseg.storage.locations import write_json
@@ -319,17 +308,8 @@ def compute(run: Run, shared: None, model: LazyModel, item: SelectItem) -> Resul
         artifacts={"masks": entry.masks, "embeddings": entry.embeddings, "scores": entry.scores},
         note=None if selection.indices else "no candidate passed the thresholds; nothing selected",
     )
-    write_selection(
-        run.results(RESULTS),
-        item.stem,
-        record,
-        image,
-        [proposals.masks[i] for i in selection.indices],
-        selection.scores,
-        visualize=run.visualize,
-        mask_pngs=run.settings.select.mask_pngs,
-    )
-    return Result(item.stem, record=record.to_json())
+    masks_kept = [proposals.masks[i] for i in selection.indices]
+    return _written(run, item, record, image, masks_kept, selection.scores, run.settings.select.mask_pngs)
 
 
 def compute_classes(run: Run, item: SelectItem, entry: score.ScoreEntry) -> Result:
@@ -358,16 +338,16 @@ def compute_classes(run: Run, item: SelectItem, entry: score.ScoreEntry) -> Resu
         note=None if found.indices else "no candidate passed instances.threshold for any class; nothing selected",
         classes=list(entry.classes),
     )
-    write_selection(
-        run.results(RESULTS),
-        item.stem,
-        record,
-        image,
-        [proposals.masks[i] for i in found.indices],
-        found.scores,
-        visualize=run.visualize,
-        mask_pngs=True,
-    )
+    masks_kept = [proposals.masks[i] for i in found.indices]
+    return _written(run, item, record, image, masks_kept, found.scores, mask_pngs=True)
+
+
+def _written(
+    run: Run, item: SelectItem, record: SelectionRecord, image: Image.Image, masks_kept: list, scores, mask_pngs: bool
+) -> Result:
+    """The photo's selection written (``write_selection``), and the result that hands its record to ``finish``."""
+    out = run.results(RESULTS)
+    write_selection(out, item.stem, record, image, masks_kept, scores, visualize=run.visualize, mask_pngs=mask_pngs)
     return Result(item.stem, record=record.to_json())
 
 
@@ -415,13 +395,4 @@ def describe(run: Run) -> str:
     return "select"
 
 
-STAGE = Stage(
-    results=RESULTS,
-    record=SELECTION_RECORD,
-    hands_back_record=True,
-    name="select",
-    plan=plan,
-    compute=compute,
-    finish=finish,
-    describe=describe,
-)
+STAGE = Stage.of(__name__, "select", results=RESULTS, record=SELECTION_RECORD, hands_back_record=True)

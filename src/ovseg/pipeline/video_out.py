@@ -25,7 +25,8 @@ from ovseg.errors import OvsegError
 from ovseg.media import rle
 from ovseg.media.fileio import content_key
 from ovseg.pipeline import follow, frames
-from ovseg.pipeline.common import Engine, LazyModel, Plan, Result, Run, Stage, StageReport, read_records
+from ovseg.pipeline.common import Engine, LazyModel, Plan, Result, Run, Stage, StageReport
+from ovseg.pipeline.plans import read_records
 from ovseg.storage.folders import OutputFolder
 from ovseg.storage.locations import write_json
 
@@ -190,7 +191,4 @@ def describe(run: Run) -> str:
     return "video (masks, tracks.json, overlay.mp4)"
 
 
-STAGE = Stage(
-    results=RESULTS, record=VIDEO_RECORD, hands_back_record=True, name="video_out", plan=plan, compute=compute,
-    finish=finish, describe=describe,
-)  # fmt: skip
+STAGE = Stage.of(__name__, "video_out", results=RESULTS, record=VIDEO_RECORD, hands_back_record=True)

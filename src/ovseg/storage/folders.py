@@ -219,31 +219,28 @@ class StageFolder(Folder):
     @contextlib.contextmanager
     def files(self, key: str) -> Iterator[Path]:
         """A local folder holding the files store for ``key`` (remote: fetched to a scratch folder first)."""
-        if self.local:
-            yield self.path / files_name(key)
-            return
-        with tempfile.TemporaryDirectory(prefix="ovseg-fetch-") as scratch:
-            target = Path(scratch) / files_name(key)
-            prefix = f"{self.path}/{files_name(key)}"
-            for name in self.fs.find(prefix):
-                relative = PurePosixPath(name).relative_to(PurePosixPath(prefix))
-                (target / relative).parent.mkdir(parents=True, exist_ok=True)
-                self.fs.get_file(name, str(target / relative))
-            yield target
+        with self._local_copy(files_name(key)) as path:
+            yield path
 
     @contextlib.contextmanager
     def store(self, key: str) -> Iterator[Path]:
         """A local path to read the store for ``key`` from (remote: its objects fetched to a scratch folder)."""
+        with self._local_copy(store_name(key)) as path:
+            yield path
+
+    @contextlib.contextmanager
+    def _local_copy(self, name: str) -> Iterator[Path]:
+        """``name`` in this folder as a local path: itself when local, else its objects fetched to a scratch folder."""
         if self.local:
-            yield self.path / store_name(key)
+            yield self.path / name
             return
         with tempfile.TemporaryDirectory(prefix="ovseg-fetch-") as scratch:
-            target = Path(scratch) / store_name(key)
-            prefix = f"{self.path}/{store_name(key)}"
-            for name in self.fs.find(prefix):
-                relative = PurePosixPath(name).relative_to(PurePosixPath(prefix))
+            target = Path(scratch) / name
+            prefix = f"{self.path}/{name}"
+            for found in self.fs.find(prefix):
+                relative = PurePosixPath(found).relative_to(PurePosixPath(prefix))
                 (target / relative).parent.mkdir(parents=True, exist_ok=True)
-                self.fs.get_file(name, str(target / relative))
+                self.fs.get_file(found, str(target / relative))
             yield target
 
     def read_store(self, key: str, names: list[str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
