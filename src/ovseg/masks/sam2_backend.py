@@ -17,6 +17,7 @@ import contextlib
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,31 +43,34 @@ def _checkpoint_in(folder: Path, name: str) -> Path:
 
 def load_sam2(name: str, device: str) -> torch.nn.Module:
     """Build SAM 2 through sam2's `build_sam2` and load its checkpoint on ``device``."""
-    import sam2  # noqa: F401 - initialises sam2's hydra config module
     from sam2.build_sam import build_sam2
+
+    return build_with(build_sam2, name, device, "SAM 2 weights")
+
+
+def build_with(builder, name: str, device: str, what: str) -> Any:
+    """``builder`` (sam2's ``build_sam2`` or ``build_sam2_video_predictor``) on the mask model ``name``: a registry
+    SAM 2 by its config in sam2's package, or a folder with its own ``config.yaml``; one line when it fails."""
+    import sam2  # noqa: F401 - initialises sam2's hydra config module
 
     folder = resolve_model_dir(name, SAM2)
     checkpoint = _checkpoint_in(folder, name)
-    custom_config = folder / "config.yaml"
     spec = REGISTRY.get(name)
-    # sam2 scripts a helper with torch.jit at build time; newer torch warns about that on every run.
+    # sam2 scripts a helper with torch.jit at build time; newer torch warns about that on every run. Without sam2's
+    # optional CUDA extension (a CPU install) small holes in video masks are not filled; it says so on every frame.
     warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="cannot import name '_C' from 'sam2'", category=UserWarning)
     try:
-        if custom_config.is_file():
-            return _build_from_config_file(build_sam2, custom_config, checkpoint, device)
+        if (folder / "config.yaml").is_file():  # a config outside the sam2 package (custom or test models)
+            with hydra_config_dir(folder):
+                return builder("config.yaml", str(checkpoint), device=device)
         if spec is None or spec.sam2_config is None:
             raise OvsegError(f"{folder} has no config.yaml and {name!r} is not a registry model")
-        return build_sam2(spec.sam2_config, str(checkpoint), device=device)
+        return builder(spec.sam2_config, str(checkpoint), device=device)
     except OvsegError:
         raise
     except Exception as exc:  # noqa: BLE001 - a corrupt or mismatched file fails in many ways
-        raise OvsegError(f"cannot load SAM 2 weights from {checkpoint}: {one_line(exc)}") from None
-
-
-def _build_from_config_file(build_sam2, config: Path, checkpoint: Path, device: str) -> torch.nn.Module:
-    """`build_sam2` with a config outside the sam2 package (custom or test models)."""
-    with hydra_config_dir(config.parent):
-        return build_sam2(config.name, str(checkpoint), device=device)
+        raise OvsegError(f"cannot load {what} from {checkpoint}: {one_line(exc)}") from None
 
 
 @contextlib.contextmanager

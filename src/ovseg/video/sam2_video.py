@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from ovseg.errors import OvsegError, one_line
 from ovseg.video.backend import Frames, ObjectMask
 
 SMALL_GPU = 10 * 2**30
@@ -39,32 +38,11 @@ class Sam2State:
 
 def load_video_predictor(name: str, device: str):
     """SAM 2's video predictor for mask model ``name`` (a registry SAM 2 or a folder with ``config.yaml``)."""
-    import warnings
-
-    import sam2  # noqa: F401 - initialises sam2's hydra config module
     from sam2.build_sam import build_sam2_video_predictor
 
-    from ovseg.masks.sam2_backend import _checkpoint_in, hydra_config_dir
-    from ovseg.weights.registry import REGISTRY, SAM2, resolve_model_dir
+    from ovseg.masks.sam2_backend import build_with
 
-    folder = resolve_model_dir(name, SAM2)
-    checkpoint = _checkpoint_in(folder, name)
-    spec = REGISTRY.get(name)
-    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
-    # Without sam2's optional CUDA extension (a CPU install) small holes in masks are not filled; sam2 says
-    # so on every frame, and it changes nothing else.
-    warnings.filterwarnings("ignore", message="cannot import name '_C' from 'sam2'", category=UserWarning)
-    try:
-        if (folder / "config.yaml").is_file():
-            with hydra_config_dir(folder):
-                return build_sam2_video_predictor("config.yaml", str(checkpoint), device=device)
-        if spec is None or spec.sam2_config is None:
-            raise OvsegError(f"{folder} has no config.yaml and {name!r} is not a registry model")
-        return build_sam2_video_predictor(spec.sam2_config, str(checkpoint), device=device)
-    except OvsegError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a corrupt or mismatched file fails in many ways
-        raise OvsegError(f"cannot load SAM 2's video predictor from {checkpoint}: {one_line(exc)}") from None
+    return build_with(build_sam2_video_predictor, name, device, "SAM 2's video predictor")
 
 
 class Sam2VideoPropagator:
