@@ -24,7 +24,8 @@ from PIL import Image
 from ovseg.config import settings_from_params
 from ovseg.evaluation.datasets import read_dataset
 from ovseg.evaluation.prompt import proposal_quality
-from ovseg.masks import MaskEngine, load_mask_generator, load_prompt_model
+from ovseg.masks import load_mask_generator, load_prompt_model
+from ovseg.masks.engine import MaskEngine
 from ovseg.media.fileio import load_image
 from ovseg.storage.locations import read_json
 
