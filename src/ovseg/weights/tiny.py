@@ -41,7 +41,7 @@ def build_tiny_sam2(folder: Path, seed: int = 0) -> Path:
     from omegaconf import OmegaConf
 
     torch.manual_seed(seed)
-    config_text = resources.files("ovseg").joinpath("configs/tiny_sam2.yaml").read_text()
+    config_text = resources.files("ovseg.weights").joinpath("tiny_sam2.yaml").read_text()
     model = instantiate(OmegaConf.create(config_text).model, _recursive_=True)
     with atomic_path(Path(folder)) as tmp:
         tmp.mkdir(parents=True)
