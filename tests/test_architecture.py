@@ -46,7 +46,7 @@ def test_every_module_has_a_layer_and_imports_only_downwards() -> None:
             other = layer_of(target)
             if other is None or other == layer:
                 continue
-            # Faces may build the tiny test models (`ovseg weights make-tiny`), as ARCHITECTURE allows.
+            # Faces may build the tiny test models (`ovseg weights make-tiny`), as docs/architecture.md allows.
             if ORDER.index(other) > ORDER.index(layer):
                 problems.append(f"{module} ({layer}) imports {target} ({other})")
     assert not problems, "imports that point upwards:\n" + "\n".join(problems)
