@@ -11,7 +11,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ovseg.config.loading import deep_merge, load_presets, preset_names
+from ovseg.config.loading import UNIONS, deep_merge, load_presets, preset_names
 from ovseg.config.settings import SECTION_TYPES
 from ovseg.errors import OvsegError
 
@@ -32,7 +32,7 @@ def values_of(annotation: Any) -> str:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is Literal:
         return " | ".join(map(str, args))
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in UNIONS:
         return " or ".join("null" if a is type(None) else values_of(a) for a in args)
     if origin is list:
         return f"list of {values_of(args[0])}s"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import types
 import typing
 from functools import cache
 from importlib import resources
@@ -24,6 +25,7 @@ from ovseg.config.settings import (
 from ovseg.errors import OvsegError
 
 PRESETS_FILE = "presets.yaml"
+UNIONS = (typing.Union, types.UnionType)  # `Optional[X]` and `X | None` as typing reports them
 
 
 @cache
@@ -53,7 +55,7 @@ def _check_type(section: str, name: str, value: Any, annotation: Any) -> Any:
     """Coerce ints to floats where a float is expected; reject anything else that does not fit."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in UNIONS:
         if value is None and type(None) in args:
             return None
         annotation = next(a for a in args if a is not type(None))

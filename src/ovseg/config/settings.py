@@ -17,13 +17,8 @@ from ovseg.errors import OvsegError
 
 
 def knob(doc: str) -> Any:
-    """A settings field with its documentation, which ``ovseg settings`` and ``doc_of`` read."""
+    """A settings field with its documentation, which ``ovseg settings`` reads (:mod:`ovseg.config.describe`)."""
     return dataclasses.field(metadata={"doc": doc})
-
-
-def doc_of(section: type, name: str) -> str:
-    """The documentation of field ``name`` of a settings section."""
-    return next(f.metadata.get("doc", "") for f in dataclasses.fields(section) if f.name == name)
 
 
 @dataclass(frozen=True)

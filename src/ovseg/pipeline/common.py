@@ -314,12 +314,15 @@ def run_stages(run: Run, engine: Any, stages: Iterable[Stage]) -> list[StageRepo
     The places are checked first; a stage's own folder only when it has something to write there.
     """
     run.check_places()
-    reports = []
-    for stage in stages:
-        plan = stage.plan(run, engine)
-        results = []
-        if plan.items:
-            stage.folder(run).ensure_writable()
-            results = engine.compute(stage, run, plan)
-        reports.append(stage.finish(run, plan, results))
-    return reports
+    return [carry_out(run, engine, stage, stage.plan(run, engine)) for stage in stages]
+
+
+def carry_out(run: Run, engine: Any, stage: Stage, plan: Plan) -> StageReport:
+    """A stage's plan carried out: its folder checked for writing only when there is something to compute, the
+    items computed by ``engine``, then ``finish``. For a plan the stage's own ``plan`` did not make (the score
+    stage's for queries of a face's own: :func:`ovseg.pipeline.score.scores_for`)."""
+    results = []
+    if plan.items:
+        stage.folder(run).ensure_writable()
+        results = engine.compute(stage, run, plan)
+    return stage.finish(run, plan, results)

@@ -20,7 +20,19 @@ from ovseg.config import Settings
 from ovseg.errors import OvsegError
 from ovseg.media.fileio import content_key
 from ovseg.pipeline import embed, masks
-from ovseg.pipeline.common import Engine, Item, LazyModel, ModelPool, Plan, Result, Run, Stage, StageReport, pooled
+from ovseg.pipeline.common import (
+    Engine,
+    Item,
+    LazyModel,
+    ModelPool,
+    Plan,
+    Result,
+    Run,
+    Stage,
+    StageReport,
+    carry_out,
+    pooled,
+)
 from ovseg.pipeline.plans import entries_of, record_fields
 from ovseg.request import EMPTY_PROMPT, prompt_synonyms
 from ovseg.storage.claims import Claims
@@ -269,11 +281,7 @@ def scores_for(run: Run, engine: Engine, queries: list[Query]) -> dict[Query, di
     writing before any work, and the manifest names every (photo, query) pair, so ``ovseg cache gc`` keeps them.
     """
     plan = plan_prompts(run, queries)
-    results = []
-    if plan.items:
-        STAGE.folder(run).ensure_writable()
-        results = engine.compute(STAGE, run, plan)
-    finish(run, plan, results)
+    carry_out(run, engine, STAGE, plan)
     return plan.state.per_prompt
 
 

