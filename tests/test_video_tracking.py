@@ -43,34 +43,25 @@ def test_j_and_f_against_values_worked_out_by_hand() -> None:
     assert scores["J"] == pytest.approx((200 / 600 + 1.0) / 2)  # frames 1 and 2: the first and last left out
 
 
-class DiscModel:
-    """A fake prompt model that knows what a disc is: its answers are the red pixels' connected region under the
-    prompt (and, as a wrong second answer, the prompt's whole box), at the image's own resolution."""
+class RegionModel:
+    """A fake prompt model at the image's own resolution: its answer is the region :meth:`found` picks for the
+    include clicks and the box, and, as a wrong second answer, the prompt's whole box."""
 
-    name = "fake-disc"
     calls = 0
 
-    def set_image(self, image: np.ndarray) -> None:
-        self.red = (image[..., 0] > 150) & (image[..., 1] < 100)
-        self.shape = image.shape[:2]
+    def found(self, include: np.ndarray, box: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def candidates(self, coords: np.ndarray, labels: np.ndarray):
-        from scipy import ndimage
-
         self.calls += 1
-        height, width = self.shape
         box = np.zeros(self.shape, bool)
         corners = coords[np.isin(labels, (2, 3))]
         if len(corners):
             (x1, y1), (x2, y2) = corners.min(0), corners.max(0)
             box[int(y1) : int(np.ceil(y2)), int(x1) : int(np.ceil(x2))] = True
-        regions, _ = ndimage.label(self.red)
-        include = coords[labels == 1]
-        wanted = {int(regions[min(height - 1, int(y)), min(width - 1, int(x))]) for x, y in include} - {0}
-        wanted |= set(np.unique(regions[box & self.red]).tolist()) - {0}
-        disc = np.isin(regions, list(wanted)) if wanted else np.zeros(self.shape, bool)
-        logits = np.stack([np.where(disc, 10.0, -10.0), np.where(box, 10.0, -10.0)]).astype(np.float32)
-        return logits, np.array([0.95 if disc.any() else 0.1, 0.5], np.float32)
+        region = self.found(coords[labels == 1], box)
+        logits = np.stack([np.where(region, 10.0, -10.0), np.where(box, 10.0, -10.0)]).astype(np.float32)
+        return logits, np.array([0.95 if region.any() else 0.1, 0.5], np.float32)
 
     @property
     def low_res_valid(self):
@@ -78,6 +69,26 @@ class DiscModel:
 
     def upscale(self, logits: np.ndarray) -> np.ndarray:
         return logits
+
+
+class DiscModel(RegionModel):
+    """A fake prompt model that knows what a disc is: its answer is the red pixels' connected region under the
+    include clicks or in the box."""
+
+    name = "fake-disc"
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.red = (image[..., 0] > 150) & (image[..., 1] < 100)
+        self.shape = image.shape[:2]
+
+    def found(self, include: np.ndarray, box: np.ndarray) -> np.ndarray:
+        from scipy import ndimage
+
+        height, width = self.shape
+        regions, _ = ndimage.label(self.red)
+        wanted = {int(regions[min(height - 1, int(y)), min(width - 1, int(x))]) for x, y in include} - {0}
+        wanted |= set(np.unique(regions[box & self.red]).tolist()) - {0}
+        return np.isin(regions, list(wanted)) if wanted else np.zeros(self.shape, bool)
 
 
 def _disc_video(positions: list[int], size=(120, 160), radius=12) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -162,13 +173,12 @@ def test_sam2s_video_predictor_gives_a_mask_for_every_frame_and_object(tiny_chec
         assert set(masks) == {1, 7} and all(m.mask.shape == (64, 96) and m.mask.dtype == bool for m in masks.values())
 
 
-class BlobModel:
-    """A fake prompt model that segments any flat-coloured blob: its answers are the connected region of one colour
-    under the include click (else the largest one in the box), and, as a wrong second answer, the box. It has no
-    image embedding, so the tracker's memory describes objects by colour (``ovseg.video.memory.colour_cells``)."""
+class BlobModel(RegionModel):
+    """A fake prompt model that segments any flat-coloured blob: its answer is the connected region of one colour
+    under the include click (else the largest one in the box). It has no image embedding, so the tracker's memory
+    describes objects by colour (``ovseg.video.memory.colour_cells``)."""
 
     name = "fake-blobs"
-    calls = 0
 
     def set_image(self, image: np.ndarray) -> None:
         from scipy import ndimage
@@ -184,30 +194,15 @@ class BlobModel:
             self.regions[labels > 0] = labels[labels > 0] + count
             count += found
 
-    def candidates(self, coords: np.ndarray, labels: np.ndarray):
-        self.calls += 1
+    def found(self, include: np.ndarray, box: np.ndarray) -> np.ndarray:
         height, width = self.shape
-        box = np.zeros(self.shape, bool)
-        corners = coords[np.isin(labels, (2, 3))]
-        if len(corners):
-            (x1, y1), (x2, y2) = corners.min(0), corners.max(0)
-            box[int(y1) : int(np.ceil(y2)), int(x1) : int(np.ceil(x2))] = True
-        include = [(int(y), int(x)) for x, y in coords[labels == 1] if 0 <= x < width and 0 <= y < height]
-        wanted = {int(self.regions[y, x]) for y, x in include} - {0}
+        points = [(int(y), int(x)) for x, y in include if 0 <= x < width and 0 <= y < height]
+        wanted = {int(self.regions[y, x]) for y, x in points} - {0}
         if not wanted and box.any():
             inside = self.regions[box & (self.regions > 0)]
             if len(inside):
                 wanted = {int(np.bincount(inside).argmax())}
-        blob = np.isin(self.regions, list(wanted)) if wanted else np.zeros(self.shape, bool)
-        logits = np.stack([np.where(blob, 10.0, -10.0), np.where(box, 10.0, -10.0)]).astype(np.float32)
-        return logits, np.array([0.95 if blob.any() else 0.1, 0.5], np.float32)
-
-    @property
-    def low_res_valid(self):
-        return self.shape
-
-    def upscale(self, logits: np.ndarray) -> np.ndarray:
-        return logits
+        return np.isin(self.regions, list(wanted)) if wanted else np.zeros(self.shape, bool)
 
 
 def _disc(shape, x: float, y: float, radius: int) -> np.ndarray:
