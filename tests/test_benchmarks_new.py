@@ -46,9 +46,25 @@ def test_benchmark_video_remove_puts_every_variant_on_the_same_holes(tmp_path: P
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     cases = {row["case"] for row in report["rows"]}
-    assert len(cases) == 4 and all(sum(r["case"] == c for r in report["rows"]) == 2 for c in cases)
+    assert len(cases) == 8 and all(sum(r["case"] == c for r in report["rows"]) == 2 for c in cases)
+    assert sum(c.endswith(", cast shadow") for c in cases) == 4  # each case again, casting a shadow
     variants = report["variants"]
     assert variants["temporal"]["from_frames"] > 0.05 and variants["frame telea"]["from_frames"] == 0
+    for figures in variants.values():  # carried and invented parts, the shadow, the pixels the step changed
+        assert figures["psnr_shadow"] > 0 and figures["psnr_changed"] > 0 and "psnr_carried" in figures
+    assert variants["temporal"]["invented_share"] is not None and variants["frame telea"]["invented_share"] is None
+
+
+def test_benchmark_video_remove_times_propainter_with_random_weights_at_a_short_side(tmp_path: Path) -> None:
+    pytest.importorskip("pytorchcv", reason="the propainter extra is not installed")
+    out = tmp_path / "remove.json"
+    result = ovseg("benchmark-video-remove", "--dataset", str(DAVIS), "--frames", "2", "--variant", "propainter",
+                   "--short-side", "128", "--no-shadow-cases", "--out", str(out), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["short_side"] == 128 and len(report["rows"]) == 1  # the first case only: time, not quality
+    assert report["variants"]["propainter"]["quality"] == "needs the weights"
+    assert report["variants"]["propainter"]["ms_per_frame"] > 0 and "needs the weights" in result.stdout
 
 
 def test_benchmark_score_compares_the_onnx_and_torch_text_encoders(tmp_path: Path, tiny_checkpoints) -> None:

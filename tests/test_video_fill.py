@@ -93,7 +93,9 @@ def test_what_no_frame_sees_is_invented_once_and_carried_so_it_does_not_flicker(
     assert len(calls) == 1  # painted on one keyframe only
     first = results[0][1]
     for _, filled, stats in results:
-        np.testing.assert_array_equal(filled[holes[0]], first[holes[0]])  # the same fill in every frame
+        # The same fill in every frame (carried at sub-pixel positions: within a grey level or two; a new noisy
+        # painting would differ by a hundred).
+        assert np.abs(filled[holes[0]].astype(int) - first[holes[0]].astype(int)).max() <= 2
         assert stats.from_image == pytest.approx(1.0)
 
 
@@ -124,3 +126,106 @@ def test_the_benchmarks_holes_come_from_the_seed_and_a_perfect_fill_scores_the_m
     perfect = score(case, case.truth)
     assert perfect["psnr"] == float("inf") and perfect["ssim"] == pytest.approx(1.0) and perfect["flicker"] == 0.0
     assert score(case, case.frames)["psnr"] < 40  # the object still there: far from the truth
+
+
+def _panning_clip(count: int = 12) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """A camera panning right 9 px and down 2 px a frame over a textured scene; a grey object moves across the
+    frame (its own way, 6 px a frame left), its hole with it; frames saved as JPEG would be (quality 90)."""
+    import io
+
+    from PIL import Image
+
+    scene = texture(200, 400, seed=11)
+    frames, holes, truths = [], [], []
+    for i in range(count):
+        truth = scene[2 * i : 2 * i + 120, 9 * i : 9 * i + 200].copy()
+        hole = np.zeros((120, 200), bool)
+        hole[35:85, 110 - 6 * i : 150 - 6 * i] = True
+        frame = truth.copy()
+        frame[hole] = (90, 140, 60)
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, "JPEG", quality=90)
+        frames.append(np.asarray(Image.open(buffer).convert("RGB")))
+        holes.append(hole)
+        truths.append(truth)
+    return frames, holes, truths
+
+
+def test_direct_alignment_recovers_a_panned_background_where_chained_flows_drift() -> None:
+    frames, holes, truths = _panning_clip()
+    pairs = zip(frames, holes, truths, strict=True)
+    noise = [np.abs(f[~h].astype(int) - t[~h].astype(int)).mean() for f, h, t in pairs]
+    jpeg = float(np.mean(noise))
+    errors = {}
+    for align in ("direct", "chained"):
+        filler = TemporalFiller(frames, holes, paint_mark, TemporalFillSettings(feather_px=0, align=align))
+        per_frame = []
+        for frame, filled, _ in filler.run():
+            carried = holes[frame] & ~filler.invented[frame]  # what some frame saw (the rest no frame shows)
+            per_frame.append(np.abs(filled[carried].astype(int) - truths[frame][carried].astype(int)).mean())
+            np.testing.assert_array_equal(filled[~holes[frame]], frames[frame][~holes[frame]])
+        errors[align] = float(np.mean(per_frame))
+    # Two JPEG-noisy frames differ by about sqrt(2) times one frame's noise; direct alignment stays near that.
+    assert errors["direct"] < 2.2 * jpeg, (errors, jpeg)
+    assert errors["chained"] > 1.3 * errors["direct"], errors  # the chain's guessed flows add up
+
+
+@pytest.mark.parametrize("align", ["direct", "chained"])
+def test_pixels_outside_the_grown_holes_never_change(align: str) -> None:
+    frames, holes, _ = _panning_clip(6)
+    filler = TemporalFiller(frames, holes, paint_mark, TemporalFillSettings(align=align))
+    for frame, filled, _ in filler.run():
+        assert (filler.holes[frame] >= holes[frame]).all()  # the shadow step may only grow a hole
+        np.testing.assert_array_equal(filled[~filler.holes[frame]], frames[frame][~filler.holes[frame]])
+
+
+def _disc_with_shadow(count: int = 24) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """A disc rolling right over a texture (a still camera), casting a shadow: its silhouette sheared sideways
+    from its base, darkening the ground to 0.5. A dark square stands still right beside the disc's path."""
+    import cv2
+
+    background = texture(120, 260, seed=21)
+    background = (background * 0.5 + 100).astype(np.uint8)  # bright ground, so a shadow is plainly darker
+    square = np.zeros((120, 260), bool)
+    square[40:62, 120:142] = True
+    background[square] = (30, 35, 40)
+    frames, holes, shadows = [], [], []
+    for i in range(count):
+        disc = np.zeros((120, 260), np.uint8)
+        cv2.circle(disc, (40 + 7 * i, 80), 16, 1, -1)
+        disc = disc > 0
+        shear = np.float32([[1, -0.9, 0.9 * 96], [0, 1, 0]])
+        shadow = cv2.warpAffine(disc.astype(np.uint8), shear, (260, 120), flags=cv2.INTER_NEAREST) > 0
+        shadow &= ~disc
+        frame = background.copy()
+        frame[shadow] = (frame[shadow] * 0.5).astype(np.uint8)
+        frame[disc] = (200, 40, 40)
+        frames.append(frame)
+        holes.append(cv2.dilate(disc.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+        shadows.append(shadow & ~holes[-1])
+    return frames, holes, shadows, background
+
+
+def test_the_shadow_goes_with_the_disc_and_the_dark_square_beside_it_stays() -> None:
+    frames, holes, shadows, background = _disc_with_shadow()
+    square = np.all(background == (30, 35, 40), axis=-1)
+    off = list(TemporalFiller(frames, holes, paint_mark, TemporalFillSettings(shadows=False)).run())
+    filler = TemporalFiller(frames, holes, paint_mark, TemporalFillSettings())
+    on = list(filler.run())
+    checked = [f for f in range(4, len(frames) - 4) if shadows[f].sum() > 50]  # other frames show around it
+    assert len(checked) > 10
+    befores, afters = [], []
+    for frame in checked:
+        shadow = shadows[frame]
+        before = np.abs(off[frame][1][shadow].astype(int) - background[shadow].astype(int)).mean()
+        after = np.abs(on[frame][1][shadow].astype(int) - background[shadow].astype(int)).mean()
+        assert before > 60 and after < before / 3, (frame, before, after)  # the shadow is gone: the ground's colour
+        befores.append(before)
+        afters.append(after)
+        # The dark square stays: at most its edge (the search runs at half size) is refilled, and it stays dark.
+        assert (on[frame][1][square] == frames[frame][square]).all(-1).mean() > 0.96, frame
+        assert np.abs(on[frame][1][square].mean(0) - frames[frame][square].mean(0)).max() < 3, frame
+        assert on[frame][2].shadow_px > 0.6 * shadow.sum()
+    # The texture back, within the fill's own error on this busy scene (the shadow was 80 levels off).
+    assert np.median(afters) < np.median(befores) / 5, (afters, befores)
+    assert sum(s.shadow_px for *_, s in off) == 0

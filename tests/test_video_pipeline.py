@@ -162,6 +162,7 @@ def test_remove_from_a_video_writes_a_playable_edit_with_other_frames_background
     out = tmp_path / "data/output/video_edit/frames"
     record = json.loads((out / "edit.json").read_text())
     assert record["mode"] == "remove" and len(record["frames"]) == 8 and record["from_frames"] > 0.5
+    assert record["fill"] == "temporal" and record["shadow_px"] >= 0
     assert all(abs(f["from_frames"] + f["from_image"] - 1) < 1e-3 for f in record["frames"])
     for name, width in (("edited.mp4", 160), ("before_after.mp4", 160 * 2 + 4)):
         with av.open(str(out / name)) as container:

@@ -9,6 +9,7 @@
 | :mod:`.settings`  | ``settings``: every knob, its values, default, presets and doc    |
 | :mod:`.cache`     | ``cache gc``, ``sync``                                            |
 | :mod:`.benchmark` | ``benchmark``, ``benchmark-masks / -engines / -embed / -score``   |
+| :mod:`.benchmark_video` | ``benchmark-track``, ``benchmark-video-remove``             |
 | :mod:`.evaluate`  | ``evaluate``, ``make-eval-set``                                   |
 | :mod:`.ui`        | ``ui``                                                            |
 
@@ -16,7 +17,7 @@ Commands parse options and print; what they run lives below the faces (pipeline,
 benchmarks, evaluation), so the CLI builds no record of its own.
 """
 
-from ovseg.cli import benchmark, cache, data, evaluate, inspect, run, settings, ui, weights  # noqa: F401  (registers the commands)
+from ovseg.cli import benchmark, benchmark_video, cache, data, evaluate, inspect, run, settings, ui, weights  # noqa: F401
 from ovseg.cli.common import app
 
 

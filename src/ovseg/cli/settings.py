@@ -18,9 +18,10 @@ def settings(
     from ovseg.editing import BACKENDS
     from ovseg.engines import ENGINES
     from ovseg.masks import GENERATORS
-    from ovseg.video import PROPAGATORS
+    from ovseg.video import FILLS, PROPAGATORS
 
-    registries = {"masks.generator": GENERATORS, "edit.backend": BACKENDS, "video.propagator": PROPAGATORS}
+    registries = {"masks.generator": GENERATORS, "edit.backend": BACKENDS, "video.propagator": PROPAGATORS,
+                  "video.fill": FILLS}  # fmt: skip
     choices = {knob: registry.choices() for knob, registry in {**registries, "engine.kind": ENGINES}.items()}
     try:
         rows_by_section, presets = describe_settings(list(sections or []), choices)

@@ -239,8 +239,20 @@ class VideoSettings:
     )
     memory: bool = knob("flow-sam: remember each object's look (holds on through occlusion, finds it again anywhere)")
     fill_window: int = knob("remove: background carried from up to N frames each way")
-    fill_consistency: float = knob("remove: forward and backward flow must agree within this many px")
+    fill_consistency: float = knob("remove, chained: forward and backward flow must agree within this many px")
+    fill_align: Literal["direct", "chained"] = knob(
+        "remove: direct (each frame aligned to the one filled in one step: camera, then flow) | chained (frame by "
+        "frame along completed flows: error compounds; kept for comparison)"
+    )
+    fill_sources: int = knob("remove, direct: the best N source frames per pixel are averaged")
+    shadows: bool = knob("remove: also remove the shadow the object casts (found against other frames)")
     fill_frames: bool = knob("remove: also write the edited frames as PNGs")
+    fill: str = knob(
+        "remove: temporal (other frames' pixels, no weights of its own) | propainter (ProPainter, for users with its "
+        "weights: ovseg weights download propainter; NTU S-Lab licence, non-commercial)"
+    )
+    propainter_model: str = knob("fill propainter: its weights, a registry name (propainter) or a folder")
+    fill_short_side: int = knob("fill propainter: works at this many px on the short side (it was trained at 240)")
 
     def check(self) -> None:
         from ovseg.media.videoio import Cut
@@ -252,8 +264,10 @@ class VideoSettings:
             )
         if not 0 < self.flow_scale <= 1 or self.box_grow < 0 or self.negative_ring < 0:
             raise OvsegError("video.flow_scale must be in (0, 1], video.box_grow and video.negative_ring >= 0")
-        if self.fill_window < 0 or self.fill_consistency <= 0:
-            raise OvsegError("video.fill_window must be >= 0 and video.fill_consistency > 0")
+        if self.fill_short_side < 128:
+            raise OvsegError("video.fill_short_side must be at least 128 (ProPainter's flow network needs it)")
+        if self.fill_window < 0 or self.fill_consistency <= 0 or self.fill_sources < 1:
+            raise OvsegError("video.fill_window must be >= 0, video.fill_consistency > 0 and video.fill_sources >= 1")
 
 
 @dataclass(frozen=True)

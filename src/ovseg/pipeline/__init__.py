@@ -57,11 +57,12 @@ def stages_for(request: RunRequest) -> tuple[Stage, ...]:
 def new_run(settings: Settings, request: RunRequest, **where) -> Run:
     """A run, checked before any work: a request the settings cannot do stops here with one line."""
     from ovseg.masks import GENERATORS
-    from ovseg.video import PROPAGATORS
+    from ovseg.video import FILLS, PROPAGATORS
 
     GENERATORS.check(settings.masks.generator)
     if request.videos is not None:
         PROPAGATORS.check(settings.video.propagator)
+        FILLS.check(settings.video.fill)
     if request.edits:
         settings = dataclasses.replace(settings, edit=resolve_backend(settings.edit, request.mode))
         check_backend(settings.edit, request.mode)

@@ -4,8 +4,9 @@ frames saw (mode ``remove``), one clip at a time.
 Writes ``<output>/video_edit/<clip>/``: ``edited.mp4``, ``before_after.mp4`` (side by side), the edited
 frames as ``frames/NNNNN.png`` with ``video.fill_frames``, and ``edit.json`` last
 (:class:`ClipEditRecord`: per frame, the share of hole pixels carried from other frames, the
-share the image backend invented, and the seconds). The masks are dilated by ``edit.dilate_px``
-as photo edits are (shadows and edges go too); :mod:`ovseg.video.fill` does the rest, with
+share the image backend invented, the pixels the shadow step added, and the seconds). The masks
+are dilated by ``edit.dilate_px`` as photo edits are (edges go too; the cast shadow with
+``video.shadows``); :mod:`ovseg.video.fill` does the rest, with
 ``edit.backend``'s painter for what no frame saw (FSR on ``cpu``, diffusion where its weights are).
 
 The key is ``hash(version, the frames, the tracks, the edit settings and painter, the fill settings)``:
@@ -23,13 +24,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ovseg.editing import fingerprint, load_painting_model, painter_for, request_for
+from ovseg.editing import fingerprint, painter_for, request_for
 from ovseg.media.fileio import content_key
 from ovseg.pipeline import edit, follow, frames
 from ovseg.pipeline.common import Engine, LazyModel, ModelPool, Plan, Result, Run, Stage, StageReport
 from ovseg.pipeline.plans import read_records
 
-VERSION = "video-fill-v1"
+VERSION = "video-fill-v2"
 RESULTS = "video_edit"  # <output>/video_edit/<clip>/: this stage's own folder (DVC: its output)
 SUMMARY_FILE = "summary.json"
 
@@ -43,19 +44,26 @@ class ClipEditRecord:
     clip: str
     mode: str
     video: str
-    backend: str
+    backend: str  # the photo painter (the temporal fill's, for what no frame saw)
+    fill: str  # video.fill: temporal | propainter (which reports the whole hole as its own, from_image 1)
     settings: dict[str, Any]
     fps: float
     from_frames: float
     from_image: float
     seconds_per_frame: float
+    shadow_px: int = 0  # pixels the shadow step added to the holes, over the clip (``video.shadows``)
     files: list[str] = field(default_factory=list)
     frames: list[dict[str, Any]] = field(default_factory=list)
 
 
 def fill_key(run: Run, entry: follow.ClipTracks) -> str:
     video = run.settings.video
-    knobs = [video.fill_window, video.fill_consistency, video.flow_scale, video.fill_frames]
+    knobs = [video.fill_window, video.fill_consistency, video.flow_scale, video.fill_frames, video.fill_align,
+             video.fill_sources, video.shadows, video.fill, video.fill_short_side]  # fmt: skip
+    if video.fill == "propainter":  # its weights, as the painter's are for the temporal fill
+        from ovseg.weights.registry import PROPAINTER, model_fingerprint
+
+        knobs.append(model_fingerprint(video.propainter_model, PROPAINTER))
     return content_key(VERSION, entry.frames, entry.tracks, run.settings.section("edit"),
                        fingerprint(run.settings.edit), knobs)  # fmt: skip
 
@@ -83,12 +91,20 @@ def plan(run: Run, engine: Engine) -> Plan[FillState]:
     return plan
 
 
+def _fill(run: Run):
+    """The fill backend ``video.fill`` names (:data:`ovseg.video.FILLS`)."""
+    from ovseg.video import FILLS
+
+    return FILLS.create(run.settings.video.fill)
+
+
 def load(run: Run):
-    return load_painting_model(run.settings.edit, run.device)
+    return _fill(run).load(run.settings, run.device)
 
 
 def model_key(run: Run) -> str:
-    return ModelPool.key("painter", run.settings.edit)
+    backend = _fill(run)
+    return ModelPool.key(backend.kind, backend.model_settings(run.settings))
 
 
 def image_backend(run: Run, model: LazyModel):
@@ -113,7 +129,6 @@ def compute(run: Run, shared: None, model: LazyModel, item: follow.TracksItem) -
     from ovseg.editing import dilate
     from ovseg.media.videoio import FrameFolder, VideoWriter
     from ovseg.media.viz import side_by_side
-    from ovseg.video.fill import TemporalFiller, TemporalFillSettings
 
     started = time.perf_counter()
     video_settings = run.settings.video
@@ -125,9 +140,7 @@ def compute(run: Run, shared: None, model: LazyModel, item: follow.TracksItem) -
             dilate(np.asarray(Image.open(tracks / "masks" / f"{i:05d}.png")) > 0, run.settings.edit.dilate_px)
             for i in range(len(video))
         ]
-    fill = TemporalFillSettings(window=video_settings.fill_window, flow_scale=video_settings.flow_scale,
-                                consistency_px=video_settings.fill_consistency)  # fmt: skip
-    filler = TemporalFiller(pictures, holes, image_backend(run, model), fill)
+    filler = _fill(run).filler(pictures, holes, model.get, run.settings, image_backend(run, model))
     rows: list[dict[str, Any]] = []
 
     def write(folder: Path) -> dict[str, Any]:
@@ -149,10 +162,11 @@ def compute(run: Run, shared: None, model: LazyModel, item: follow.TracksItem) -
         holes_px = sum(r["hole_px"] for r in rows) or 1
         record = ClipEditRecord(
             key=item.key, clip=item.stem, mode="remove", video=video.index["video"],
-            backend=run.settings.edit.backend, settings=run.settings.section("edit"), fps=video.fps,
+            backend=run.settings.edit.backend, fill=video_settings.fill, settings=run.settings.section("edit"),
+            fps=video.fps,
             from_frames=round(sum(r["from_frames"] * r["hole_px"] for r in rows) / holes_px, 4),
             from_image=round(sum(r["from_image"] * r["hole_px"] for r in rows) / holes_px, 4),
-            seconds_per_frame=round(seconds, 4), files=files, frames=rows,
+            seconds_per_frame=round(seconds, 4), shadow_px=sum(r["shadow_px"] for r in rows), files=files, frames=rows,
         )  # fmt: skip
         return dataclasses.asdict(record)
 
@@ -169,6 +183,8 @@ def finish(run: Run, plan: Plan[FillState], results: list[Result]) -> StageRepor
 
 
 def describe(run: Run) -> str:
+    if run.settings.video.fill == "propainter":
+        return "fill (remove, ProPainter)"
     return f"fill (remove, {run.settings.edit.backend} where no frame saw)"
 
 

@@ -8,6 +8,7 @@
 | ``auto``             |                      | ``sam2`` when ``masks.model`` is a SAM 2, else ``flow-sam`` |
 
 :data:`PROPAGATORS` is the one place a backend is chosen; adding one is a module and an entry here.
+Removal through time is chosen the same way: :data:`FILLS` (``video.fill``, :mod:`.fills`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,21 @@ def _auto(settings: Settings) -> str:
 PROPAGATORS: Registry[Propagator] = Registry("video.propagator", {"flow-sam": _flow_sam, "sam2": _sam2}, auto=_auto)
 
 
+def _temporal_fill():
+    from ovseg.video.fills import TemporalFill
+
+    return TemporalFill()
+
+
+def _propainter_fill():
+    from ovseg.video.fills import ProPainterFill
+
+    return ProPainterFill()
+
+
+FILLS: Registry = Registry("video.fill", {"temporal": _temporal_fill, "propainter": _propainter_fill})
+
+
 def propagator_name(settings: Settings) -> str:
     """The backend ``video.propagator`` names, ``auto`` resolved."""
     return PROPAGATORS.resolve(settings.video.propagator, settings)
@@ -64,4 +80,13 @@ def load_propagator(settings: Settings, device: str) -> Propagator:
     return PROPAGATORS.create(propagator_name(settings), settings, device)
 
 
-__all__ = ["PROPAGATORS", "FrameList", "Frames", "ObjectMask", "Propagator", "load_propagator", "propagator_name"]
+__all__ = [
+    "FILLS",
+    "PROPAGATORS",
+    "FrameList",
+    "Frames",
+    "ObjectMask",
+    "Propagator",
+    "load_propagator",
+    "propagator_name",
+]

@@ -62,3 +62,22 @@ def warp(values: np.ndarray, flow: np.ndarray, outside: float = 0.0, nearest: bo
 def warp_mask(mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """A boolean mask carried along the flow (a pixel is in when more than half of its source is)."""
     return warp(mask.astype(np.float32), flow) > 0.5
+
+
+def sample(values: np.ndarray, xs: np.ndarray, ys: np.ndarray, nearest: bool = False) -> np.ndarray:
+    """``values`` (h, w[, c]) at float positions (bilinear; nearest for masks), out-of-range read as 0."""
+    import cv2
+
+    count = len(xs)
+    if count == 0:
+        return np.zeros((0, *values.shape[2:]), values.dtype)
+    mode = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    width = 4096  # remap's maps are images: lay the points out in rows (a side must stay under 32767)
+    rows = -(-count // width)
+    map_x = np.zeros(rows * width, np.float32)
+    map_y = np.zeros(rows * width, np.float32)
+    map_x[:count], map_y[:count] = xs, ys
+    source = np.ascontiguousarray(values)
+    out = cv2.remap(source, map_x.reshape(rows, width), map_y.reshape(rows, width), mode,
+                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
+    return out.reshape(rows * width, *values.shape[2:])[:count]

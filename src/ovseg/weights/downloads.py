@@ -163,6 +163,28 @@ def _download_url(spec: ModelSpec, target: Path, log=None) -> None:
             shutil.copytree(staged, out)
 
 
+def _download_pytorchcv(spec: ModelSpec, target: Path, log=None) -> None:
+    """Fetch each of ``spec.pytorchcv``'s files through pytorchcv's own model store (its release assets, each
+    checked against the sha1 pytorchcv pins), staged in a temporary folder and moved into place whole."""
+    try:
+        from pytorchcv.models.common.model_store import get_model_file
+    except ImportError:
+        raise OvsegError(f"{spec.name} needs pytorchcv: pip install 'ovseg[propainter]'") from None
+    with tempfile.TemporaryDirectory(prefix="ovseg-pytorchcv-") as tmp:
+        staged = Path(tmp) / spec.name
+        staged.mkdir()
+        for model in spec.pytorchcv:
+            if log is not None:
+                log(f"{spec.name}: {model} from pytorchcv's model store")
+            try:
+                get_model_file(model, local_model_store_dir_path=str(staged))
+            except (OSError, ValueError, RuntimeError) as exc:  # no network, a refused asset, a bad digest
+                raise OvsegError(f"cannot download {spec.name} ({model}): {one_line(exc)}") from None
+        record_download(staged, spec.source, None)
+        with atomic_path(target) as out:
+            shutil.copytree(staged, out)
+
+
 HUB = "https://huggingface.co"
 
 
@@ -220,6 +242,9 @@ def download(name: str, *, force: bool = False, log=None) -> Path:
         return target
     if spec.url:
         _download_url(spec, target, log)
+        return target
+    if spec.pytorchcv:
+        _download_pytorchcv(spec, target, log)
         return target
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError

@@ -25,6 +25,7 @@ CLIP = "clip"
 INPAINT = "inpaint"
 LAMA = "lama"  # a TorchScript LaMa (``big-lama.pt``): model(image, mask) in [0, 1]
 MIGAN = "migan"  # MI-GAN's ONNX pipeline: uint8 image and known-mask in, uint8 result out
+PROPAINTER = "propainter"  # ProPainter's three networks as pytorchcv state dicts (RAFT, flow completion, painter)
 # What `masks.model` may name: a SAM 2 checkpoint (torch) or a SAM-family ONNX encoder/decoder pair.
 MASK_KINDS = (SAM2, SAM_ONNX)
 
@@ -45,15 +46,19 @@ class ModelSpec:
     url: str | None = None  # one file fetched over HTTPS (a release asset) instead of the hub
     revision: str | None = None  # the hub commit to fetch (None: the newest, recorded when fetched)
     licence: str = ""  # the weights' licence, as their publisher states it
+    pytorchcv: tuple[str, ...] = ()  # fetched from pytorchcv's model store (its sha1 pins), one file per name
 
     @property
     def downloadable(self) -> bool:
-        return self.repo_id is not None or self.npm_package is not None or self.url is not None
+        has_source = self.repo_id is not None or self.npm_package is not None or self.url is not None
+        return has_source or bool(self.pytorchcv)
 
     @property
     def source(self) -> str:
         if self.npm_package:
             return f"npm: {self.npm_package}"
+        if self.pytorchcv:
+            return f"pytorchcv model store: {', '.join(self.pytorchcv)}"
         if self.url:
             return self.url
         return self.repo_id or "built locally"
@@ -71,6 +76,8 @@ _SD_FILES = (
     "vae/diffusion_pytorch_model.safetensors",
 )
 _CLIP_FILES = ("open_clip_config.json", "open_clip_model.safetensors")
+# pytorchcv's model store names each file <model>-<error>-<sha1[:8]>.pth; its sha1 is checked on download.
+PROPAINTER_FILES = ("raft_things-0000-d74fed4b.pth", "propainter_rfc-0000-a865ddc0.pth", "propainter-0000-5f3cc1e7.pth")
 
 
 def _sam(size: str, letter: str, desc: str) -> ModelSpec:
@@ -160,6 +167,16 @@ REGISTRY: dict[str, ModelSpec] = {
             revision="1538c135034b8cfe7a8472f34d09c8a5a45b17a7",
             sha256=(("migan_pipeline_v2.onnx", "6f1f3530a1a2324b19752018ce756088b07973cda8d7d890034ace5c8a48c40b"),),
             licence="MIT",
+        ),
+        ModelSpec(
+            "propainter",
+            PROPAINTER,
+            None,
+            PROPAINTER_FILES,
+            "ProPainter (Zhou et al., ICCV 2023): RAFT flow, recurrent flow completion and the dual-domain "
+            "propagation transformer, 50M params, as pytorchcv publishes them: video removal (video.fill)",
+            pytorchcv=("raft_things", "propainter_rfc", "propainter"),
+            licence="NTU S-Lab License 1.0 (non-commercial use only)",
         ),
         ModelSpec(
             "tiny-random-sam2",
@@ -258,6 +275,8 @@ def is_complete_model(folder: Path, kind: str) -> bool:
         return any(folder.glob("*.pt"))
     if kind == MIGAN:
         return any(folder.glob("*.onnx"))
+    if kind == PROPAINTER:
+        return all(any(folder.glob(f"{part}-*.pth")) for part in ("raft_things", "propainter_rfc", "propainter"))
     if kind == CLIP:
         has_weights = any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
         return (folder / "open_clip_config.json").is_file() and has_weights
