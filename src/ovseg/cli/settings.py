@@ -18,7 +18,8 @@ def settings(
     from ovseg.editing import BACKENDS
     from ovseg.engines import ENGINES
     from ovseg.masks import GENERATORS
-    from ovseg.video import FILLS, PROPAGATORS
+    from ovseg.video import PROPAGATORS
+    from ovseg.video.fills import FILLS
 
     registries = {"masks.generator": GENERATORS, "edit.backend": BACKENDS, "video.propagator": PROPAGATORS,
                   "video.fill": FILLS}  # fmt: skip

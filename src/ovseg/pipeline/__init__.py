@@ -57,7 +57,8 @@ def stages_for(request: RunRequest) -> tuple[Stage, ...]:
 def new_run(settings: Settings, request: RunRequest, **where) -> Run:
     """A run, checked before any work: a request the settings cannot do stops here with one line."""
     from ovseg.masks import GENERATORS
-    from ovseg.video import FILLS, PROPAGATORS
+    from ovseg.video import PROPAGATORS
+    from ovseg.video.fills import FILLS
 
     GENERATORS.check(settings.masks.generator)
     if request.videos is not None:

@@ -92,8 +92,8 @@ def plan(run: Run, engine: Engine) -> Plan[FillState]:
 
 
 def _fill(run: Run):
-    """The fill backend ``video.fill`` names (:data:`ovseg.video.FILLS`)."""
-    from ovseg.video import FILLS
+    """The fill backend ``video.fill`` names (:data:`ovseg.video.fills.FILLS`)."""
+    from ovseg.video.fills import FILLS
 
     return FILLS.create(run.settings.video.fill)
 

@@ -8,7 +8,8 @@
 | ``auto``             |                      | ``sam2`` when ``masks.model`` is a SAM 2, else ``flow-sam`` |
 
 :data:`PROPAGATORS` is the one place a backend is chosen; adding one is a module and an entry here.
-Removal through time is chosen the same way: :data:`FILLS` (``video.fill``, :mod:`.fills`).
+Removal through time is chosen the same way: :data:`ovseg.video.fills.FILLS` (``video.fill``), kept out of
+this package's import so that following a video does not depend on the editing backends.
 """
 
 from __future__ import annotations
@@ -53,21 +54,6 @@ def _auto(settings: Settings) -> str:
 
 
 PROPAGATORS: Registry[Propagator] = Registry("video.propagator", {"flow-sam": _flow_sam, "sam2": _sam2}, auto=_auto)
-
-
-def _temporal_fill():
-    from ovseg.video.fills import TemporalFill
-
-    return TemporalFill()
-
-
-def _propainter_fill():
-    from ovseg.video.fills import ProPainterFill
-
-    return ProPainterFill()
-
-
-FILLS: Registry = Registry("video.fill", {"temporal": _temporal_fill, "propainter": _propainter_fill})
 
 
 def propagator_name(settings: Settings) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ovseg.config import Settings
+from ovseg.config import Registry, Settings
 from ovseg.video.fill import FillStats, ImageFill
 
 
@@ -86,3 +86,6 @@ class ProPainterFill:
         from ovseg.video.propainter import ProPainterFiller
 
         return ProPainterFiller(frames, holes, model(), settings.video.fill_short_side)
+
+
+FILLS: Registry[VideoFill] = Registry("video.fill", {"temporal": TemporalFill, "propainter": ProPainterFill})
