@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from ovseg.video.align import Alignment, FrameAligner, push_pull
 from ovseg.video.flow import gray, sample
+
+Filler = Any  # the TemporalFiller asking (frames, holes, settings, seen, sources): typed loosely, it imports us
 
 
 class Carrier(Protocol):
@@ -64,7 +66,7 @@ class DirectCarrier:
     cannot smear, and independent errors of the others average out (less flicker too).
     """
 
-    def __init__(self, filler, keep: int = 3, per_frame: float = 0.15, cache: int = 48) -> None:
+    def __init__(self, filler: Filler, keep: int = 3, per_frame: float = 0.15, cache: int = 48) -> None:
         self.filler = filler
         self.keep, self.per_frame = keep, per_frame
         self.aligner = FrameAligner(filler.frames, filler.holes, filler.settings.flow_scale)
@@ -145,7 +147,7 @@ class ChainedCarrier:
     time wins (a tie averages them).
     """
 
-    def __init__(self, filler) -> None:
+    def __init__(self, filler: Filler) -> None:
         import cv2
 
         self.filler = filler

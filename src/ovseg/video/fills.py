@@ -62,7 +62,10 @@ class TemporalFill:
 
         return load_painting_model(settings.edit, device)
 
-    def filler(self, frames, holes, model, settings, paint) -> Filler:
+    def filler(
+        self, frames: list[np.ndarray], holes: list[np.ndarray], model: Callable[[], Any], settings: Settings,
+        paint: ImageFill,
+    ) -> Filler:  # fmt: skip
         from ovseg.video.fill import TemporalFiller, TemporalFillSettings
 
         return TemporalFiller(frames, holes, paint, TemporalFillSettings.of(settings.video))
@@ -82,7 +85,10 @@ class ProPainterFill:
         # pytorchcv's streaming driver knows CUDA and the CPU; on Apple's MPS it runs on the CPU.
         return load_propainter(settings.video.propainter_model, device if device.startswith("cuda") else "cpu")
 
-    def filler(self, frames, holes, model, settings, paint) -> Filler:
+    def filler(
+        self, frames: list[np.ndarray], holes: list[np.ndarray], model: Callable[[], Any], settings: Settings,
+        paint: ImageFill,
+    ) -> Filler:  # fmt: skip
         from ovseg.video.propainter import ProPainterFiller
 
         return ProPainterFiller(frames, holes, model(), settings.video.fill_short_side)
