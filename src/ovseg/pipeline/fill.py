@@ -6,11 +6,12 @@ frames as ``frames/NNNNN.png`` with ``video.fill_frames``, and ``edit.json`` las
 (:class:`ClipEditRecord`: per frame, the share of hole pixels carried from other frames, the
 share the image backend invented, the pixels the shadow step added, and the seconds). The masks
 are dilated by ``edit.dilate_px`` as photo edits are (edges go too; the cast shadow with
-``video.shadows``); :mod:`ovseg.video.fill` does the rest, with
-``edit.backend``'s painter for what no frame saw (FSR on ``cpu``, diffusion where its weights are).
+``video.shadows``); the fill ``video.fill`` names (:data:`ovseg.video.fills.FILLS`) does the rest:
+:mod:`ovseg.video.fill` with ``edit.backend``'s painter for what no frame saw (FSR on ``cpu``, diffusion
+where its weights are), or ProPainter.
 
-The key is ``hash(version, the frames, the tracks, the edit settings and painter, the fill settings)``:
-a new image backend reruns this stage alone.
+The key is ``hash(version, the frames, the tracks, the edit settings, the fill's weights (the painter's for
+the temporal fill), the fill settings)``: a new image backend reruns this stage alone.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ovseg.editing import fingerprint, painter_for, request_for
+from ovseg.editing import painter_for, request_for
 from ovseg.media.fileio import content_key
 from ovseg.pipeline import edit, follow, frames
 from ovseg.pipeline.common import Engine, LazyModel, ModelPool, Plan, Result, Run, Stage, StageReport
@@ -60,12 +61,8 @@ def fill_key(run: Run, entry: follow.ClipTracks) -> str:
     video = run.settings.video
     knobs = [video.fill_window, video.fill_consistency, video.flow_scale, video.fill_frames, video.fill_align,
              video.fill_sources, video.shadows, video.fill, video.fill_short_side]  # fmt: skip
-    if video.fill == "propainter":  # its weights, as the painter's are for the temporal fill
-        from ovseg.weights.registry import PROPAINTER, model_fingerprint
-
-        knobs.append(model_fingerprint(video.propainter_model, PROPAINTER))
     return content_key(VERSION, entry.frames, entry.tracks, run.settings.section("edit"),
-                       fingerprint(run.settings.edit), knobs)  # fmt: skip
+                       _fill(run).fingerprint(run.settings), knobs)  # fmt: skip
 
 
 @dataclass
@@ -183,9 +180,7 @@ def finish(run: Run, plan: Plan[FillState], results: list[Result]) -> StageRepor
 
 
 def describe(run: Run) -> str:
-    if run.settings.video.fill == "propainter":
-        return "fill (remove, ProPainter)"
-    return f"fill (remove, {run.settings.edit.backend} where no frame saw)"
+    return _fill(run).describe(run.settings)
 
 
 STAGE = Stage.of(__name__, "fill", results=RESULTS, record=edit.EDIT_RECORD)

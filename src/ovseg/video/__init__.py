@@ -67,7 +67,6 @@ def load_propagator(settings: Settings, device: str) -> Propagator:
 
 
 __all__ = [
-    "FILLS",
     "PROPAGATORS",
     "FrameList",
     "Frames",

@@ -4,11 +4,12 @@ Chained flows (frame to frame to frame) compound the error of the flow guessed i
 1-2 px a frame, over ten frames a blur and a ghost. Here a source frame ``s`` is aligned to the
 target frame ``t`` directly, whatever their distance:
 
-1. **The camera**: a homography fitted (RANSAC) to ORB feature matches outside both frames' holes,
-   the features found once per frame. A far scene seen by a panning or zooming camera moves by
-   one; where matches are too few, the identity (a still camera).
+1. **The camera**: a similarity fitted (RANSAC) to ORB feature matches outside both frames' holes,
+   the features found once per frame; far frames only through matches that the neighbours' chained
+   maps allow (:meth:`FrameAligner.homography`). Neighbours with too few matches fit their dense
+   flow instead, and the identity (a still camera) when that fails too.
 2. **What it misses** (parallax, a scene that moves slowly): a dense flow (DIS) between ``t`` and ``s``
-   warped by the homography, only in a box around ``t``'s hole and at ``scale`` of the size. Inside
+   warped by the camera's map, only in a box around ``t``'s hole and at ``scale`` of the size. Inside
    the hole the flow belongs to the thing being removed, so there it is replaced by a smooth
    continuation (push-pull) of the flow around it; so is any place ``s``'s own hole covers.
 3. **How well it holds**: the colour residual between ``t`` and the aligned ``s`` around the hole,
@@ -30,7 +31,7 @@ from ovseg.video.flow import gray, sample
 
 MIN_INLIERS = 24  # matches a homography must explain before it is trusted over the identity
 GUIDE_PX = 24  # far frames: matches farther than this (at 854 px wide) from where the chained map puts them are cut
-RING_PX = 24  # the band around a hole where an alignment is judged and its colour corrected
+RING_PX = 24  # the band around a hole where an alignment is judged (the box reaches twice this)
 
 
 @dataclass
@@ -96,19 +97,25 @@ def _masked_blur(values: np.ndarray, known: np.ndarray, size: int) -> np.ndarray
     return (total / np.maximum(share, 1e-6)).astype(np.float32)
 
 
+def smoothed_over(grays: list[np.ndarray], holes: list[np.ndarray]) -> list[np.ndarray]:
+    """Each gray frame with its hole filled from around it (Telea), so the thing being removed does not pull
+    the flow of the background near it (the hole's flow is replaced afterwards anyway)."""
+    import cv2
+
+    return [
+        cv2.inpaint(g, h.astype(np.uint8), 3, cv2.INPAINT_TELEA) if h.any() else g
+        for g, h in zip(grays, holes, strict=True)
+    ]
+
+
 class FrameAligner:
     """Aligns any frame of a clip to any other around the holes (:meth:`align`); features are found once per frame."""
 
     def __init__(self, frames: list[np.ndarray], holes: list[np.ndarray], scale: float = 0.5) -> None:
-        import cv2
-
         self.frames, self.holes, self.scale = frames, holes, scale
         self.shape = frames[0].shape[:2]
-        self._grays = [gray(f) for f in frames]
-        self._smooth = [
-            cv2.inpaint(g, h.astype(np.uint8), 3, cv2.INPAINT_TELEA) if h.any() else g
-            for g, h in zip(self._grays, holes, strict=True)
-        ]
+        self._grays = [gray(f) for f in frames]  # for features: the hole is masked out there
+        self._smooth = smoothed_over(self._grays, holes)
         self._features: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
         self._homographies: dict[tuple[int, int], np.ndarray] = {}
 

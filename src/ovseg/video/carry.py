@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ovseg.video.align import Alignment, FrameAligner, push_pull
+from ovseg.video.align import Alignment, FrameAligner, push_pull, smoothed_over
 from ovseg.video.flow import gray, sample
 
 Filler = Any  # the TemporalFiller asking (frames, holes, settings, seen, sources): typed loosely, it imports us
@@ -148,14 +148,9 @@ class ChainedCarrier:
     """
 
     def __init__(self, filler: Filler) -> None:
-        import cv2
-
         self.filler = filler
         self._flows: dict[tuple[int, int], np.ndarray] = {}
-        self._grays = [
-            cv2.inpaint(gray(f), h.astype(np.uint8), 3, cv2.INPAINT_TELEA) if h.any() else gray(f)
-            for f, h in zip(filler.frames, filler.holes, strict=True)
-        ]
+        self._grays = smoothed_over([gray(f) for f in filler.frames], filler.holes)
 
     def _size(self) -> tuple[int, int]:
         height, width = self.filler.shape

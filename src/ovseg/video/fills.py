@@ -41,6 +41,14 @@ class VideoFill(Protocol):
         """The heavy model this fill needs, loaded on ``device``."""
         ...
 
+    def fingerprint(self, settings: Settings) -> str:
+        """What the fill's result depends on besides the settings: its weights (for the stage's key)."""
+        ...
+
+    def describe(self, settings: Settings) -> str:
+        """How the stage names itself in progress lines."""
+        ...
+
     def filler(
         self, frames: list[np.ndarray], holes: list[np.ndarray], model: Callable[[], Any], settings: Settings,
         paint: ImageFill,
@@ -61,6 +69,14 @@ class TemporalFill:
         from ovseg.editing import load_painting_model
 
         return load_painting_model(settings.edit, device)
+
+    def fingerprint(self, settings: Settings) -> str:
+        from ovseg.editing import fingerprint
+
+        return fingerprint(settings.edit)
+
+    def describe(self, settings: Settings) -> str:
+        return f"fill (remove, {settings.edit.backend} where no frame saw)"
 
     def filler(
         self, frames: list[np.ndarray], holes: list[np.ndarray], model: Callable[[], Any], settings: Settings,
@@ -84,6 +100,14 @@ class ProPainterFill:
 
         # pytorchcv's streaming driver knows CUDA and the CPU; on Apple's MPS it runs on the CPU.
         return load_propainter(settings.video.propainter_model, device if device.startswith("cuda") else "cpu")
+
+    def fingerprint(self, settings: Settings) -> str:
+        from ovseg.weights.registry import PROPAINTER, model_fingerprint
+
+        return model_fingerprint(settings.video.propainter_model, PROPAINTER)
+
+    def describe(self, settings: Settings) -> str:
+        return "fill (remove, ProPainter)"
 
     def filler(
         self, frames: list[np.ndarray], holes: list[np.ndarray], model: Callable[[], Any], settings: Settings,

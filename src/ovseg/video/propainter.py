@@ -113,7 +113,6 @@ class ProPainterFiller:
             raise ValueError(f"{len(frames)} frames but {len(holes)} holes")
         self.frames, self.holes, self.nets = frames, holes, nets
         self.short_side, self.feather_px = short_side, feather_px
-        self.invented = [h.copy() for h in holes]  # ProPainter does not say which pixels it carried
 
     def _sequencers(self, size: tuple[int, int]) -> tuple[Any, Any]:
         import cv2

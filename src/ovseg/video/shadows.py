@@ -183,9 +183,8 @@ def _shadow_of(
                         - background[:, :2] / np.maximum(brightness[:, None], 1)).max(-1)  # fmt: skip
     shadow = (counted >= 2) & (brightness > 60) & (ratio > settings.darkest) & (ratio < settings.lightest)
     shadow &= (chroma < settings.chroma) & (spread < settings.agree)
-    shadow &= (
-        _even(ratio, shadow, ys, xs, hole.shape) > settings.even
-    )  # a shadow scales the ground; a thing replaces it
+    # A shadow scales the ground; a thing replaces it.
+    shadow &= _even(ratio, shadow, ys, xs, hole.shape) > settings.even
     found[ys[shadow], xs[shadow]] = True
     # Dark in every frame (a parked dark car): never taken, not even by the margin a found shadow gets.
     dark = np.zeros(hole.shape, bool)
