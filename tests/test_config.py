@@ -93,11 +93,13 @@ def test_a_wrong_engine_or_propagator_is_one_line_naming_what_exists() -> None:
 
     with pytest.raises(OvsegError, match="engine.kind must be one of local, ray, got 'spark'"):
         ENGINES.create("spark")
-    assert PROPAGATORS.choices() == ["auto", "flow-sam", "sam2"]
+    assert PROPAGATORS.choices() == ["auto", "flow-sam", "sam2", "sam3", "edgetam"]
     from ovseg.pipeline import new_run
 
     settings = settings_from_params({"preset": "cpu", "video": {"propagator": "cotracker"}})
-    with pytest.raises(OvsegError, match="video.propagator must be one of auto, flow-sam, sam2, got 'cotracker'"):
+    with pytest.raises(
+        OvsegError, match="video.propagator must be one of auto, flow-sam, sam2, sam3, edgetam, got 'cotracker'"
+    ):
         new_run(settings, RunRequest(videos="clip.mp4", prompt="the dog"))
 
 

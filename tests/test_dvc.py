@@ -246,3 +246,23 @@ def test_videos_through_dvc_a_click_reruns_following_and_a_prompt_no_mask_model(
     third = _sh([sys.executable, "-m", "dvc", "repro", "video_out"], dvc_repo)
     assert _ran(third) == {"follow", "video_out"}
     assert {p.name: p.stat().st_mtime_ns for p in stores.glob("*.done")} == before
+
+
+def test_with_sam3_finding_the_words_a_prompt_change_reruns_no_image_encoder(dvc_repo: Path) -> None:
+    """SAM 3 as the finder (a tiny random one): `dvc repro` encodes the photo once in the masks stage; a new
+    prompt reruns score (SAM 3's detector on the cached features) and select, never masks."""
+    from ovseg.weights.specs import TINY_SAM3
+
+    params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
+    params["find"] = {"finder": "sam3", "sam3_model": TINY_SAM3, "min_score": 0.0}
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    first = _sh([sys.executable, "-m", "dvc", "repro", "select"], dvc_repo)
+    assert {"masks", "embed", "score", "select"} <= _ran(first)
+    assert "masks: computed 1" in first and "embed: computed 0, reused 0" in first
+    params["prompt"] = "a whisker"
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    second = _sh([sys.executable, "-m", "dvc", "repro", "select"], dvc_repo)
+    assert {"masks", "embed"} <= _skipped(second) and {"score", "select"} <= _ran(second)
+    assert len(list((dvc_repo / "cache/masks").glob("*.zarr"))) == 1  # one image encoding for both prompts
+    assert len(list((dvc_repo / "cache/scores").glob("*.zarr"))) == 2
+    assert read_json(dvc_repo / "data/output/segment/chelsea/selection.json")["prompt"] == "a whisker"

@@ -35,6 +35,7 @@ from ovseg.config import Settings, apply_overrides, settings_from_params
 from ovseg.editing import check_backend, load_painting_model, painter_for, request_for, resolve_backend
 from ovseg.engines.local import LocalEngine
 from ovseg.errors import OvsegError
+from ovseg.masks import finds_by_words
 from ovseg.media.fileio import MIN_IMAGE_SIDE, working_image
 from ovseg.media.rle import box_xywh
 from ovseg.media.viz import resize_mask
@@ -62,12 +63,14 @@ class Segmenter:
         self.pool = ModelPool()
 
     def warm_up(self) -> None:
-        """Load the preset's mask model and CLIP now (what a server does at start), not on the first request."""
+        """Load the preset's mask model and CLIP (or its finder, SAM 3) now (what a server does at start), not on
+        the first request."""
         from ovseg.clip.features import load_clip
 
         run = Run(self.settings, RunRequest(), cache=str(self.cache), pool=self.pool)
-        self.pool.get(masks.model_key(run), lambda: masks.load(run))
-        self.pool.get(embed.model_key(run), lambda: load_clip(self.settings.embed.model, run.device))
+        self.pool.get(masks.model_key(run), lambda: masks.load(run))  # a finder (SAM 3): the one model it needs
+        if not finds_by_words(self.settings):
+            self.pool.get(embed.model_key(run), lambda: load_clip(self.settings.embed.model, run.device))
 
     def _run(self, settings: Settings, location: str, prompt: str = "", classes: tuple[str, ...] = ()) -> Run:
         request = RunRequest(images=location, prompt=prompt, classes=classes)

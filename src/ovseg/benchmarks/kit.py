@@ -55,6 +55,14 @@ class PeakMemory:
         return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
 
 
+def machine(device: str) -> dict[str, Any]:
+    """What a report was measured on: the device, its name, the CPU threads torch uses, torch's version."""
+    import platform
+
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or platform.machine()
+    return {"device": device, "device_name": name, "cpu_threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
 def sync_device() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()

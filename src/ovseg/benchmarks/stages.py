@@ -8,15 +8,12 @@ built in a temporary folder (speed and memory do not depend on weight values).
 from __future__ import annotations
 
 import dataclasses
-import platform
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ovseg.benchmarks.kit import checkpoints_at, measure, synthetic_candidates, with_random_weights
+from ovseg.benchmarks.kit import checkpoints_at, machine, measure, synthetic_candidates, with_random_weights
 from ovseg.config import Settings
 from ovseg.request import RunRequest
 from ovseg.weights.registry import resolve_device
@@ -107,12 +104,7 @@ def run_benchmark(
         "working_size": list(work_image.size),
         "preset": settings.preset,
         "models": {"sam2": settings.masks.model, "clip": settings.embed.model, "inpaint": settings.edit.model},
-        "device": device,
-        "device_name": torch.cuda.get_device_name()
-        if device.startswith("cuda")
-        else platform.processor() or platform.machine(),
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        **machine(device),
         "runs": runs,
         "stages": rows,
         "total_warm_s": round(sum(r["warm_s"] or r["cold_s"] for r in rows), 3),

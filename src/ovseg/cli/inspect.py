@@ -56,7 +56,12 @@ def inspect(
         for column in ("artifact", "details", "path"):
             table.add_column(column, overflow="fold")
         folder, key = folders[masks.FOLDER], entry.get("masks")
-        if key and (folder.path / store_name(key)).is_dir():
+        if key and (folder.path / store_name(key)).is_dir() and folder.read_store(key, [])[1].get("finder"):
+            attrs = folder.read_store(key, [])[1]
+            size = "x".join(map(str, attrs["working_size"]))
+            table.add_row("image features", f"{attrs['finder']} ({attrs['model']}) at {size} px: the candidates "
+                          "depend on the words (scores)", folder.join(store_name(key)))  # fmt: skip
+        elif key and (folder.path / store_name(key)).is_dir():
             arrays, attrs = folder.read_store(key, ["predicted_iou"])
             size = "x".join(map(str, attrs["working_size"]))
             details = f"{len(arrays['predicted_iou'])} candidates at {size} px, {attrs['model']}"

@@ -138,6 +138,24 @@ class SelectSettings:
 
 
 @dataclass(frozen=True)
+class FindSettings:
+    """Who finds things by words: the seed's masks + CLIP, or a model that does it natively (docs/models.md).
+
+    ``clip``: the ``masks`` stage proposes candidates, CLIP describes them, and they are scored against the words.
+    ``sam3``: the ``masks`` stage keeps SAM 3's image features, and the ``score`` stage asks SAM 3 for every
+    instance of the words on them; ``select`` ranks those instances as it ranks candidates.
+    """
+
+    finder: str = knob("auto (sam3 when its weights are on disk, else clip) | clip (masks + CLIP) | sam3 (SAM 3)")
+    sam3_model: str = knob("the SAM 3 weights (registry name or folder) the sam3 finder and propagator use")
+    min_score: float = knob("sam3: instances SAM 3 is less sure of than this are not kept as candidates")
+
+    def check(self) -> None:
+        if not 0.0 <= self.min_score <= 1.0:
+            raise OvsegError("find.min_score must be in [0, 1]")
+
+
+@dataclass(frozen=True)
 class InstancesSettings:
     """How a run with several classes keeps every instance of each (a one-prompt run uses ``select``).
 
@@ -227,9 +245,11 @@ class VideoSettings:
     cut_threshold: float = knob("a frame whose colours differ this much from the last one's starts a scene")
     keyframe_every: int = knob("words are looked for every N frames (and at scene cuts)")
     propagator: str = knob(
-        "auto (sam2 for a SAM 2 mask model, else flow-sam) | flow-sam (the mask model re-prompted along optical "
-        "flow, CPU) | sam2 (SAM 2's video predictor)"
+        "auto (sam3 when SAM 3 finds, sam2 for a SAM 2 mask model, edgetam when its weights are on disk, else "
+        "flow-sam) | flow-sam (the mask model re-prompted along optical flow, CPU) | sam2 (SAM 2's video "
+        "predictor) | sam3 (SAM 3's tracker) | edgetam (EdgeTAM: SAM 2's memory, small enough for a CPU)"
     )
+    edgetam_model: str = knob("edgetam: its weights (registry name or folder)")
     box_grow: float = knob("flow-sam: the carried mask's box, grown by this share")
     negative_ring: int = knob("flow-sam: exclude clicks this many px outside the carried mask (0: none)")
     flow_scale: float = knob("flow-sam and removal: optical flow at this share of the frame size")
@@ -282,6 +302,7 @@ class Settings:
     strict: bool
     max_image_pixels: int | None  # photos over this many pixels are refused (None: Pillow's bomb guard, ~179 MP)
     masks: MasksSettings
+    find: FindSettings
     embed: EmbedSettings
     score: ScoreSettings
     select: SelectSettings
@@ -302,6 +323,7 @@ class Settings:
 
 SECTION_TYPES = {
     "masks": MasksSettings,
+    "find": FindSettings,
     "embed": EmbedSettings,
     "score": ScoreSettings,
     "select": SelectSettings,

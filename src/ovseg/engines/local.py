@@ -28,7 +28,7 @@ class LocalEngine:
         return [fn(item) for item in tqdm(items, desc=desc, unit="image", disable=len(items) < PROGRESS_FROM)]
 
     def compute(self, stage: Stage, run: Run, plan: Plan) -> list[Result]:
-        if stage.load is None:
+        if not stage.has_model(run):
             model = LazyModel(None)
         elif run.pool is not None:
             pool, key = run.pool, stage.model_key(run)

@@ -64,7 +64,7 @@ class RayEngine:
         run = run.without_pool()
         data = ray.data.from_items([{"item": pickle.dumps(item)} for item in plan.items])
         arguments = {"stage": stage, "run": run, "shared": plan.shared}
-        if stage.load is None:
+        if not stage.has_model(run):
             data = data.map_batches(
                 _compute_batch, fn_kwargs=arguments, batch_size=TASK_BATCH, runtime_env=_runtime_env()
             )

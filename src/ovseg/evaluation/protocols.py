@@ -91,6 +91,13 @@ def evaluate_dataset(settings: Settings, options: EvalOptions, cache: Path, out:
 
     if options.protocol == "video" or is_davis(options.dataset):  # DAVIS's layout: the video protocol
         return evaluate_video(settings, options.dataset, cache, out, options.video_start, options.limit)
+    from ovseg.masks import finder_name, finds_by_words
+
+    if finds_by_words(settings):  # its candidates exist only per prompt: no prompt-free proposals or CLIP features
+        raise OvsegError(
+            f"ovseg evaluate on photos measures masks + CLIP (their candidates, then the words' choice); with "
+            f"find.finder {finder_name(settings)} there is neither: run it with --set find.finder=clip"
+        )
     if options.protocol == "semantic":
         return _semantic(settings, options, cache, out, title)
     return _prompt(settings, options, cache, out, title)

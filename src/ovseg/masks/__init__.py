@@ -12,6 +12,10 @@ The one place a backend and a generator are chosen is :data:`GENERATORS` (everyt
 run with its masks cached never imports torch);
 ``sam2-amg`` runs sam2's own ``SAM2AutomaticMaskGenerator`` (SAM 2 models only), kept
 so the two can be compared.
+
+A model that finds things by words itself (SAM 3) is a :class:`~.finder.Finder`, chosen by ``find.finder`` in
+:data:`FINDERS`: ``clip`` is the seed's way (these candidates, then CLIP), ``sam3`` is :mod:`.sam3`, and ``auto``
+picks ``sam3`` when its weights are on disk. :func:`finds_by_words` is what the stages ask.
 """
 
 from __future__ import annotations
@@ -21,13 +25,37 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from ovseg.config import MasksSettings, Registry
+from ovseg.config import MasksSettings, Registry, Settings
 from ovseg.errors import OvsegError
 from ovseg.masks.backend import PromptModel
+from ovseg.masks.finder import Finder, FoundSet
 from ovseg.storage.store import MaskProposals
-from ovseg.weights.registry import SAM2, SAM_ONNX, check_hashes, onnx_pair, pinned_hashes, resolve_mask_model
+from ovseg.weights.registry import (
+    SAM2,
+    SAM3,
+    SAM_ONNX,
+    check_hashes,
+    onnx_pair,
+    pinned_hashes,
+    resolve_mask_model,
+    resolve_model_dir,
+    weights_present,
+)
 
-__all__ = ["GENERATORS", "PROMPT_MODELS", "MaskGenerator", "PromptModel", "load_mask_generator", "load_prompt_model"]
+__all__ = [
+    "FINDERS",
+    "GENERATORS",
+    "PROMPT_MODELS",
+    "Finder",
+    "FoundSet",
+    "MaskGenerator",
+    "PromptModel",
+    "finds_by_words",
+    "finder_name",
+    "load_finder",
+    "load_mask_generator",
+    "load_prompt_model",
+]
 
 
 class MaskGenerator(Protocol):
@@ -97,3 +125,40 @@ GENERATORS: Registry[MaskGenerator] = Registry(
 def load_mask_generator(settings: MasksSettings, device: str) -> MaskGenerator:
     """The everything-mode generator the ``masks`` settings ask for."""
     return GENERATORS.create(settings.generator, settings, device)
+
+
+CLIP_FINDER = "clip"  # no finder of its own: the masks stage's candidates, described by CLIP and scored
+
+
+def _sam3_finder(settings: Settings, device: str) -> Finder:
+    from ovseg.masks.sam3 import load_sam3_finder
+
+    folder = resolve_model_dir(settings.find.sam3_model, SAM3)
+    return load_sam3_finder(folder, device, settings.find.min_score)
+
+
+def _no_finder(settings: Settings, device: str) -> Finder:
+    raise OvsegError("find.finder clip finds with the masks, embed and score stages; it is not a model to load")
+
+
+def _auto_finder(settings: Settings) -> str:
+    """``auto``: SAM 3 when its weights are on disk (it finds by words natively), else masks + CLIP."""
+    return "sam3" if weights_present(settings.find.sam3_model, SAM3) else CLIP_FINDER
+
+
+FINDERS: Registry[Finder] = Registry("find.finder", {CLIP_FINDER: _no_finder, "sam3": _sam3_finder}, auto=_auto_finder)
+
+
+def finder_name(settings: Settings) -> str:
+    """The finder ``find.finder`` names, ``auto`` resolved."""
+    return FINDERS.resolve(settings.find.finder, settings)
+
+
+def finds_by_words(settings: Settings) -> bool:
+    """Whether a model finds the words itself (the stages then cache its image features and ask it per prompt)."""
+    return finder_name(settings) != CLIP_FINDER
+
+
+def load_finder(settings: Settings, device: str) -> Finder:
+    """The finder the settings name, loaded on ``device``."""
+    return FINDERS.create(finder_name(settings), settings, device)

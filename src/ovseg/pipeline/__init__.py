@@ -56,11 +56,13 @@ def stages_for(request: RunRequest) -> tuple[Stage, ...]:
 
 def new_run(settings: Settings, request: RunRequest, **where) -> Run:
     """A run, checked before any work: a request the settings cannot do stops here with one line."""
-    from ovseg.masks import GENERATORS
+    from ovseg.masks import GENERATORS, finder_name
     from ovseg.video import PROPAGATORS
     from ovseg.video.fills import FILLS
 
     GENERATORS.check(settings.masks.generator)
+    # auto made concrete once, so every stage (and what it records) sees the same finder
+    settings = dataclasses.replace(settings, find=dataclasses.replace(settings.find, finder=finder_name(settings)))
     if request.videos is not None:
         PROPAGATORS.check(settings.video.propagator)
         FILLS.check(settings.video.fill)

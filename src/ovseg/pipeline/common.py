@@ -237,7 +237,7 @@ class Engine(Protocol):
         """``fn`` over ``items`` as plain tasks (no model): hashing bytes, reading records."""
 
 
-_CONTRACT = ("plan", "compute", "finish", "load", "model_key", "describe")
+_CONTRACT = ("plan", "compute", "finish", "load", "model_key", "describe", "needs_model")
 
 
 @dataclass(frozen=True)
@@ -262,6 +262,11 @@ class Stage:
     load: Callable[[Run], Any] | None = None  # the stage's one heavy model; None: plain tasks
     model_key: Callable[[Run], str] | None = None  # its name in a ModelPool
     describe: Callable[[Run], str] | None = None  # the progress bar's label
+    needs_model: Callable[[Run], bool] | None = None  # a stage whose model some runs do not need (score: SAM 3's)
+
+    def has_model(self, run: Run) -> bool:
+        """Whether this run of the stage has a heavy model (an engine gives its items plain tasks otherwise)."""
+        return self.load is not None and (self.needs_model is None or self.needs_model(run))
 
     def __post_init__(self) -> None:
         if (self.cache is None) == (self.results is None) or (self.results is not None and self.record is None):
@@ -270,8 +275,8 @@ class Stage:
     @classmethod
     def of(cls, module: str, name: str, **where: Any) -> Stage:
         """The stage whose module ``module`` defines the contract's functions by their names: ``plan``, ``compute``
-        and ``finish``, and ``load``, ``model_key`` and ``describe`` where it has them. ``where``: ``cache=``, or
-        ``results=`` and ``record=`` (and ``hands_back_record``)."""
+        and ``finish``, and ``load``, ``model_key``, ``describe`` and ``needs_model`` where it has them.
+        ``where``: ``cache=``, or ``results=`` and ``record=`` (and ``hands_back_record``)."""
         functions = vars(sys.modules[module])
         parts = {part: functions[part] for part in _CONTRACT if part in functions}
         return cls(name=name, **parts, **where)

@@ -15,6 +15,7 @@ from PIL import Image
 
 from ovseg.config import Settings
 from ovseg.errors import OvsegError
+from ovseg.masks import finds_by_words
 from ovseg.media.fileio import content_key, working_image
 from ovseg.pipeline import masks
 from ovseg.pipeline.common import Engine, Item, LazyModel, ModelPool, Plan, Result, Run, Stage, StageReport
@@ -61,9 +62,13 @@ class EmbedState:
 
 
 def plan(run: Run, engine: Engine) -> Plan[EmbedState]:
+    """Each photo's CLIP features to compute; none with a finder (SAM 3), whose photos pass through as they are."""
     settings = run.settings
-    fingerprint = model_fingerprint(settings.embed.model, CLIP)
     source = entries_of(run.stage_folder(masks.FOLDER).read_json(), masks.FOLDER, "masks")
+    if finds_by_words(settings):  # the finder scores its own instances: no CLIP features, no CLIP weights read
+        entries = {stem: EmbedEntry(**record_fields(masks.MasksEntry, data)) for stem, data in source.items()}
+        return Plan(state=EmbedState(entries))
+    fingerprint = model_fingerprint(settings.embed.model, CLIP)
     entries = {}
     for stem, data in source.items():
         entry = EmbedEntry(**record_fields(masks.MasksEntry, data))
@@ -127,6 +132,8 @@ def finish(run: Run, plan: Plan[EmbedState], results: list[Result]) -> StageRepo
 
 
 def describe(run: Run) -> str:
+    if finds_by_words(run.settings):
+        return "embed (not needed: the finder scores its own instances)"
     return f"embed (CLIP, {run.settings.embed.strategy})"
 
 

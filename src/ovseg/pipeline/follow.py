@@ -33,6 +33,7 @@ from ovseg.media.fileio import content_key, sha256_bytes
 from ovseg.media.videoio import FRAMES_INDEX
 from ovseg.pipeline import embed, frames, masks, score
 from ovseg.pipeline.common import Engine, Item, LazyModel, ModelPool, Plan, Result, Run, Stage, StageReport, run_stages
+from ovseg.pipeline.found import candidates
 from ovseg.pipeline.plans import record_fields, warn_skipped
 from ovseg.request import RunRequest, outside_frame
 from ovseg.storage.folders import StageFolder
@@ -97,12 +98,13 @@ def score_keyframes(run: Run, engine: Engine, entry: frames.FramesEntry, query: 
 
 
 def follow_key(run: Run, entry: frames.FramesEntry, seeds: dict[str, Any], keyframes: dict, query) -> str:
-    from ovseg.video import propagator_name
+    from ovseg.video import propagator_name, tracker_weights
 
     name = propagator_name(run.settings)
     return content_key(
         VERSION, entry.frames, seeds, keyframes, list(query or []), run.settings.section("video"),
-        run.settings.section("instances"), name, model_fingerprint(run.settings.masks.model, None),
+        run.settings.section("instances"), name,
+        *(tracker_weights(run.settings, name) or [model_fingerprint(run.settings.masks.model, None)]),
     )  # fmt: skip
 
 
@@ -266,7 +268,8 @@ def instance_finder(run: Run, keyframes: dict[int, dict[str, str]], shape: tuple
 
     def find(frame: int) -> list[Found]:
         keys = keyframes[frame]
-        proposals, _ = StageFolder(cache, masks.FOLDER).proposals(keys["masks"])
+        proposals = candidates(StageFolder(cache, masks.FOLDER), StageFolder(cache, score.FOLDER), keys["masks"],
+                               keys["scores"])  # fmt: skip
         class_scores = StageFolder(cache, score.FOLDER).read_store(keys["scores"], ["class_scores"])[0]["class_scores"]
         settings = run.settings
         found = select_instances(class_scores, proposals.masks, settings.instances, settings.select.min_area_frac)
@@ -285,7 +288,9 @@ def load(run: Run):
 
 
 def model_key(run: Run) -> str:
-    return ModelPool.key("propagator", [run.settings.section("video"), run.settings.masks.model])
+    return ModelPool.key(
+        "propagator", [run.settings.section("video"), run.settings.masks.model, run.settings.find.sam3_model]
+    )
 
 
 def compute(run: Run, shared: None, model: LazyModel, item: FollowItem) -> Result:

@@ -25,6 +25,7 @@ from PIL import Image
 
 from ovseg.config import Settings
 from ovseg.errors import OvsegError, one_line
+from ovseg.masks import finder_name, finds_by_words
 from ovseg.media.fileio import (
     DEFAULT_MAX_IMAGE_PIXELS,
     content_key,
@@ -39,10 +40,11 @@ from ovseg.pipeline.plans import SourceCheck, unique_items, warn_skipped
 from ovseg.storage.folders import StageFolder
 from ovseg.storage.locations import is_url, list_photos, read_bytes
 from ovseg.storage.store import MaskProposals
-from ovseg.weights.registry import model_fingerprint
+from ovseg.weights.registry import SAM3, model_fingerprint
 
 # Bump when the algorithm changes so old cached artifacts are not reused.
 VERSION = "masks-v3"  # v3: ONNX masks upsampled in one step; thin-thing sampling settings
+FEATURES_VERSION = "finder-features-v1"  # a finder's image features (SAM 3), kept where masks are
 FOLDER = "masks"
 
 
@@ -92,8 +94,21 @@ class MasksState:
 
 
 def masks_key(settings: Settings, sha256: str, fingerprint: str) -> str:
-    """The masks store's key: image bytes, mask settings, mask weights (every engine names it so)."""
+    """The masks store's key: image bytes, mask settings, mask weights (every engine names it so).
+
+    With a finder (SAM 3) the store holds its image features instead: the key is the image bytes, the working
+    size and the finder's weights, so a new prompt (or any masks setting it does not read) reuses them.
+    """
+    if finds_by_words(settings):
+        return content_key(FEATURES_VERSION, sha256, settings.masks.max_image_side, finder_name(settings), fingerprint)
     return content_key(VERSION, sha256, settings.section("masks"), fingerprint)
+
+
+def weights_fingerprint(settings: Settings) -> str:
+    """The fingerprint of the weights the masks stage runs: the finder's, or the mask model's."""
+    if finds_by_words(settings):
+        return model_fingerprint(settings.find.sam3_model, SAM3)
+    return model_fingerprint(settings.masks.model, None)
 
 
 def check_photo(photo: SourceCheck, settings: Settings, fingerprint: str, done: frozenset[str]) -> SourceCheck:
@@ -119,9 +134,7 @@ def plan(run: Run, engine: Engine) -> Plan[MasksState]:
     _note_subfolders(run)
     folder = run.stage_folder(FOLDER)
     done = folder.done_keys()
-    check = partial(
-        check_photo, settings=settings, fingerprint=model_fingerprint(settings.masks.model, None), done=frozenset(done)
-    )
+    check = partial(check_photo, settings=settings, fingerprint=weights_fingerprint(settings), done=frozenset(done))
     checks = [SourceCheck(photo.name, photo.location) for photo in photos]
     rows: dict[str, SourceCheck] = {row.stem: row for row in engine.map(check, checks, "read")}
     errors: dict[str, str] = {}
@@ -188,25 +201,54 @@ def propose_image(settings: Settings, image: Image.Image, generator) -> tuple[Ma
     return proposals, attrs, candidates_preview(work, proposals.masks), record
 
 
-def load(run: Run):
-    from ovseg.masks import load_mask_generator
+def encode_image(settings: Settings, image: Image.Image, finder) -> tuple[dict, dict, dict]:
+    """One photo's finder features (SAM 3's image encoding): the store's arrays, its attributes, the run record.
 
+    No preview: there are no candidates until words are given (the score stage's store has them).
+    """
+    started = time.perf_counter()
+    work = working_image(image, settings.masks.max_image_side)
+    arrays, extra = finder.encode(work)
+    attrs = {
+        "original_size": list(image.size),
+        "working_size": list(work.size),
+        "finder": finder.name,
+        "model": settings.find.sam3_model,
+        **extra,
+    }
+    return arrays, attrs, {"seconds": round(time.perf_counter() - started, 4)}
+
+
+def load(run: Run):
+    from ovseg.masks import load_finder, load_mask_generator
+
+    if finds_by_words(run.settings):
+        return load_finder(run.settings, run.device)
     return load_mask_generator(run.settings.masks, run.device)
 
 
+def finder_key(settings: Settings) -> str:
+    """The pool key of the finder (SAM 3): the masks stage encodes with it and the score stage prompts it, so
+    a kept pool (the API, the page) loads it once for both."""
+    return ModelPool.key("finder", settings.section("find"))
+
+
 def model_key(run: Run) -> str:
+    if finds_by_words(run.settings):
+        return finder_key(run.settings)
     return ModelPool.key("masks", run.settings.section("masks"))
 
 
 def compute(run: Run, shared: None, model: LazyModel, item: MasksItem) -> MasksResult:
     photo = run.load_photo(item.image)
-    proposals, attrs, preview, record = propose_image(run.settings, photo, model.get())
+    if finds_by_words(run.settings):
+        arrays, attrs, record = encode_image(run.settings, photo, model.get())
+        preview = None
+    else:
+        proposals, attrs, picture, record = propose_image(run.settings, photo, model.get())
+        arrays, preview = proposals.arrays(), png_bytes(picture)
     run.stage_folder(FOLDER).publish(
-        item.key,
-        proposals.arrays(),
-        {"sha256": item.sha256, **attrs},
-        {**record, "engine": run.engine},
-        png_bytes(preview),
+        item.key, arrays, {"sha256": item.sha256, **attrs}, {**record, "engine": run.engine}, preview
     )
     return MasksResult(item.stem, original_size=attrs["original_size"], working_size=attrs["working_size"])
 
@@ -244,6 +286,8 @@ def skipped_images(cache: str) -> dict[str, str]:
 
 
 def describe(run: Run) -> str:
+    if finds_by_words(run.settings):
+        return f"masks ({finder_name(run.settings)}: image features, words come later)"
     return f"masks ({run.settings.masks.model})"
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ovseg.config import Settings
 from ovseg.errors import OvsegError
+from ovseg.masks import finder_name, finds_by_words
 from ovseg.media.fileio import content_key
 from ovseg.pipeline import embed, masks
 from ovseg.pipeline.common import (
@@ -33,6 +34,7 @@ from ovseg.pipeline.common import (
     carry_out,
     pooled,
 )
+from ovseg.pipeline.found import candidates, find_for, found_key
 from ovseg.pipeline.plans import entries_of, record_fields
 from ovseg.request import EMPTY_PROMPT, prompt_synonyms
 from ovseg.storage.claims import Claims
@@ -209,6 +211,7 @@ class ScoreItem(Item):
     embeddings: str = ""
     clip_model: str = ""
     classes: list[str] | None = None
+    masks: str = ""  # the masks store's key: a finder's (SAM 3's) image features
 
     @property
     def name(self) -> str:
@@ -241,6 +244,7 @@ def plan_prompts(run: Run, prompts: list[Query]) -> Plan[ScoreState]:
         if not query_title(prompt):
             raise OvsegError(EMPTY_PROMPT)
     settings = run.settings
+    by_words = finds_by_words(settings)
     source = entries_of(run.stage_folder(embed.FOLDER).read_json(), embed.FOLDER, "embed")
     done = run.stage_folder(FOLDER).done_keys()
     plan = Plan(state=ScoreState({}))
@@ -250,7 +254,10 @@ def plan_prompts(run: Run, prompts: list[Query]) -> Plan[ScoreState]:
         plan.state.per_prompt[prompt] = entries = {}
         for stem, data in source.items():
             entry = ScoreEntry(**record_fields(embed.EmbedEntry, data))
-            entry.scores, entry.prompt = query_key(settings, entry.embeddings, prompt), query_title(prompt)
+            key = (
+                found_key(settings, entry.masks, prompt) if by_words else query_key(settings, entry.embeddings, prompt)
+            )
+            entry.scores, entry.prompt = key, query_title(prompt)
             entry.classes = None if isinstance(prompt, str) else list(prompt)
             entries[stem] = entry
             label = stem if len(prompts) == 1 else f"{stem}:{query_title(prompt)}"
@@ -261,9 +268,12 @@ def plan_prompts(run: Run, prompts: list[Query]) -> Plan[ScoreState]:
                 queued_prompts.add(prompt)
                 plan.items.append(
                     ScoreItem(
-                        stem, entry.scores, label, entry.prompt, entry.embeddings, entry.clip_model, entry.classes
+                        stem, entry.scores, label, entry.prompt, entry.embeddings, entry.clip_model, entry.classes,
+                        entry.masks,
                     )
-                )
+                )  # fmt: skip
+    if by_words:  # the finder reads the words itself: no CLIP text vectors
+        return plan
     models = sorted({item.clip_model for item in plan.items})
     if len(models) > 1:
         raise OvsegError(f"the embeddings come from several CLIP models ({', '.join(models)}): run the embed stage")
@@ -298,7 +308,7 @@ def check_prompt(run: Run) -> None:
     from ovseg.ranking.scoring import clip_reads
 
     model, prompt = run.settings.embed.model, run.request.title
-    if not prompt or (model, prompt) in _WARNED:
+    if not prompt or (model, prompt) in _WARNED or finds_by_words(run.settings):
         return
     _WARNED.add((model, prompt))
     folder = resolve_model_dir(model, CLIP)
@@ -319,7 +329,28 @@ def plan(run: Run, engine: Engine) -> Plan[ScoreState]:
     return plan_prompts(run, [request_query(run)])
 
 
+def load(run: Run):
+    """The finder (SAM 3), when it finds the words: the one the masks stage encoded with (same pool key)."""
+    from ovseg.masks import load_finder
+
+    return load_finder(run.settings, run.device)
+
+
+def model_key(run: Run) -> str:
+    return masks.finder_key(run.settings)
+
+
+def needs_model(run: Run) -> bool:
+    """Only a finder's run loads a model here (CLIP's text tower is loaded, when a text is new, by the plan)."""
+    return finds_by_words(run.settings)
+
+
 def compute(run: Run, shared: ScoreShared, model: LazyModel, item: ScoreItem) -> Result:
+    if finds_by_words(run.settings):
+        classes = item.classes or [item.prompt]
+        arrays, attrs = find_for(model.get(), run.stage_folder(masks.FOLDER), item.masks, classes)
+        run.stage_folder(FOLDER).publish(item.key, arrays, {**attrs, "prompt": item.prompt}, {})
+        return Result(item.label)
     features = run.stage_folder(embed.FOLDER).read_store(item.embeddings, ["embeddings"])[0]["embeddings"]
     if item.classes:
         arrays, attrs = class_store(run.settings, item.classes, features, shared.vectors, shared.temperature)
@@ -333,6 +364,8 @@ def finish(run: Run, plan: Plan[ScoreState], results: list[Result]) -> StageRepo
     """The manifest: with one query (a run's request) its prompt or classes and each photo's entry, which the
     select stage reads; with several (evaluation), each (photo, query) pair's entry as ``<stem>:<query>``."""
     report = plan.report("score", results)
+    if finds_by_words(run.settings):  # no text vectors: the folder DVC tracks as this stage's output still exists
+        run.stage_folder(TEXT_FOLDER).ensure_writable()
     per_prompt = plan.state.per_prompt
     if len(per_prompt) == 1:
         query, entries = next(iter(per_prompt.items()))
@@ -351,19 +384,19 @@ def finish(run: Run, plan: Plan[ScoreState], results: list[Result]) -> StageRepo
 
 
 def describe(run: Run) -> str:
-    return "score"
+    return f"score ({finder_name(run.settings)})" if finds_by_words(run.settings) else "score"
 
 
 def scored_candidates(run: Run, entry: ScoreEntry) -> tuple[MaskProposals, np.ndarray]:
     """One photo's mask candidates (:class:`~ovseg.storage.store.MaskProposals`) and their scores, from the cache."""
-    proposals, _ = run.stage_folder(masks.FOLDER).proposals(entry.masks)
+    proposals = candidates(run.stage_folder(masks.FOLDER), run.stage_folder(FOLDER), entry.masks, entry.scores)
     scores = run.stage_folder(FOLDER).read_store(entry.scores, ["score"])[0]["score"]
     return proposals, scores
 
 
 def scored_classes(run: Run, entry: ScoreEntry) -> tuple[MaskProposals, np.ndarray]:
     """One photo's mask candidates and their (N, C) class probabilities, from the cache (several classes)."""
-    proposals, _ = run.stage_folder(masks.FOLDER).proposals(entry.masks)
+    proposals = candidates(run.stage_folder(masks.FOLDER), run.stage_folder(FOLDER), entry.masks, entry.scores)
     scores = run.stage_folder(FOLDER).read_store(entry.scores, ["class_scores"])[0]["class_scores"]
     return proposals, scores
 

@@ -247,7 +247,7 @@ def download(name: str, *, force: bool = False, log=None) -> Path:
         _download_pytorchcv(spec, target, log)
         return target
     from huggingface_hub import HfApi, snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError
 
     if log is not None:
         size = hub_download_size(spec)
@@ -257,6 +257,8 @@ def download(name: str, *, force: bool = False, log=None) -> Path:
         # shows progress and resumes partly downloaded files after an interruption.
         revision = spec.revision or HfApi().model_info(spec.repo_id).sha
         snapshot_download(repo_id=spec.repo_id, revision=revision, allow_patterns=list(spec.files), local_dir=target)
+    except GatedRepoError:
+        raise OvsegError(gated_message(spec)) from None
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
         raise OvsegError(f"cannot download {name} from {spec.repo_id}: {one_line(exc)}") from None
     except (TypeError, KeyError, ValueError) as exc:  # an answer that is not the hub's (a proxy, a mirror)
@@ -271,6 +273,21 @@ def download(name: str, *, force: bool = False, log=None) -> Path:
         check_hashes(target, dict(spec.sha256), remembered=False)
     record_download(target, f"hf:{spec.repo_id}", revision)
     return target
+
+
+def gated_message(spec: ModelSpec) -> str:
+    """One line for a gated repository that refused this machine: what to accept, and how to pass the token."""
+    token = "a token was sent and refused" if _has_token() else "no token was sent"
+    return (
+        f"{spec.repo_id} is gated ({spec.licence or 'its licence'}; {token}): accept it at "
+        f"https://huggingface.co/{spec.repo_id}, then run `hf auth login` or set HF_TOKEN, and download again"
+    )
+
+
+def _has_token() -> bool:
+    from huggingface_hub import get_token
+
+    return bool(get_token())
 
 
 def verify(name: str) -> list[str]:

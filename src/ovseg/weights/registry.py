@@ -12,72 +12,30 @@ import contextlib
 import os
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from ovseg.errors import OvsegError, WeightsMissingError
 from ovseg.media.fileio import content_key, sha256_file
 from ovseg.storage.locations import read_json, user_cache_folder, write_json
-
-SAM2 = "sam2"
-SAM_ONNX = "sam-onnx"
-CLIP = "clip"
-INPAINT = "inpaint"
-LAMA = "lama"  # a TorchScript LaMa (``big-lama.pt``): model(image, mask) in [0, 1]
-MIGAN = "migan"  # MI-GAN's ONNX pipeline: uint8 image and known-mask in, uint8 result out
-PROPAINTER = "propainter"  # ProPainter's three networks as pytorchcv state dicts (RAFT, flow completion, painter)
-# What `masks.model` may name: a SAM 2 checkpoint (torch) or a SAM-family ONNX encoder/decoder pair.
-MASK_KINDS = (SAM2, SAM_ONNX)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One downloadable model: its hub repo, the files we need, and how to load it."""
-
-    name: str
-    kind: str
-    repo_id: str | None
-    files: tuple[str, ...]
-    description: str
-    sam2_config: str | None = None  # packaged sam2 hydra config (SAM 2 only)
-    open_clip_arch: str | None = None  # open_clip's built-in architecture name (CLIP only)
-    npm_package: str | None = None  # fetched with `npm pack` instead of the hub (files under package/dist/)
-    sha256: tuple[tuple[str, str], ...] = ()  # (file, hex digest) pins, checked on download and on load
-    url: str | None = None  # one file fetched over HTTPS (a release asset) instead of the hub
-    revision: str | None = None  # the hub commit to fetch (None: the newest, recorded when fetched)
-    licence: str = ""  # the weights' licence, as their publisher states it
-    pytorchcv: tuple[str, ...] = ()  # fetched from pytorchcv's model store (its sha1 pins), one file per name
-
-    @property
-    def downloadable(self) -> bool:
-        has_source = self.repo_id is not None or self.npm_package is not None or self.url is not None
-        return has_source or bool(self.pytorchcv)
-
-    @property
-    def source(self) -> str:
-        if self.npm_package:
-            return f"npm: {self.npm_package}"
-        if self.pytorchcv:
-            return f"pytorchcv model store: {', '.join(self.pytorchcv)}"
-        if self.url:
-            return self.url
-        return self.repo_id or "built locally"
-
-
-_SD_FILES = (
-    "model_index.json",
-    "scheduler/*",
-    "tokenizer/*",
-    "text_encoder/config.json",
-    "text_encoder/model.safetensors",
-    "unet/config.json",
-    "unet/diffusion_pytorch_model.safetensors",
-    "vae/config.json",
-    "vae/diffusion_pytorch_model.safetensors",
+from ovseg.weights.specs import (  # noqa: F401 - the kinds and ModelSpec are read from here too
+    CLIP,
+    CLIP_FILES,
+    EDGETAM,
+    HF_FILES,
+    INPAINT,
+    LAMA,
+    MASK_KINDS,
+    MIGAN,
+    PROPAINTER,
+    PROPAINTER_FILES,
+    SAM2,
+    SAM3,
+    SAM_ONNX,
+    SD_FILES,
+    TINY_EDGETAM,
+    TINY_SAM3,
+    ModelSpec,
 )
-_CLIP_FILES = ("open_clip_config.json", "open_clip_model.safetensors")
-# pytorchcv's model store names each file <model>-<error>-<sha1[:8]>.pth; its sha1 is checked on download.
-PROPAINTER_FILES = ("raft_things-0000-d74fed4b.pth", "propainter_rfc-0000-a865ddc0.pth", "propainter-0000-5f3cc1e7.pth")
 
 
 def _sam(size: str, letter: str, desc: str) -> ModelSpec:
@@ -103,7 +61,7 @@ REGISTRY: dict[str, ModelSpec] = {
             "clip-vit-b-32",
             CLIP,
             "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
-            _CLIP_FILES,
+            CLIP_FILES,
             "OpenCLIP ViT-B/32 LAION-2B (preset fast)",
             open_clip_arch="ViT-B-32",
             licence="MIT",
@@ -112,7 +70,7 @@ REGISTRY: dict[str, ModelSpec] = {
             "clip-vit-b-16",
             CLIP,
             "laion/CLIP-ViT-B-16-laion2B-s34B-b88K",
-            _CLIP_FILES,
+            CLIP_FILES,
             "OpenCLIP ViT-B/16 LAION-2B (preset balanced)",
             open_clip_arch="ViT-B-16",
             licence="MIT",
@@ -121,7 +79,7 @@ REGISTRY: dict[str, ModelSpec] = {
             "clip-vit-l-14",
             CLIP,
             "laion/CLIP-ViT-L-14-laion2B-s32B-b82K",
-            _CLIP_FILES,
+            CLIP_FILES,
             "OpenCLIP ViT-L/14 LAION-2B (preset quality)",
             open_clip_arch="ViT-L-14",
             licence="MIT",
@@ -130,7 +88,7 @@ REGISTRY: dict[str, ModelSpec] = {
             "sd2-inpainting",
             INPAINT,
             "sd2-community/stable-diffusion-2-inpainting",
-            _SD_FILES,
+            SD_FILES,
             "Stable Diffusion 2 inpainting, 512 px (all presets; community mirror of the deleted stabilityai repo)",
             licence="CreativeML Open RAIL++-M",
         ),
@@ -179,6 +137,25 @@ REGISTRY: dict[str, ModelSpec] = {
             licence="NTU S-Lab License 1.0 (non-commercial use only)",
         ),
         ModelSpec(
+            "sam3",
+            SAM3,
+            "facebook/sam3",
+            HF_FILES,
+            "SAM 3 (Carion et al., 2025), 848M params: words to every instance (find.finder), clicks and words "
+            "followed through videos (video.propagator sam3); gated: accept the licence on the hub, then "
+            "`hf auth login` or HF_TOKEN",
+            licence="SAM License (Meta; gated, accept on the hub)",
+        ),
+        ModelSpec(
+            "edgetam",
+            EDGETAM,
+            "yonigozlan/EdgeTAM-hf",
+            HF_FILES,
+            "EdgeTAM (Zhou et al., CVPR 2025), SAM 2 distilled for phones, 14M params: follows clicks, boxes "
+            "and masks through videos with a memory, on a CPU (video.propagator edgetam)",
+            licence="Apache-2.0",
+        ),
+        ModelSpec(
             "tiny-random-sam2",
             SAM2,
             None,
@@ -189,8 +166,22 @@ REGISTRY: dict[str, ModelSpec] = {
             "tiny-random-clip",
             CLIP,
             None,
-            _CLIP_FILES,
+            CLIP_FILES,
             "random-weight CLIP for tests and offline smoke runs (`ovseg weights make-tiny`)",
+        ),
+        ModelSpec(
+            TINY_SAM3,
+            SAM3,
+            None,
+            HF_FILES,
+            "random-weight SAM 3 (detector + tracker) for tests and offline smoke runs (`ovseg weights make-tiny`)",
+        ),
+        ModelSpec(
+            TINY_EDGETAM,
+            EDGETAM,
+            None,
+            HF_FILES,
+            "random-weight EdgeTAM for tests and offline smoke runs (`ovseg weights make-tiny`)",
         ),
         ModelSpec(
             "tiny-random-sd",
@@ -216,7 +207,7 @@ def hub_inpaint_spec(name: str) -> ModelSpec | None:
     """A spec for ``edit.model: ORG/REPO``, any diffusers inpainting repository on the hub."""
     if not _HUB_ID.fullmatch(name) or name.startswith((".", "/")):
         return None
-    return ModelSpec(name, INPAINT, name, _SD_FILES, "diffusers inpainting model from the hub")
+    return ModelSpec(name, INPAINT, name, SD_FILES, "diffusers inpainting model from the hub")
 
 
 def checkpoint_roots() -> list[Path]:
@@ -277,6 +268,8 @@ def is_complete_model(folder: Path, kind: str) -> bool:
         return any(folder.glob("*.onnx"))
     if kind == PROPAINTER:
         return all(any(folder.glob(f"{part}-*.pth")) for part in ("raft_things", "propainter_rfc", "propainter"))
+    if kind in (SAM3, EDGETAM):  # transformers' save_pretrained layout
+        return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
     if kind == CLIP:
         has_weights = any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
         return (folder / "open_clip_config.json").is_file() and has_weights

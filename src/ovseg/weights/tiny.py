@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ovseg.storage.locations import atomic_path
+from ovseg.weights.tiny_hf import write_byte_level_tokenizer
 
 TINY_SAM2 = "tiny-random-sam2"
 TINY_CLIP = "tiny-random-clip"
@@ -65,22 +66,6 @@ def build_tiny_clip(folder: Path, seed: int = 0) -> Path:
     return Path(folder)
 
 
-def _write_byte_level_tokenizer(folder: Path) -> None:
-    """A CLIP BPE tokenizer with only byte-level tokens and no merges (vocab.json + merges.txt)."""
-    byte_chars = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    byte_chars += list(range(ord("®"), ord("ÿ") + 1))
-    chars = [chr(c) for c in byte_chars]
-    n = 0
-    for b in range(256):
-        if b not in byte_chars:
-            chars.append(chr(256 + n))
-            n += 1
-    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(tokens)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-
-
 TINY_SD_UNET = {
     "block_out_channels": (32, 64),
     "layers_per_block": 1,
@@ -118,12 +103,17 @@ def build_tiny_sd_inpaint(folder: Path, seed: int = 0) -> Path:
 
 
 def build_all(root: Path, seed: int = 0) -> dict[str, Path]:
-    """Build the three tiny models under ``root`` with the registry's names."""
+    """Build the tiny models under ``root`` with the registry's names."""
+    from ovseg.weights.specs import TINY_EDGETAM, TINY_SAM3
+    from ovseg.weights.tiny_hf import build_edgetam, build_sam3
+
     root = Path(root)
     return {
         TINY_SAM2: build_tiny_sam2(root / TINY_SAM2, seed),
         TINY_CLIP: build_tiny_clip(root / TINY_CLIP, seed),
         TINY_SD: build_tiny_sd_inpaint(root / TINY_SD, seed),
+        TINY_SAM3: build_sam3(root / TINY_SAM3, seed),
+        TINY_EDGETAM: build_edgetam(root / TINY_EDGETAM, seed),
     }
 
 
@@ -167,9 +157,12 @@ def build_random_like(name: str, folder: Path, seed: int = 0) -> Path:
     the weight values). Never put these under ``checkpoints/``: they would pass for the
     real model and produce garbage.
     """
-    from ovseg.weights.registry import CLIP, INPAINT, LAMA, MIGAN, REGISTRY, SAM2
+    from ovseg.weights.registry import CLIP, EDGETAM, INPAINT, LAMA, MIGAN, REGISTRY, SAM2, SAM3
+    from ovseg.weights.tiny_hf import build_edgetam, build_sam3
 
     spec = REGISTRY[name]
+    if spec.kind in (SAM3, EDGETAM):  # transformers' folders: built whole, with their processors
+        return (build_sam3 if spec.kind == SAM3 else build_edgetam)(Path(folder), seed, tiny=False)
     torch.manual_seed(seed)
     with atomic_path(Path(folder)) as tmp:
         tmp.mkdir(parents=True)
@@ -207,7 +200,7 @@ def _save_sd_pipeline(folder: Path, unet_cfg: dict, vae_cfg: dict, text_cfg: dic
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     vocab_dir = folder.parent / "tokenizer-src"
-    _write_byte_level_tokenizer(vocab_dir)
+    write_byte_level_tokenizer(vocab_dir)
     tokenizer = CLIPTokenizer(str(vocab_dir / "vocab.json"), str(vocab_dir / "merges.txt"), model_max_length=77)
     pipe = StableDiffusionInpaintPipeline(
         vae=AutoencoderKL(**vae_cfg),
