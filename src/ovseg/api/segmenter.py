@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ovseg.api.results import SegmentDetails, SegmentResult, one_line_errors
-from ovseg.api.video import VideoResult
+from ovseg.api.video import DecodedClip, VideoResult, decode_clip, follow_clip, video_request, with_part
 from ovseg.config import Settings, apply_overrides, settings_from_params
 from ovseg.editing import check_backend, load_painting_model, painter_for, request_for, resolve_backend
 from ovseg.engines.local import LocalEngine
@@ -254,47 +253,50 @@ class Segmenter:
         box: tuple[float, float, float, float] | None = None,
         frame: int = 0,
         mask: str | Path | None = None,
+        part: dict[str, Any] | None = None,
     ) -> VideoResult:
         """Follow what ``prompt`` names (words found at keyframes), clicks or a box on ``frame`` (the clip's own
         frame number, whatever is taken of it), or a first ``mask`` (an indexed PNG, one object per id) through
-        every frame of ``video`` (a clip or a folder of frames). The same stages and cache as ``ovseg run --video``."""
-        from ovseg.engines import run_pipeline
-        from ovseg.media.videoio import list_clips
+        every frame of ``video`` (a clip or a folder of frames). The same stages and cache as ``ovseg run --video``.
+        ``part``: which frames, as ``video`` settings (``{"start": "2s", "end": 40, "every": 2}``)."""
         from ovseg.pipeline import follow, frames
-        from ovseg.request import VideoSeeds
-        from ovseg.storage.store import files_name
 
-        words, classes = split_prompt(list(prompt) if isinstance(prompt, (list, tuple)) else prompt)
-        seeds = None
-        if points or box is not None or mask is not None:
-            if words or classes:
-                raise OvsegError("follow words, or clicks / a box / a mask: not both")
-            points = list(points or [])
-            kinds = list(labels) if labels is not None else [1] * len(points)
-            clicks = [(float(x), float(y), int(label)) for (x, y), label in zip(points, kinds, strict=True)]
-            seeds = VideoSeeds(
-                tuple(clicks), tuple(box) if box is not None else None, frame, str(mask) if mask else None
-            )
-        elif not words and not classes:
-            raise OvsegError("say what to follow: a prompt, points=[(x, y)], a box or a mask")
-        clips = list_clips(video)
-        if len(clips) != 1:
-            raise OvsegError(f"{video} holds {len(clips)} videos: track one at a time")
-        request = RunRequest(videos=str(video), prompt=words, classes=classes, seeds=seeds)
-        run = new_run(self.settings, request, cache=str(self.cache), output=str(self.cache / "api"), pool=self.pool)
-        if words or classes:
+        request = video_request(video, prompt, points, labels, box, frame, mask)
+        return self._follow(request, [frames.STAGE, follow.STAGE], part)
+
+    @one_line_errors
+    def remove_from_video(
+        self,
+        video: str | Path,
+        prompt: str | list[str] | None = None,
+        *,
+        points: list[tuple[float, float]] | None = None,
+        labels: list[int] | None = None,
+        box: tuple[float, float, float, float] | None = None,
+        frame: int = 0,
+        mask: str | Path | None = None,
+        part: dict[str, Any] | None = None,
+    ) -> tuple[VideoResult, Path]:
+        """What :meth:`track` follows, removed through time (``ovseg run --video ... --mode remove``): the followed
+        result and the folder holding ``edited.mp4`` and ``before_after.mp4`` (following is reused from the cache)."""
+        from ovseg.pipeline import VIDEO_STAGES, fill
+
+        request = video_request(video, prompt, points, labels, box, frame, mask, mode="remove")
+        result = self._follow(request, list(VIDEO_STAGES), part)
+        return result, self.cache / "api" / fill.RESULTS / result.clip
+
+    @one_line_errors
+    def decode(self, video: str | Path, part: dict[str, Any] | None = None) -> DecodedClip:
+        """The frames of ``video`` that following would take (``part``: as for :meth:`track`), decoded once into the
+        cache by the frames stage, so following them later decodes nothing again."""
+        return decode_clip(self.settings, self.cache, video, part)
+
+    def _follow(self, request: RunRequest, stages: list, part: dict[str, Any] | None = None) -> VideoResult:
+        run = new_run(with_part(self.settings, part), request, cache=str(self.cache), output=str(self.cache / "api"),
+                      pool=self.pool)  # fmt: skip
+        if request.prompt or request.classes:
             score.check_prompt(run)
-        run_pipeline(run, [frames.STAGE, follow.STAGE])
-        entry = follow.tracks_entries(run.cache)[clips[0].name]
-        tracks = Path(run.stage_folder(follow.FOLDER).path) / files_name(entry.tracks)
-        decoded = Path(run.stage_folder(frames.FOLDER).path) / files_name(entry.frames)
-        index = json.loads((tracks / follow.TRACKS_INDEX).read_text())
-        return VideoResult(
-            clip=clips[0].name, frames=index["frames"], fps=index["fps"], size=tuple(index["size"]),
-            objects=index["objects"], propagator=index["propagator"],
-            seconds_per_frame=follow.seconds_per_frame(run, entry.tracks),
-            tracks_folder=tracks, frames_folder=decoded,
-        )  # fmt: skip
+        return follow_clip(run, stages)
 
     # --- editing --------------------------------------------------------------------------
 

@@ -57,6 +57,12 @@ class VideoResult:
 
         return FrameFolder(self.frames_folder)[frame]
 
+    def overlay_frame(self, frame: int) -> Image.Image:
+        """Frame ``frame`` with each object tinted in its colour and labelled, as ``overlay.mp4`` shows it."""
+        from ovseg.pipeline.video_out import overlay_frame
+
+        return overlay_frame(self.image(frame), self.labels(frame), self._index())
+
     def _index(self) -> dict[str, Any]:
         from ovseg.pipeline.follow import TRACKS_INDEX
 
@@ -93,3 +99,121 @@ class VideoResult:
         if overlay:
             self.overlay_video(folder / OVERLAY)
         return folder
+
+
+def video_request(
+    video: str | Path,
+    prompt: str | list[str] | None,
+    points: list[tuple[float, float]] | None,
+    labels: list[int] | None,
+    box: tuple[float, float, float, float] | None,
+    frame: int,
+    mask: str | Path | None,
+    mode: str = "segment",
+):
+    """The run request for following (``mode`` segment) or removing from one clip: words, or clicks / a box / a
+    mask on ``frame``. One line for what cannot be asked (both, neither, several clips)."""
+    from ovseg.errors import OvsegError
+    from ovseg.media.videoio import list_clips
+    from ovseg.request import RunRequest, VideoSeeds, split_prompt
+
+    words, classes = split_prompt(list(prompt) if isinstance(prompt, (list, tuple)) else prompt)
+    seeds = None
+    if points or box is not None or mask is not None:
+        if words or classes:
+            raise OvsegError("follow words, or clicks / a box / a mask: not both")
+        points = list(points or [])
+        kinds = list(labels) if labels is not None else [1] * len(points)
+        clicks = [(float(x), float(y), int(label)) for (x, y), label in zip(points, kinds, strict=True)]
+        seeds = VideoSeeds(tuple(clicks), tuple(box) if box is not None else None, frame, str(mask) if mask else None)
+    elif not words and not classes:
+        raise OvsegError("say what to follow: a prompt, points=[(x, y)], a box or a mask")
+    clips = list_clips(video)
+    if len(clips) != 1:
+        raise OvsegError(f"{video} holds {len(clips)} videos: track one at a time")
+    return RunRequest(videos=str(video), prompt=words, classes=classes, seeds=seeds, mode=mode)
+
+
+@dataclass
+class DecodedClip:
+    """A clip's frames as the frames stage took them (what following reads): ``folder`` of JPEGs, ``numbers`` each
+    one's frame number in the clip, their rate and (width, height), and what decoding got past (``notes``)."""
+
+    name: str
+    folder: Path
+    numbers: list[int]
+    fps: float
+    size: tuple[int, int]
+    notes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def image(self, position: int) -> np.ndarray:
+        from ovseg.media.videoio import FrameFolder
+
+        return FrameFolder(self.folder)[position]
+
+    def path(self, position: int) -> Path:
+        """The JPEG of the ``position``-th frame taken."""
+        from ovseg.media.videoio import frame_files
+
+        return frame_files(self.folder)[position]
+
+
+def with_part(settings, part: dict[str, Any] | None):
+    """The settings with ``part`` (start, end, every, fps of the ``video`` section) for one run."""
+    import dataclasses
+
+    from ovseg.errors import OvsegError
+
+    if not part:
+        return settings
+    unknown = sorted(set(part) - {"start", "end", "every", "fps"})
+    if unknown:
+        raise OvsegError(f"a part of a clip is start, end, every or fps, not {', '.join(unknown)}")
+    return dataclasses.replace(settings, video=dataclasses.replace(settings.video, **part))
+
+
+def decode_clip(settings, cache: Path, video: str | Path, part: dict[str, Any] | None) -> DecodedClip:
+    """:meth:`ovseg.api.Segmenter.decode`: the frames stage alone, on one clip."""
+    from ovseg.engines import run_pipeline
+    from ovseg.errors import OvsegError
+    from ovseg.media.videoio import FRAMES_INDEX, list_clips
+    from ovseg.pipeline import frames, new_run
+    from ovseg.request import RunRequest
+    from ovseg.storage.store import files_name
+
+    clips = list_clips(video)
+    if len(clips) != 1:
+        raise OvsegError(f"{video} holds {len(clips)} videos: open one at a time")
+    request = RunRequest(videos=str(video), prompt="the object")  # the frames stage reads no words
+    run = new_run(with_part(settings, part), request, cache=str(cache), output=str(Path(cache) / "api"))
+    run_pipeline(run, [frames.STAGE])
+    entry = frames.clip_entries(run.cache)[clips[0].name]
+    folder = Path(run.stage_folder(frames.FOLDER).path) / files_name(entry.frames)
+    index = json.loads((folder / FRAMES_INDEX).read_text())
+    numbers = [int(f["index"]) for f in index["frames"]]
+    size = (int(entry.size[0]), int(entry.size[1])) if entry.size else (0, 0)
+    return DecodedClip(clips[0].name, folder, numbers, float(entry.fps), size, list(entry.notes or []))
+
+
+def follow_clip(run, stages: list) -> VideoResult:
+    """The video stages ``stages`` on the run's one clip, and what following it gave."""
+    from ovseg.engines import run_pipeline
+    from ovseg.media.videoio import list_clips
+    from ovseg.pipeline import follow, frames
+    from ovseg.storage.store import files_name
+
+    clip = list_clips(run.request.videos)[0]
+    run_pipeline(run, stages)
+    entry = follow.tracks_entries(run.cache)[clip.name]
+    tracks = Path(run.stage_folder(follow.FOLDER).path) / files_name(entry.tracks)
+    decoded = Path(run.stage_folder(frames.FOLDER).path) / files_name(entry.frames)
+    index = json.loads((tracks / follow.TRACKS_INDEX).read_text())
+    return VideoResult(
+        clip=clip.name, frames=index["frames"], fps=index["fps"], size=tuple(index["size"]),
+        objects=index["objects"], propagator=index["propagator"],
+        seconds_per_frame=follow.seconds_per_frame(run, entry.tracks),
+        tracks_folder=tracks, frames_folder=decoded,
+    )  # fmt: skip

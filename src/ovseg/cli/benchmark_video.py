@@ -135,3 +135,34 @@ def benchmark_video_remove(
         ratios = ", ".join(f"{name} {row['vs_masks_stage']:.2f}x" for name, row in report["variants"].items())
         console.print(f"masks stage: {masks_s:.2f} s/frame; per frame against it: {ratios}", highlight=False)
     console.print(f"report: {out}", highlight=False)
+
+
+@app.command("benchmark-page-video")
+def benchmark_page_video(
+    clip: Path = typer.Option(Path("data/videos/bunny.mp4"), "--clip", help="A clip or a folder of frames."),
+    frames: int = typer.Option(60, "--frames", help="Its first N frames."),
+    point: str = typer.Option("190,200", "--point", help="X,Y: the click on the object on frame 0 (the bunny)."),
+    config: str = typer.Option("cpu", "--config", "-c", help=PRESET_HELP),
+    sets: list[str] = typer.Option([], "--set", help="Any setting, for both sides."),
+    out: Path = typer.Option(Path("benchmarks/page_video.json"), "--out", help="Where to write the JSON report."),
+) -> None:
+    """The Video tab's cost over the same following on the command line, and its first click against the photo
+    tab's, in one run (needs the ui extra)."""
+    from ovseg.storage.locations import write_json
+    from ovseg.web.measure import run_page_video_benchmark
+
+    try:
+        x, y = (float(v) for v in point.split(","))
+    except ValueError:
+        fail(OvsegError(f"--point is X,Y, got {point!r}"))
+    try:
+        report = run_page_video_benchmark(clip, frames, (x, y), config, sets, log=console.print)
+    except OvsegError as exc:
+        fail(exc)
+    write_json(out, report)
+    console.print(
+        f"{report['frames']} frames {report['frame_size'][0]}x{report['frame_size'][1]}: command line "
+        f"{report['cli_s']} s, page {report['page_s']} s ({report['page_over_cli']}x), page peak RSS "
+        f"{report['page_peak_rss_mb']} MB; first mask after a click: video tab {report['video_click_s']} s, photo tab "
+        f"{report['photo_click_s']} s ({report['video_click_over_photo']}x); report: {out}"
+    )

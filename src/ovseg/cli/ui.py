@@ -44,8 +44,11 @@ def ui(
     open_browser: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
     auth: str | None = typer.Option(None, "--auth", help="USER:PASS a visitor must give (needed off 127.0.0.1)."),
     no_auth: bool = typer.Option(False, "--no-auth", help="Serve off 127.0.0.1 without a password (warns)."),
+    max_video_frames: int = typer.Option(
+        900, "--max-video-frames", help="The Video tab asks for a shorter part of a clip over this many frames."
+    ),
 ) -> None:
-    """Serve the web page: drop a photo, say what to find, click to correct, remove / replace / style it."""
+    """Serve the web page: drop a photo (or a clip), say what to find, click to correct, remove / replace / style it."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline by default: no usage reports
     from ovseg.config import apply_overrides, preset_names, settings_from_params
     from ovseg.weights.downloads import verify
@@ -79,7 +82,7 @@ def ui(
         console.print(f"ovseg ui: http://{host}:{port}  (preset {config}, cache {cache}; Ctrl+C stops it)")
         bench = Workbench(cache, device, sets, scratch / "requests")
         bench.preload(config)  # the page says "Loading models…" until they are in memory
-        serve(bench, config, host, port, open_browser, credentials)
+        serve(bench, config, host, port, open_browser, credentials, max_video_frames)
     except KeyboardInterrupt:
         console.print("ovseg ui: stopped")
     finally:

@@ -92,17 +92,21 @@ def youtube_vis(index: dict[str, Any], masks_folder, clip: str) -> dict[str, Any
 
 def overlay_frames(video, masks_folder, index: dict[str, Any]):
     """Each frame with its objects tinted in their colours and labelled ``#id label``."""
+    for frame in range(len(video)):
+        yield overlay_frame(video[frame], np.asarray(Image.open(masks_folder / f"{frame:05d}.png")), index)
+
+
+def overlay_frame(image: np.ndarray, labels: np.ndarray, index: dict[str, Any]) -> Image.Image:
+    """One frame with the objects on it (``labels``: 0 background, k object k) tinted and labelled ``#id label``;
+    each object keeps its colour on every frame."""
     from ovseg.media.viz import overlay, palette
 
     objects = index["objects"]
     colours = dict(zip([o["id"] for o in objects], palette(max(1, len(objects))), strict=False))
     names = {o["id"]: f"#{o['id']} {o['label']}" for o in objects}
-    for frame in range(len(video)):
-        labels = np.asarray(Image.open(masks_folder / f"{frame:05d}.png"))
-        shown = [o["id"] for o in objects if (labels == o["id"]).any()]
-        picture = Image.fromarray(video[frame])
-        tints = [colours[i] for i in shown]
-        yield overlay(picture, [labels == i for i in shown], [names[i] for i in shown], colours=tints)
+    shown = [o["id"] for o in objects if (labels == o["id"]).any()]
+    tints = [colours[i] for i in shown]
+    return overlay(Image.fromarray(image), [labels == i for i in shown], [names[i] for i in shown], colours=tints)
 
 
 def video_key(run: Run, entry: follow.ClipTracks) -> str:

@@ -26,8 +26,10 @@ from ovseg.config import preset_names
 from ovseg.errors import OvsegError
 from ovseg.media.viz import overlay, side_by_side, with_legend
 from ovseg.pipeline.select import COCO_FILE, LABELS_FILE
+from ovseg.web.video_tab import build_video_tab
 
 CANDIDATES_SHOWN = 12
+MAX_VIDEO_FRAMES = 900  # the Video tab follows at most this many frames at once (`ovseg ui --max-video-frames`)
 EDIT_MODES = ("remove", "replace", "style")
 CLICK_COLOURS = {1: (40, 220, 60), 0: (235, 40, 40)}
 
@@ -204,8 +206,9 @@ LOADING = "Loading models…"
 READY = "Drop a photo to start."
 
 
-def build_app(bench: Workbench, default_preset: str):
-    """The Gradio page: inputs on the left, the selection (clickable) and candidates on the right, edits below."""
+def build_app(bench: Workbench, default_preset: str, max_video_frames: int = MAX_VIDEO_FRAMES):
+    """The Gradio page: a Photo tab (inputs on the left, the selection (clickable) and candidates on the right, edits
+    below) and a Video tab (:mod:`ovseg.web.video_tab`), which shares its preset."""
     presets = preset_names()
 
     def on_upload(path, state: PageState, preset):
@@ -308,52 +311,63 @@ def build_app(bench: Workbench, default_preset: str):
 
     with gr.Blocks(title="ovseg", delete_cache=(REQUEST_FILES_TTL_S // 4, REQUEST_FILES_TTL_S)) as app:
         gr.Markdown(
-            "## ovseg: find things in a photo by words, correct them with clicks, then edit them\n"
-            "Drop a photo, say what to find, press **Segment**. Click the result to include (or exclude) a region."
+            "## ovseg: find things in a photo or a video by words, correct them with clicks, then edit them\n"
+            "Drop a photo, say what to find, press **Segment**. Click the result to include (or exclude) a region. "
+            "Videos: the **Video** tab."
         )
         state = gr.State(PageState())
-        with gr.Row():
-            with gr.Column(scale=1):
-                photo_file = gr.File(label="Photo", type="filepath", elem_id="photo")
-                prompt = gr.Textbox(label="What to find", placeholder="the cat", elem_id="prompt", lines=1)
-                classes = gr.Textbox(
-                    label="Or label several classes, one per line (every instance of each; sofa|couch: synonyms)",
-                    placeholder="car\nperson|pedestrian\ntraffic sign",
-                    elem_id="classes",
-                    lines=3,
-                )
-                preset = gr.Dropdown(presets, value=default_preset, label="Preset", elem_id="preset")
-                top_k = gr.Slider(1, 10, value=3, step=1, label="Masks to merge (top-K)")
-                click_mode = gr.Radio(["include", "exclude"], value="include", label="A click on the picture will")
-                with gr.Row():
-                    segment_button = gr.Button("Segment", variant="primary", elem_id="segment")
-                    clear_button = gr.Button("Clear clicks", elem_id="clear")
-                status = gr.Markdown(LOADING if not bench.ready.is_set() else READY, elem_id="status")
-            with gr.Column(scale=2):
-                result_image = gr.Image(
-                    label="Selection (click to correct)", type="pil", interactive=False, elem_id="result", format="png"
-                )
-                labels_image = gr.Image(
-                    label="Label map (several classes)", type="pil", interactive=False, elem_id="labels", format="png"
-                )
-                gallery = gr.Gallery(
-                    label="Best candidates: click one to add it, again to drop it",
-                    columns=6,
-                    height=220,
-                    allow_preview=False,  # a click toggles the candidate instead of opening a preview over the page
-                    elem_id="candidates",
-                )
-        with gr.Row():
-            with gr.Column(scale=1):
-                edit_mode = gr.Radio(list(EDIT_MODES), value="remove", label="Edit", elem_id="edit-mode")
-                edit_prompt = gr.Textbox(label="Edit prompt (replace / style)", elem_id="edit-prompt")
-                edit_button = gr.Button("Edit", variant="primary", elem_id="edit")
-                files = gr.File(label="Downloads: mask PNG, COCO JSON, edited photo", elem_id="downloads")
-            with gr.Column(scale=2):
-                before_after = gr.Image(
-                    label="Before / after", type="pil", interactive=False, elem_id="before-after", format="png"
-                )
+        with gr.Tab("Photo", id="photo-tab"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    photo_file = gr.File(label="Photo", type="filepath", elem_id="photo")
+                    prompt = gr.Textbox(label="What to find", placeholder="the cat", elem_id="prompt", lines=1)
+                    classes = gr.Textbox(
+                        label="Or label several classes, one per line (every instance of each; sofa|couch: synonyms)",
+                        placeholder="car\nperson|pedestrian\ntraffic sign",
+                        elem_id="classes",
+                        lines=3,
+                    )
+                    preset = gr.Dropdown(presets, value=default_preset, label="Preset", elem_id="preset")
+                    top_k = gr.Slider(1, 10, value=3, step=1, label="Masks to merge (top-K)")
+                    click_mode = gr.Radio(["include", "exclude"], value="include", label="A click on the picture will")
+                    with gr.Row():
+                        segment_button = gr.Button("Segment", variant="primary", elem_id="segment")
+                        clear_button = gr.Button("Clear clicks", elem_id="clear")
+                    status = gr.Markdown(LOADING if not bench.ready.is_set() else READY, elem_id="status")
+                with gr.Column(scale=2):
+                    result_image = gr.Image(
+                        label="Selection (click to correct)",
+                        type="pil",
+                        interactive=False,
+                        elem_id="result",
+                        format="png",
+                    )
+                    labels_image = gr.Image(
+                        label="Label map (several classes)",
+                        type="pil",
+                        interactive=False,
+                        elem_id="labels",
+                        format="png",
+                    )
+                    gallery = gr.Gallery(
+                        label="Best candidates: click one to add it, again to drop it",
+                        columns=6,
+                        height=220,
+                        allow_preview=False,  # a click toggles the candidate instead of opening a preview over the page
+                        elem_id="candidates",
+                    )
+            with gr.Row():
+                with gr.Column(scale=1):
+                    edit_mode = gr.Radio(list(EDIT_MODES), value="remove", label="Edit", elem_id="edit-mode")
+                    edit_prompt = gr.Textbox(label="Edit prompt (replace / style)", elem_id="edit-prompt")
+                    edit_button = gr.Button("Edit", variant="primary", elem_id="edit")
+                    files = gr.File(label="Downloads: mask PNG, COCO JSON, edited photo", elem_id="downloads")
+                with gr.Column(scale=2):
+                    before_after = gr.Image(
+                        label="Before / after", type="pil", interactive=False, elem_id="before-after", format="png"
+                    )
 
+        build_video_tab(bench, preset, max_video_frames)
         segment_outputs = [result_image, labels_image, gallery, files, status, state]
         asked = [state, preset, prompt, top_k, classes]
         app.load(on_page_load, None, status)
@@ -374,6 +388,7 @@ def serve(
     port: int,
     open_browser: bool = False,
     auth: tuple[str, str] | None = None,
+    max_video_frames: int = MAX_VIDEO_FRAMES,
 ) -> None:
     """Serve the page until interrupted; one request at a time (the models share one device).
 
@@ -381,7 +396,7 @@ def serve(
     points it into the server's scratch folder): files older than an hour are deleted while it
     runs. The page serves no file outside those folders (the cache is blocked explicitly).
     """
-    app = build_app(bench, default_preset)
+    app = build_app(bench, default_preset, max_video_frames)
     app.queue(default_concurrency_limit=1)
     # System fonts only: the page works offline (the default theme asks Google Fonts for its font).
     theme = gr.themes.Default(
