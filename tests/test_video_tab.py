@@ -54,7 +54,7 @@ def test_the_video_tab_opens_a_zip_clicks_follows_and_removes(tiny_checkpoints: 
                                                                                  "masks.zip"]  # fmt: skip
     tracks = json.loads(Path(state.files[1]).read_text())
     assert tracks["videos"][0]["length"] == 6
-    state, folder = videos.remove(state, "cpu", "")
+    state, folder = videos.remove(state, "cpu")
     assert Path(state.files[0]).name == "edited.mp4" and (folder / "before_after.mp4").is_file()
 
 

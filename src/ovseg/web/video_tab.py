@@ -43,6 +43,7 @@ class ClipState:
     first_mask: SegmentResult | None = None  # the clicks' mask on their frame, before following
     result: VideoResult | None = None
     files: list[str] = field(default_factory=list)  # what the tab offers for download
+    followed: dict[str, Any] = field(default_factory=dict)  # what `result` followed (removal removes the same)
 
 
 class VideoBench:
@@ -114,29 +115,26 @@ class VideoBench:
         if names and state.clicks:
             raise OvsegError("follow words or clicks, not both: clear the clicks or the words")
         if names:
-            result = segmenter.track(state.source, names if len(names) > 1 else names[0], part=state.part)
+            asked: dict[str, Any] = {"prompt": names if len(names) > 1 else names[0]}
         elif state.clicks:
-            result = segmenter.track(state.source, **self._seeds(state), part=state.part)
+            asked = self._seeds(state)
         else:
             raise OvsegError("click on the object in a frame, or type what to follow")
+        result = segmenter.track(state.source, **asked, part=state.part)
         folder = self.bench.request_folder()
         result.save(folder / "video")
         files = [str(folder / "video" / "overlay.mp4"), str(folder / "video" / "tracks.json")]
         files.append(shutil.make_archive(str(folder / "masks"), "zip", folder / "video" / "masks"))
         return ClipState(state.source, state.part, clip, state.shown, state.clicks, state.clicked, state.first_mask,
-                         result, files)  # fmt: skip
+                         result, files, asked)  # fmt: skip
 
-    def remove(self, state: ClipState, preset: str, words: str) -> tuple[ClipState, Path]:
-        """What was followed, removed through time: the folder with ``edited.mp4`` and ``before_after.mp4``."""
+    def remove(self, state: ClipState, preset: str) -> tuple[ClipState, Path]:
+        """What was followed (the same words or clicks, whatever the boxes say now), removed through time: the
+        folder with ``edited.mp4`` and ``before_after.mp4``."""
         if state.result is None:
             raise OvsegError("follow something first, then remove it")
         segmenter = self.bench.segmenter(preset)
-        names = [line.strip() for line in (words or "").splitlines() if line.strip()]
-        if state.clicks:
-            _, folder = segmenter.remove_from_video(state.source, **self._seeds(state), part=state.part)
-        else:
-            _, folder = segmenter.remove_from_video(state.source, names if len(names) > 1 else names[0],
-                                                    part=state.part)  # fmt: skip
+        _, folder = segmenter.remove_from_video(state.source, **state.followed, part=state.part)
         here = self.bench.request_folder()
         for name in ("edited.mp4", "before_after.mp4"):
             shutil.copy(folder / name, here / name)
@@ -260,10 +258,10 @@ def build_video_tab(bench: Any, preset: gr.Dropdown, max_frames: int) -> None:
         return shown(state, f"Followed {result.frames} frames in {time.perf_counter() - started:.1f} s "
                             f"({result.propagator}); frames present per object: {present or 'none'}.")  # fmt: skip
 
-    def on_remove(state: ClipState, preset_name, words, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+    def on_remove(state: ClipState, preset_name, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
         started = time.perf_counter()
         try:
-            state, folder = videos.remove(state, preset_name, words)
+            state, folder = videos.remove(state, preset_name)
         except OvsegError as exc:
             return gr.skip(), gr.skip(), status(str(exc), True), state
         message = f"Removed in {time.perf_counter() - started:.1f} s: before on the left, after on the right."
@@ -302,4 +300,4 @@ def build_video_tab(bench: Any, preset: gr.Dropdown, max_frames: int) -> None:
         slider.input(on_slide, [state, slider], outputs)
         frame.select(on_click, [state, preset, click_mode], outputs)
         follow.click(on_follow, [state, preset, words], outputs)
-        remove.click(on_remove, [state, preset, words], [before_after, files, video_status, state])
+        remove.click(on_remove, [state, preset], [before_after, files, video_status, state])
