@@ -1,6 +1,7 @@
 """The page's Video tab in a real browser (headless Chromium, as tests/test_ui.py drives the photo tab), on 12 real
 DAVIS frames with the cpu preset: upload, click the dog on frame 0, follow with the progress shown, step to a late
-frame, remove, download edited.mp4; a bad upload is one line; a screenshot is kept for people to look at."""
+frame, correct from frame 8 (frames before it unchanged), remove, download edited.mp4; a bad upload is one line;
+a screenshot is kept for people to look at."""
 
 from __future__ import annotations
 
@@ -90,6 +91,12 @@ def _downloads(driver) -> dict[str, str]:
     return {urllib.parse.unquote(a.get_attribute("href")).rsplit("/", 1)[-1]: a.get_attribute("href") for a in links}
 
 
+def _masks(url: str) -> list[np.ndarray]:
+    """The DAVIS PNGs of a masks.zip the tab offers, in frame order."""
+    with zipfile.ZipFile(io.BytesIO(urllib.request.urlopen(url, timeout=30).read())) as bundle:
+        return [np.asarray(Image.open(io.BytesIO(bundle.read(name)))) for name in sorted(bundle.namelist())]
+
+
 def test_follow_and_remove_a_dog_in_the_video_tab(page_url, browser, tmp_path) -> None:  # noqa: F811
     from selenium.webdriver.common.by import By
 
@@ -118,13 +125,26 @@ def test_follow_and_remove_a_dog_in_the_video_tab(page_url, browser, tmp_path) -
     _step_to(browser, FRAMES - 2)
     files = _downloads(browser)
     assert {"overlay.mp4", "tracks.json", "masks.zip"} <= set(files), sorted(files)
-    with zipfile.ZipFile(io.BytesIO(urllib.request.urlopen(files["masks.zip"], timeout=30).read())) as masks:
-        late = np.asarray(Image.open(io.BytesIO(masks.read(f"{FRAMES - 2:05d}.png")))) == 1
+    followed = _masks(files["masks.zip"])
+    late = followed[FRAMES - 2] == 1
     iou = (late & truth[FRAMES - 2]).sum() / (late | truth[FRAMES - 2]).sum()
     assert iou > 0.6, iou
     browser.save_screenshot(str(tmp_path / "video-tab.png"))
     if os.environ.get("OVSEG_UI_SCREENSHOTS"):
         shutil.copy(tmp_path / "video-tab.png", Path(os.environ["OVSEG_UI_SCREENSHOTS"]).with_name("video-tab.png"))
+
+    # a correction click on frame 8 (on the grass, far from the dog): object 1 is there from frame 8 on, and
+    # frames 0-7 are the same masks as before
+    _step_to(browser, 8)
+    _click_frame_at(browser, 20.0, 20.0, (854, 480))
+    _wait_for(browser, _says("1 click(s) on frame 8"), 300, "the correction's mask")
+    browser.find_element(By.CSS_SELECTOR, "#correct").click()
+    _wait_for(browser, _says("Corrected #1 from frame 8 on"), 600, "the correction")
+    corrected = _masks(_downloads(browser)["masks.zip"])
+    assert all(np.array_equal(corrected[i], followed[i]) for i in range(8))
+    assert corrected[8][20, 20] == 1  # where the correction clicked
+    for i in range(8, FRAMES):  # off the dog from there on (the grass it follows moves with the camera)
+        assert (corrected[i] == 1)[truth[i]].mean() < 0.05 and not np.array_equal(corrected[i], followed[i]), i
 
     browser.find_element(By.CSS_SELECTOR, "#remove-video").click()
     _wait_for(browser, _says("Removed in"), 900, "the removal")

@@ -39,11 +39,11 @@ def test_the_video_tab_opens_a_zip_clicks_follows_and_removes(tiny_checkpoints: 
     state = videos.open(str(_zip_of_frames(tmp_path, 12)), "cpu", "", "", 2)  # every 2nd frame: 6
     assert len(state.clip) == 6 and state.clip.numbers == [0, 2, 4, 6, 8, 10] and state.clip.size == (854, 480)
     with pytest.raises(OvsegError, match="outside the 854x480 frame"):
-        videos.click(state, "cpu", 900, 10, True)
+        videos.click(state, "cpu", 900, 10, "include")
     state.shown = 2  # the clip's frame 4
     truth = np.asarray(Image.open(DAVIS / "Annotations/480p/dog/00004.png")) > 0
     ys, xs = np.nonzero(truth)
-    state = videos.click(state, "cpu", float(np.median(xs)), float(np.median(ys)), True)
+    state = videos.click(state, "cpu", float(np.median(xs)), float(np.median(ys)), "include")
     assert state.clicked == 2 and state.first_mask.merged.shape == truth.shape
     assert (state.first_mask.merged & truth).sum() > 0.5 * truth.sum()
     assert frame_view(state).size == (854, 480)
@@ -56,6 +56,74 @@ def test_the_video_tab_opens_a_zip_clicks_follows_and_removes(tiny_checkpoints: 
     assert tracks["videos"][0]["length"] == 6
     state, folder = videos.remove(state, "cpu")
     assert Path(state.files[0]).name == "edited.mp4" and (folder / "before_after.mp4").is_file()
+
+
+@needs_extra("ui")
+def test_the_video_tab_corrects_from_a_later_frame_draws_boxes_and_stops(
+    tiny_checkpoints: Path, tmp_path: Path
+) -> None:
+    import threading
+
+    from ovseg.errors import Stopped
+    from ovseg.web.page import Workbench
+    from ovseg.web.video_tab import VideoBench, frame_view
+
+    frames = sorted((DAVIS / "JPEGImages/480p/dog").glob("*.jpg"))[:8]
+    folder = tmp_path / "dog8"
+    folder.mkdir()
+    for path in frames:
+        (folder / path.name).write_bytes(path.read_bytes())
+    truth = [np.asarray(Image.open(DAVIS / "Annotations/480p/dog" / f"{p.stem}.png")) > 0 for p in frames]
+    videos = VideoBench(Workbench(tmp_path / "cache", "cpu", SETS, tmp_path / "scratch"), max_frames=100)
+    state = videos.open(str(folder), "cpu", "", "", 1)
+    with pytest.raises(OvsegError, match="follow something first"):
+        videos.correct(state, "cpu")
+
+    # a box: two clicks at opposite corners of the dog on frame 0; the first one alone segments nothing
+    ys, xs = np.nonzero(truth[0])
+    state = videos.click(state, "cpu", float(xs.min()), float(ys.min()), "box")
+    assert state.first_mask is None and state.corner is not None
+    state = videos.click(state, "cpu", float(xs.max()), float(ys.max()), "box")
+    assert state.box == (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+    assert (state.first_mask.merged & truth[0]).sum() > 0.6 * truth[0].sum()
+    state = videos.follow(state, "cpu", "", session="a")
+    before = [np.asarray(state.result.labels(i)) for i in range(8)]
+    assert state.result.objects[0]["label"] == "box"
+
+    # frame 5: a click on the grass far from the dog, Correct: object 1 is there from frame 5 on, not before
+    state.shown = 5
+    grass = np.argwhere(~np.isin(np.arange(854), np.arange(xs.min() - 60, xs.max() + 60)))[0][0]
+    state = videos.click(state, "cpu", float(grass), 40.0, "include")
+    assert state.pending and np.array_equal(np.asarray(frame_view(state)).shape, (480, 854, 3))
+    state = videos.correct(state, "cpu", 0, session="a")
+    assert state.followed["corrections"] == [{"frame": 5, "points": [(float(grass), 40.0, 1)], "box": None, "obj": 1}]
+    after = [np.asarray(state.result.labels(i)) for i in range(8)]
+    assert all(np.array_equal(after[i], before[i]) for i in range(5))
+    assert all(after[i][40, grass] == 1 and not (after[i] == 1)[truth[i]].any() for i in range(5, 8))
+    state, removed = videos.remove(state, "cpu", session="a")
+    assert (removed / "edited.mp4").is_file()
+
+    # Stop from another thread (the page's button) while a new follow runs: one line, and following again goes on
+    state = videos.clear(state)
+    state = videos.click(state, "cpu", float(np.median(xs)), float(np.median(ys)), "include")
+    partial = tmp_path / "cache" / "tracks"
+    stopper = threading.Thread(target=lambda: _stop_once_following(videos, partial, "b"))
+    stopper.start()
+    with pytest.raises(Stopped, match="stopped after") as caught:
+        videos.follow(state, "cpu", "", session="b")
+    stopper.join()
+    assert "\n" not in str(caught.value)
+    state = videos.follow(state, "cpu", "", session="b")  # the flag is cleared when a follow starts
+    assert state.result.frames == 8
+
+
+def _stop_once_following(videos, tracks: Path, session: str) -> None:
+    import time
+
+    deadline = time.time() + 300
+    while not list(tracks.glob(".ovseg-partial-*/masks/*.png")) and time.time() < deadline:
+        time.sleep(0.05)
+    videos.stop(session)
 
 
 @needs_extra("ui")
@@ -100,3 +168,4 @@ def test_benchmark_page_video_compares_the_tab_with_the_command_line(tiny_checkp
     assert report["frames"] == 4 and report["frame_size"] == [854, 480]
     assert report["cli_s"] > 0 and report["page_s"] > 0 and report["page_over_cli"] > 0
     assert report["video_click_s"] > 0 and report["photo_click_s"] > 0 and report["page_peak_rss_mb"] > 0
+    assert report["corrected_from"] == 2 and report["correct_s"] > 0 and report["correct_over_follow"] > 0

@@ -15,6 +15,11 @@ class UnreadableImageError(OvsegError):
     """A photo that cannot be read or decoded: in a folder it is skipped, alone it stops the run."""
 
 
+class Stopped(OvsegError):
+    """Whoever started a run asked it to stop (the page's Stop button): what was done is kept, and the message
+    says where it stood."""
+
+
 class WeightsMissingError(OvsegError):
     """Weights for a model are not on disk; the message names the command that fetches them."""
 

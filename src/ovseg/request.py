@@ -65,8 +65,49 @@ def outside_frame(
 
 
 @dataclass(frozen=True)
+class Correction:
+    """Clicks (or a box) on a later frame that put one object right from there on.
+
+    Object ``obj`` is followed again from ``frame`` (the clip's own frame number), its mask there made from these
+    clicks as a first click's is; the frames before it and every other object stay as they were, so a correction
+    costs the frames after it only, not the whole clip (what SAM 2's demo does with a click on a later frame).
+    """
+
+    frame: int
+    points: tuple[tuple[float, float, int], ...] = ()
+    box: tuple[float, float, float, float] | None = None
+    obj: int = 1
+
+    def __post_init__(self) -> None:
+        if self.frame < 0:
+            raise OvsegError(f"a correction's frame must be 0 or more, got {self.frame}")
+        if self.obj < 1:
+            raise OvsegError(f"a correction's object must be 1 or more, got {self.obj}")
+        if self.box is None and not any(label == 1 for *_, label in self.points):
+            raise OvsegError(f"the correction on frame {self.frame} needs an include click (X,Y or X,Y,1) or a box")
+
+
+def parse_corrections(texts: list[str], option: str = "--correct") -> tuple[Correction, ...]:
+    """``FRAME:X,Y[,LABEL]`` or ``K@FRAME:X,Y[,LABEL]`` (object K, 1 when not said), one click each, as corrections:
+    the clicks of one object on one frame make one correction, in the order first given."""
+    grouped: dict[tuple[int, int], list[tuple[float, float, int]]] = {}
+    for text in texts:
+        head, sep, click = str(text).partition(":")
+        obj, _, frame = head.rpartition("@") if "@" in head else ("1", "", head)
+        try:
+            number, which = int(frame), int(obj)
+        except ValueError:
+            number = which = -1
+        if not sep or number < 0 or which < 1:
+            raise OvsegError(f"{option} {text!r}: expected FRAME:X,Y[,LABEL] or OBJECT@FRAME:X,Y[,LABEL]")
+        grouped.setdefault((which, number), []).append(parse_point(click, option))
+    return tuple(Correction(frame, tuple(points), None, obj) for (obj, frame), points in grouped.items())
+
+
+@dataclass(frozen=True)
 class VideoSeeds:
-    """What to follow in a video besides words: clicks (x, y, label) or a box on ``frame``, or a first mask.
+    """What to follow in a video besides words: clicks (x, y, label) or a box on ``frame``, or a first mask; and
+    corrections on later frames (also of what words found, when the seeds hold nothing else).
 
     ``mask``: an indexed PNG (0 background, one object per other value: DAVIS's annotations), on ``frame``.
     """
@@ -75,6 +116,12 @@ class VideoSeeds:
     box: tuple[float, float, float, float] | None = None
     frame: int = 0
     mask: str | None = None
+    corrections: tuple[Correction, ...] = ()
+
+    @property
+    def given(self) -> bool:
+        """Whether the seeds say what to follow (clicks, a box, a mask), rather than only correct what words found."""
+        return bool(self.points) or self.box is not None or self.mask is not None
 
     def __post_init__(self) -> None:
         if self.frame < 0:
@@ -87,7 +134,8 @@ class VideoSeeds:
             if not Path(self.mask).is_file():
                 raise OvsegError(f"mask not found: {self.mask}")
         elif not self.points and self.box is None:
-            raise OvsegError("say what to follow: --point X,Y, --box X1,Y1,X2,Y2 or --mask first.png")
+            if not self.corrections:
+                raise OvsegError("say what to follow: --point X,Y, --box X1,Y1,X2,Y2 or --mask first.png")
         elif self.box is None and not any(label == 1 for *_, label in self.points):
             raise OvsegError("a click to follow needs at least one include point (X,Y or X,Y,1) or a box")
 
@@ -186,22 +234,24 @@ def request_from_params(params: dict[str, Any]) -> RunRequest:
 
 
 def seeds_from_params(follow: Any) -> VideoSeeds | None:
-    """params.yaml's ``follow`` section (``points``, ``box``, ``frame``, ``mask``), or None when it gives nothing."""
+    """params.yaml's ``follow`` section (``points``, ``box``, ``frame``, ``mask``, ``corrections``: a list of
+    ``FRAME:X,Y[,LABEL]`` as ``--correct`` takes), or None when it gives nothing."""
     if not follow:
         return None
     if not isinstance(follow, dict):
         raise OvsegError(f"parameter follow must be a mapping (points, box, frame, mask), got {follow!r}")
-    unknown = sorted(set(follow) - {"points", "box", "frame", "mask"})
+    unknown = sorted(set(follow) - {"points", "box", "frame", "mask", "corrections"})
     if unknown:
-        raise OvsegError(f"unknown parameter follow.{unknown[0]} (known: box, frame, mask, points)")
+        raise OvsegError(f"unknown parameter follow.{unknown[0]} (known: box, corrections, frame, mask, points)")
     points = tuple(parse_point(p, "follow.points") for p in follow.get("points") or [])
     box = parse_box(follow["box"], "follow.box") if follow.get("box") else None
-    if not points and box is None and not follow.get("mask"):
+    corrections = parse_corrections([str(c) for c in follow.get("corrections") or []], "follow.corrections")
+    if not points and box is None and not follow.get("mask") and not corrections:
         return None
     frame = follow.get("frame") or 0
     if isinstance(frame, bool) or not isinstance(frame, int):
         raise OvsegError(f"parameter follow.frame must be a frame number, got {frame!r}")
-    return VideoSeeds(points, box, frame, str(follow["mask"]) if follow.get("mask") else None)
+    return VideoSeeds(points, box, frame, str(follow["mask"]) if follow.get("mask") else None, corrections)
 
 
 def _flag(value: Any) -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from ovseg.media.viz import resize_mask
 from ovseg.pipeline import ModelPool, Run, edit, embed, masks, new_run, score, select
 from ovseg.pipeline.common import run_stages
 from ovseg.ranking.selection import refine_with_clicks
-from ovseg.request import RunRequest, check_classes, split_prompt
+from ovseg.request import Correction, RunRequest, check_classes, split_prompt
 from ovseg.storage.folders import OutputFolder
 from ovseg.storage.locations import atomic_path, image_stem, is_url
 
@@ -254,15 +255,20 @@ class Segmenter:
         frame: int = 0,
         mask: str | Path | None = None,
         part: dict[str, Any] | None = None,
+        corrections: Sequence[Correction | dict[str, Any]] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> VideoResult:
         """Follow what ``prompt`` names (words found at keyframes), clicks or a box on ``frame`` (the clip's own
         frame number, whatever is taken of it), or a first ``mask`` (an indexed PNG, one object per id) through
         every frame of ``video`` (a clip or a folder of frames). The same stages and cache as ``ovseg run --video``.
-        ``part``: which frames, as ``video`` settings (``{"start": "2s", "end": 40, "every": 2}``)."""
+        ``part``: which frames, as ``video`` settings (``{"start": "2s", "end": 40, "every": 2}``).
+        ``corrections``: clicks on later frames, ``{"frame": 8, "points": [(x, y)], "obj": 1}``, each following
+        that object again from there, the frames before kept (what was followed without it is reused from the cache).
+        ``stop``: asked between frames; True ends the call with :class:`~ovseg.errors.Stopped`."""
         from ovseg.pipeline import follow, frames
 
-        request = video_request(video, prompt, points, labels, box, frame, mask)
-        return self._follow(request, [frames.STAGE, follow.STAGE], part)
+        request = video_request(video, prompt, points, labels, box, frame, mask, corrections=corrections)
+        return self._follow(request, [frames.STAGE, follow.STAGE], part, stop)
 
     @one_line_errors
     def remove_from_video(
@@ -276,13 +282,15 @@ class Segmenter:
         frame: int = 0,
         mask: str | Path | None = None,
         part: dict[str, Any] | None = None,
+        corrections: Sequence[Correction | dict[str, Any]] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> tuple[VideoResult, Path]:
         """What :meth:`track` follows, removed through time (``ovseg run --video ... --mode remove``): the followed
         result and the folder holding ``edited.mp4`` and ``before_after.mp4`` (following is reused from the cache)."""
         from ovseg.pipeline import VIDEO_STAGES, fill
 
-        request = video_request(video, prompt, points, labels, box, frame, mask, mode="remove")
-        result = self._follow(request, list(VIDEO_STAGES), part)
+        request = video_request(video, prompt, points, labels, box, frame, mask, "remove", corrections)
+        result = self._follow(request, list(VIDEO_STAGES), part, stop)
         return result, self.cache / "api" / fill.RESULTS / result.clip
 
     @one_line_errors
@@ -291,9 +299,9 @@ class Segmenter:
         cache by the frames stage, so following them later decodes nothing again."""
         return decode_clip(self.settings, self.cache, video, part)
 
-    def _follow(self, request: RunRequest, stages: list, part: dict[str, Any] | None = None) -> VideoResult:
+    def _follow(self, request: RunRequest, stages: list, part: dict[str, Any] | None, stop=None) -> VideoResult:
         run = new_run(with_part(self.settings, part), request, cache=str(self.cache), output=str(self.cache / "api"),
-                      pool=self.pool)  # fmt: skip
+                      pool=self.pool, stop=stop)  # fmt: skip
         if request.prompt or request.classes:
             score.check_prompt(run)
         return follow_clip(run, stages)

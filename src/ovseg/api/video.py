@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from ovseg.api.results import one_line_errors
+
+if TYPE_CHECKING:
+    from ovseg.request import Correction
 
 
 @dataclass
@@ -110,28 +114,50 @@ def video_request(
     frame: int,
     mask: str | Path | None,
     mode: str = "segment",
+    corrections: Sequence[Correction | dict[str, Any]] | None = None,
 ):
     """The run request for following (``mode`` segment) or removing from one clip: words, or clicks / a box / a
-    mask on ``frame``. One line for what cannot be asked (both, neither, several clips)."""
+    mask on ``frame``, and corrections on later frames. One line for what cannot be asked (both, neither, several
+    clips)."""
     from ovseg.errors import OvsegError
     from ovseg.media.videoio import list_clips
     from ovseg.request import RunRequest, VideoSeeds, split_prompt
 
     words, classes = split_prompt(list(prompt) if isinstance(prompt, (list, tuple)) else prompt)
-    seeds = None
+    fixes = tuple(as_correction(fix) for fix in corrections or ())
+    seeds = VideoSeeds(corrections=fixes) if fixes else None
     if points or box is not None or mask is not None:
         if words or classes:
             raise OvsegError("follow words, or clicks / a box / a mask: not both")
         points = list(points or [])
         kinds = list(labels) if labels is not None else [1] * len(points)
         clicks = [(float(x), float(y), int(label)) for (x, y), label in zip(points, kinds, strict=True)]
-        seeds = VideoSeeds(tuple(clicks), tuple(box) if box is not None else None, frame, str(mask) if mask else None)
+        seeds = VideoSeeds(tuple(clicks), tuple(box) if box is not None else None, frame, str(mask) if mask else None,
+                           fixes)  # fmt: skip
     elif not words and not classes:
         raise OvsegError("say what to follow: a prompt, points=[(x, y)], a box or a mask")
     clips = list_clips(video)
     if len(clips) != 1:
         raise OvsegError(f"{video} holds {len(clips)} videos: track one at a time")
     return RunRequest(videos=str(video), prompt=words, classes=classes, seeds=seeds, mode=mode)
+
+
+def as_correction(fix: Correction | dict[str, Any]) -> Correction:
+    """A correction as the API takes it: a :class:`~ovseg.request.Correction`, or a dict with ``frame``, ``points``
+    ([(x, y)] or [(x, y, label)]), ``labels``, ``box`` and ``obj``; one line for anything else."""
+    from ovseg.errors import OvsegError
+    from ovseg.request import Correction
+
+    if isinstance(fix, Correction):
+        return fix
+    unknown = sorted(set(fix) - {"frame", "points", "labels", "box", "obj"}) if isinstance(fix, dict) else ["?"]
+    if unknown or "frame" not in fix:
+        raise OvsegError(f"a correction is a dict of frame, points, labels, box and obj, got {fix!r}")
+    points = [tuple(p) for p in fix.get("points") or ()]
+    kinds = list(fix.get("labels") or [p[2] if len(p) > 2 else 1 for p in points])
+    clicks = tuple((float(p[0]), float(p[1]), int(k)) for p, k in zip(points, kinds, strict=True))
+    box = tuple(float(v) for v in fix["box"]) if fix.get("box") is not None else None
+    return Correction(int(fix["frame"]), clicks, box, int(fix.get("obj") or 1))  # type: ignore[arg-type]
 
 
 @dataclass

@@ -164,5 +164,7 @@ def benchmark_page_video(
         f"{report['frames']} frames {report['frame_size'][0]}x{report['frame_size'][1]}: command line "
         f"{report['cli_s']} s, page {report['page_s']} s ({report['page_over_cli']}x), page peak RSS "
         f"{report['page_peak_rss_mb']} MB; first mask after a click: video tab {report['video_click_s']} s, photo tab "
-        f"{report['photo_click_s']} s ({report['video_click_over_photo']}x); report: {out}"
+        f"{report['photo_click_s']} s ({report['video_click_over_photo']}x); a correction from frame "
+        f"{report['corrected_from']}: {report['correct_s']} s ({report['correct_over_follow']}x the follow); "
+        f"report: {out}"
     )

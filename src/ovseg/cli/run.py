@@ -62,6 +62,12 @@ def run(
     mask: str | None = typer.Option(
         None, "--mask", help="Videos: a first mask to follow (an indexed PNG: one object per id, as DAVIS's)."
     ),
+    corrections: list[str] = typer.Option(
+        [],
+        "--correct",
+        help="Videos: a click FRAME:X,Y[,LABEL] (or OBJECT@FRAME:X,Y) that follows that object again "
+        "from that frame on, the frames before kept (repeatable; the clicks of one frame go together).",
+    ),
     start: str | None = typer.Option(None, "--start", help="Videos: from this frame (12) or time (1.5s)."),
     end: str | None = typer.Option(None, "--end", help="Videos: up to this frame (12) or time (1.5s)."),
     every: int | None = typer.Option(None, "--every", help="Videos: take every N-th frame."),
@@ -76,8 +82,11 @@ def run(
                                               ("--videos", videos)) if given_ is not None]  # fmt: skip
         if len(sources) > 1:
             raise OvsegError(f"give one of --image, --images, --video, --videos, not {' and '.join(sources)}")
-        if video is None and videos is None and (mask or frame is not None or start or end or every or fps):
-            raise OvsegError("--frame, --mask, --start, --end, --every and --fps are for videos: give --video")
+        if video is None and videos is None and (mask or frame is not None or start or end or every or fps or
+                                                 corrections):  # fmt: skip
+            raise OvsegError(
+                "--frame, --mask, --correct, --start, --end, --every and --fps are for videos: give --video"
+            )
         base = load_params(params) if params.is_file() else {}
         source = image or images
         prompt: str | list[str] | None = (prompts[0] if len(prompts) == 1 else list(prompts)) if prompts else None
@@ -104,7 +113,7 @@ def run(
                 raise OvsegError("--dvc runs params.yaml's pipeline: set videos: (and follow:) there instead")
             from ovseg.cli.videos import run_videos, video_request
 
-            request = video_request(merged, video or videos, points, box, frame, mask, prompts)
+            request = video_request(merged, video or videos, points, box, frame, mask, prompts, corrections)
             run_videos(settings, request, cache, output, visualize)
             return
         clicks, labels, region = parse_clicks(points, box)

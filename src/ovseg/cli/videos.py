@@ -11,19 +11,29 @@ from ovseg.errors import OvsegError
 
 
 def video_request(
-    params: dict[str, Any], location: str, points: list[str], box: str | None, frame, mask, prompts: list[str]
+    params: dict[str, Any],
+    location: str,
+    points: list[str],
+    box: str | None,
+    frame,
+    mask,
+    prompts: list[str],
+    corrections: list[str] | None = None,
 ):
-    """The request of a run on videos: what to follow (words, clicks, a box, a first mask) and where.
+    """The request of a run on videos: what to follow (words, clicks, a box, a first mask), its corrections on
+    later frames (``--correct``), and where.
 
     Clicks, a box or a mask on the command line replace params.yaml's ``prompt`` for the run (the prompt there
     is the pipeline's, as for clicks on photos); only a ``--prompt`` given with them is a mistake."""
-    from ovseg.request import RunRequest, VideoSeeds, parse_box, parse_point, split_prompt
+    from ovseg.request import RunRequest, VideoSeeds, parse_box, parse_corrections, parse_point, split_prompt
 
-    seeds = None
+    fixes = parse_corrections(list(corrections or []))
+    seeds = VideoSeeds(corrections=fixes) if fixes else None
     if points or box or mask:
         if prompts:
             raise OvsegError("follow words, or clicks / a box / a mask: not both (give --prompt alone, or none)")
-        seeds = VideoSeeds(tuple(parse_point(p) for p in points), parse_box(box) if box else None, frame or 0, mask)
+        seeds = VideoSeeds(tuple(parse_point(p) for p in points), parse_box(box) if box else None, frame or 0, mask,
+                           fixes)  # fmt: skip
         prompt, classes = "", ()
     elif frame is not None:
         raise OvsegError("--frame says where --point, --box or --mask are: give one of them")
@@ -41,7 +51,7 @@ def run_videos(settings, request, cache: str, output: str, visualize: bool) -> N
     from ovseg.engines import run_pipeline
     from ovseg.pipeline import follow, frames, new_run, video_out
 
-    if request.seeds is None and not (request.prompt or request.classes):
+    if (request.seeds is None or not request.seeds.given) and not (request.prompt or request.classes):
         raise OvsegError('say what to follow: --prompt "the dog", --point X,Y [--frame N], --box or --mask first.png')
     run = new_run(settings, request, cache=cache, output=output, visualize=visualize)
     if request.prompt or request.classes:

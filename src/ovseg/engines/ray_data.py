@@ -44,7 +44,9 @@ class RayEngine:
         run.check_places()
         connect(run.settings.engine)
         request = dataclasses.replace(run.request, images=_absolute(run.request.images))
-        return dataclasses.replace(run, request=request, cache=_absolute(run.cache), output=_absolute(run.output))
+        return dataclasses.replace(
+            run, request=request, cache=_absolute(run.cache), output=_absolute(run.output), stop=None
+        )  # a page's button lives in this process: actors cannot ask it
 
     def map(self, fn, items: list[Any], desc: str) -> list[Any]:
         import ray

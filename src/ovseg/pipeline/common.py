@@ -74,7 +74,8 @@ class Run:
 
     ``cache`` and ``output`` are folders or bucket URLs. ``prune``: remove results of photos no
     longer in the batch (the DVC stages mirror the image folder; ``ovseg run`` on one photo keeps
-    the others'). ``pool``: keep models loaded between runs (the Python API).
+    the others'). ``pool``: keep models loaded between runs (the Python API). ``stop``: asked between frames of
+    the video stages; True stops the run with :class:`~ovseg.errors.Stopped`.
     """
 
     settings: Settings
@@ -84,6 +85,13 @@ class Run:
     visualize: bool = True
     prune: bool = False
     pool: ModelPool | None = field(default=None, compare=False, repr=False)
+    stop: Callable[[], bool] | None = field(default=None, compare=False, repr=False)  # a page's Stop button
+
+    @property
+    def stopping(self) -> bool:
+        """Whether whoever started the run asked it to stop: per-frame loops ask between frames, so a Stop button
+        ends a long follow or fill within a frame, not after it (a thread cannot be killed from outside)."""
+        return bool(self.stop is not None and self.stop())
 
     def stage_folder(self, name: str) -> StageFolder:
         """A stage's folder of the cache (``<cache>/<name>``)."""

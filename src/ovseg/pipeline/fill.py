@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ovseg.editing import painter_for, request_for
+from ovseg.errors import Stopped
 from ovseg.media.fileio import content_key
 from ovseg.pipeline import edit, follow, frames
 from ovseg.pipeline.common import Engine, LazyModel, ModelPool, Plan, Result, Run, Stage, StageReport
@@ -155,6 +156,9 @@ def compute(run: Run, shared: None, model: LazyModel, item: follow.TracksItem) -
                 if video_settings.fill_frames:
                     Image.fromarray(result).save(folder / "frames" / f"{index:05d}.png")
                 rows.append(dataclasses.asdict(stats))
+                if run.stopping and len(rows) < len(pictures):  # nothing is published: the old result stays
+                    raise Stopped(f"stopped after {len(rows)} of {len(pictures)} frames of {item.stem}: nothing "
+                                  "written; removing again starts over (following is kept)")  # fmt: skip
         seconds = (time.perf_counter() - started) / max(1, len(rows))
         holes_px = sum(r["hole_px"] for r in rows) or 1
         record = ClipEditRecord(

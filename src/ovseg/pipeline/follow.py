@@ -7,7 +7,9 @@ k object k, DAVIS's format) and ``tracks.json`` (:class:`TracksIndex`). What is 
   clip's keyframes, under ``cache/video/``, cached as for any photo, so a new prompt reruns no mask
   model; every instance found there is followed (:func:`ovseg.video.tracking.follow`);
 * **clicks or a box** on one frame (``--point X,Y --frame N``, ``--box``), or **a first mask**
-  (``--mask first.png``: an indexed PNG, one object per id, DAVIS's semi-supervised start).
+  (``--mask first.png``: an indexed PNG, one object per id, DAVIS's semi-supervised start);
+* and **corrections** (``--correct N:X,Y``): one object followed again from a later frame, the frames before it
+  and the other objects kept (:mod:`ovseg.pipeline.seeds`).
 
 The key is ``hash(version, the frames, what is followed (clicks, box, the mask's bytes; the
 keyframes' scores keys for words), the video settings, the propagation backend and its
@@ -25,17 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
-from ovseg.errors import OvsegError, one_line
+from ovseg.errors import OvsegError
 from ovseg.media.fileio import content_key, sha256_bytes
-from ovseg.media.videoio import FRAMES_INDEX
-from ovseg.pipeline import embed, frames, masks, score
+from ovseg.pipeline import embed, frames, masks, score, seeds
 from ovseg.pipeline.common import Engine, Item, LazyModel, ModelPool, Plan, Result, Run, Stage, StageReport, run_stages
 from ovseg.pipeline.found import candidates
 from ovseg.pipeline.plans import record_fields, warn_skipped
-from ovseg.request import RunRequest, outside_frame
+from ovseg.request import RunRequest
 from ovseg.storage.folders import StageFolder
 from ovseg.storage.store import files_name
 from ovseg.weights.registry import model_fingerprint
@@ -97,27 +95,31 @@ def score_keyframes(run: Run, engine: Engine, entry: frames.FramesEntry, query: 
     return {k: {"masks": per_photo[f"{k:05d}"].masks, "scores": per_photo[f"{k:05d}"].scores} for k in keyframes}
 
 
-def follow_key(run: Run, entry: frames.FramesEntry, seeds: dict[str, Any], keyframes: dict, query) -> str:
+def follow_key(run: Run, entry: frames.FramesEntry, placed: dict[str, Any], keyframes: dict, query) -> str:
     from ovseg.video import propagator_name, tracker_weights
 
     name = propagator_name(run.settings)
     return content_key(
-        VERSION, entry.frames, seeds, keyframes, list(query or []), run.settings.section("video"),
+        VERSION, entry.frames, placed, keyframes, list(query or []), run.settings.section("video"),
         run.settings.section("instances"), name,
         *(tracker_weights(run.settings, name) or [model_fingerprint(run.settings.masks.model, None)]),
     )  # fmt: skip
 
 
-def seed_record(request: RunRequest) -> dict[str, Any]:
-    """What the user gave to follow, as plain values for the key and the workers (the mask by its bytes)."""
-    seeds = request.seeds
-    if seeds is None:
-        return {}
-    record = dataclasses.asdict(seeds)
-    if seeds.mask:
-        data = Path(seeds.mask).read_bytes()
+def seed_record(request: RunRequest) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What the user gave to follow, as plain values for the key and the workers (the mask by its bytes), and the
+    corrections on later frames (:mod:`ovseg.pipeline.corrections`); ``{}`` when words say what to follow."""
+    asked = request.seeds
+    if asked is None:
+        return {}, []
+    record = dataclasses.asdict(asked)
+    fixes = record.pop("corrections")
+    if not asked.given:
+        return {}, fixes
+    if asked.mask:
+        data = Path(asked.mask).read_bytes()
         record["mask_sha256"] = sha256_bytes(data)
-    return record
+    return record, fixes
 
 
 @dataclass
@@ -139,12 +141,15 @@ class TracksItem(Item):
 @dataclass
 class FollowItem(Item):
     """A clip to follow: its frames store, what was given to follow and where, each keyframe's masks and scores
-    keys (following words), and the classes."""
+    keys (following words), the classes, the corrections on later frames, and the tracks store without the last
+    correction when it is in the cache (``base``: copied, not followed again)."""
 
     frames: str = ""
     seeds: dict[str, Any] = field(default_factory=dict)
     keyframes: dict[int, dict[str, str]] = field(default_factory=dict)
     classes: list[str] = field(default_factory=list)
+    corrections: list[dict[str, Any]] = field(default_factory=list)
+    base: str = ""
 
 
 @dataclass
@@ -157,105 +162,42 @@ class FollowState:
 
 def plan(run: Run, engine: Engine) -> Plan[FollowState]:
     entries = frames.clip_entries(run.cache)
-    seeds = seed_record(run.request)
-    query = None if seeds else query_of(run.request)  # clicks, a box or a mask replace the prompt
-    if not seeds and query is None:
+    given, fixes = seed_record(run.request)
+    query = None if given else query_of(run.request)  # clicks, a box or a mask replace the prompt
+    if not given and query is None:
         raise OvsegError('say what to follow: --prompt "the dog", --point X,Y [--frame N], --box or --mask first.png')
     done = run.stage_folder(FOLDER).done_keys()
     plan = Plan(state=FollowState())
     for name, entry in entries.items():
-        placed = seeds
-        if seeds:
-            try:
-                placed = place_seeds(run, name, entry, seeds)
-            except OvsegError as exc:  # a click off this clip: the run stops on one clip, a batch goes on
-                if run.settings.strict or len(entries) == 1:
-                    raise
-                warn_skipped(entry.video, str(exc))
-                plan.state.skipped[name] = str(exc)
-                continue
+        placed, corrected = given, []
+        try:
+            placed = seeds.place_seeds(run, name, entry, given) if given else given
+            corrected = seeds.place_corrections(run, name, entry, fixes)
+        except OvsegError as exc:  # a click off this clip: the run stops on one clip, a batch goes on
+            if run.settings.strict or len(entries) == 1:
+                raise
+            warn_skipped(entry.video, str(exc))
+            plan.state.skipped[name] = str(exc)
+            continue
         keyframes = score_keyframes(run, engine, entry, query) if query else {}
-        key = follow_key(run, entry, placed, keyframes, query)
+        key = follow_key(run, entry, with_corrections(placed, corrected), keyframes, query)
         plan.state.entries[name] = ClipTracks(entry.frames, key)
         if key in done:
             plan.reused.append(name)
             continue
-        plan.items.append(FollowItem(name, key, entry.frames, placed, keyframes, list(query or [])))
+        base = follow_key(run, entry, with_corrections(placed, corrected[:-1]), keyframes, query) if corrected else ""
+        plan.items.append(FollowItem(name, key, entry.frames, placed, keyframes, list(query or []), corrected,
+                                     base if base in done else ""))  # fmt: skip
     if not plan.state.entries:
         first = next(iter(plan.state.skipped.values()))
         raise OvsegError(f"nothing to follow in any of the {len(entries)} videos (first: {first})")
     return plan
 
 
-def place_seeds(run: Run, clip: str, entry: frames.FramesEntry, seeds: dict[str, Any]) -> dict[str, Any]:
-    """The seeds on the frame they were given on, as this clip's frames store numbers it, checked against the clip:
-    ``--frame`` is a frame number of the clip itself, whatever ``--start``, ``--every`` or ``--fps`` took; one
-    that was not taken goes to the nearest one taken, with a note. One line (an OvsegError) for a frame outside
-    the part taken, a click or box outside the frame, or a mask of another size than the frames."""
-    index = run.stage_folder(frames.FOLDER).read_json(f"{files_name(entry.frames)}/{FRAMES_INDEX}") or {}
-    numbers = [int(f["index"]) for f in index.get("frames", [])]
-    width, height = index.get("size") or entry.size
-    asked = int(seeds.get("frame") or 0)
-    if not numbers or not numbers[0] <= asked <= numbers[-1]:
-        first, last = (numbers[0], numbers[-1]) if numbers else (0, -1)
-        raise OvsegError(f"--frame {asked} is not in the part of {clip} taken: its frames {first} to {last}")
-    position = int(np.argmin([abs(n - asked) for n in numbers]))
-    if numbers[position] != asked:
-        print(f"ovseg: note: frame {asked} of {clip} is not among the frames taken; what is given on it goes on "
-              f"frame {numbers[position]}, the nearest one taken", file=sys.stderr)  # fmt: skip
-    points = tuple(tuple(p) for p in seeds.get("points") or ())
-    box = tuple(seeds["box"]) if seeds.get("box") else None
-    wrong = outside_frame(points, box, width, height)
-    if wrong:
-        raise OvsegError(f"{wrong} of {clip}")
-    if seeds.get("mask"):
-        ids = mask_ids(seeds["mask"])
-        if ids.shape != (height, width):
-            raise OvsegError(
-                f"the mask {seeds['mask']} is {ids.shape[1]}x{ids.shape[0]}; the frames of {clip} are {width}x{height}"
-            )
-        covered = float((ids != 0).mean())
-        if run.request.mode == "remove" and covered >= 0.9:
-            print(f"ovseg: warning: the mask covers {covered:.0%} of the frame: removing it repaints nearly every "
-                  "pixel, with little of the video left to fill from", file=sys.stderr)  # fmt: skip
-    return {**seeds, "taken": position}
-
-
-def mask_ids(location: str) -> np.ndarray:
-    """A first mask's ids (0 background, one object per other value): an indexed or grey PNG as DAVIS's, or any
-    picture (read as grey); one line when it cannot be read."""
-    try:
-        with Image.open(location) as picture:
-            return np.asarray(picture if picture.mode in ("P", "L", "I;16", "I") else picture.convert("L"))
-    except (OSError, ValueError) as exc:
-        raise OvsegError(f"cannot read the mask {location}: {one_line(exc)}") from None
-
-
-def seeds_for(record: dict[str, Any], shape: tuple[int, int]):
-    """The user's clicks, box or first mask as :class:`~ovseg.video.tracking.Seed` objects on their frame (the position
-    :func:`place_seeds` found among the frames taken).
-
-    A mask is an indexed PNG (0 background, one object per other value, DAVIS's annotations) of the frames' size."""
-    from ovseg.video.tracking import Seed
-
-    if not record:
-        return []
-    frame = int(record.get("taken", record.get("frame") or 0))
-    if record.get("mask"):
-        ids = mask_ids(record["mask"])
-        if ids.shape != shape:
-            raise OvsegError(f"the mask {record['mask']} is {ids.shape[1]}x{ids.shape[0]}, not {shape[1]}x{shape[0]}")
-        values = [int(v) for v in np.unique(ids) if v != 0]
-        if not values:
-            raise OvsegError(f"the mask {record['mask']} is empty: nothing to follow")
-        label = "mask" if len(values) == 1 else "mask {}"
-        return [Seed(k + 1, label.format(v), frame, mask=ids == v) for k, v in enumerate(values)]
-    points = np.asarray(record.get("points") or [], np.float32).reshape(-1, 3)
-    box = tuple(record["box"]) if record.get("box") else None
-    return [
-        Seed(1, "box" if box and not len(points) else "click", frame, points=points[:, :2] if len(points) else None,
-             labels=points[:, 2].astype(np.int64) if len(points) else None, box=box)
-    ]  # fmt: skip
+def with_corrections(placed: dict[str, Any], fixes: list[dict[str, Any]]) -> dict[str, Any]:
+    """What is followed, as the key hashes it: the seeds, and the corrections when there are any (so a run without
+    corrections keeps the key it always had)."""
+    return {**placed, "corrections": fixes} if fixes else placed
 
 
 def instance_finder(run: Run, keyframes: dict[int, dict[str, str]], shape: tuple[int, int]):
@@ -294,44 +236,26 @@ def model_key(run: Run) -> str:
 
 
 def compute(run: Run, shared: None, model: LazyModel, item: FollowItem) -> Result:
-    from tqdm import tqdm
-
     from ovseg.media.videoio import FrameFolder
-    from ovseg.media.viz import label_image
-    from ovseg.video.tracking import Following, FollowPlan, label_map
+    from ovseg.video.tracking import TrackInfo
 
     started = time.perf_counter()
     store = run.stage_folder(FOLDER)
     with run.stage_folder(frames.FOLDER).files(item.frames) as path, store.partial(item.key) as partial:
         video = FrameFolder(path)
         height, width = video[0].shape[:2]
-        plan = FollowPlan(
-            frames=len(video),
-            seeds=seeds_for(item.seeds, (height, width)),
-            keyframes=sorted(item.keyframes),
-            find=instance_finder(run, item.keyframes, (height, width)) if item.keyframes else None,
-            classes=item.classes,
-        )
         propagator = model.get()
-        saved = _checkpoint(partial, item.key)
-        tracks: dict[int, Any] = {}
-        per_frame: dict[int, dict[int, Any]] = saved["per_frame"] if saved else {}
-        earlier = saved["seconds"] if saved else 0.0
-        following = Following(propagator, video, plan, tracks, resume=saved["following"] if saved else None)
-        if saved:
-            print(f"ovseg: {item.stem}: going on from the {following.done} frames followed before the stop",
-                  file=sys.stderr)  # fmt: skip
-        (partial / "masks").mkdir(exist_ok=True)
-        steps = tqdm(following, desc=f"follow {item.stem}", total=len(video), initial=following.done,
-                     unit="frame", leave=False)  # fmt: skip
-        for frame, found in steps:
-            labels = label_map(found, (height, width))
-            label_image(labels, max(1, int(labels.max()))).save(partial / "masks" / f"{frame:05d}.png")
-            per_frame[frame] = {obj: _frame_record(o) for obj, o in found.items()}
-            if following.done % CHECKPOINT_EVERY == 0 and following.done < len(video):
-                seconds = earlier + time.perf_counter() - started
-                _keep_checkpoint(partial, item.key, following.checkpoint(), per_frame, seconds)
-        (partial / CHECKPOINT).unlink(missing_ok=True)
+        fixes, earlier = item.corrections, 0.0
+        if item.base:  # the clip without the last correction is in the cache: its frames are copied
+            base = seeds.copy_base(store, item.base, partial, TRACKS_INDEX)
+            tracks = {o["id"]: TrackInfo(o["id"], o["label"], o["category"], o["first_frame"]) for o in base["objects"]}
+            per_frame = {f: {o["id"]: o["frames"][f] for o in base["objects"]} for f in range(len(video))}
+            fixes, earlier = fixes[-1:], seconds_per_frame(run, item.base) * len(video)
+        else:
+            tracks, per_frame, earlier = _follow_all(run, item, propagator, video, partial)
+        for fix in fixes:
+            seed = seeds.apply_correction(run, propagator, video, partial / "masks", fix, per_frame, _frame_record)
+            tracks.setdefault(seed.obj, TrackInfo(seed.obj, seed.label, None, seed.frame))
         seconds = earlier + time.perf_counter() - started
         index = TracksIndex(
             clip=item.stem, frames=len(video), size=[width, height], fps=video.fps, propagator=propagator.name,
@@ -343,6 +267,55 @@ def compute(run: Run, shared: None, model: LazyModel, item: FollowItem) -> Resul
         record = {"seconds": round(seconds, 3), "seconds_per_frame": per_frame_s, "engine": run.engine}
         store.publish_files(item.key, partial, record)
     return Result(item.stem)
+
+
+def _follow_all(run: Run, item: FollowItem, propagator, video, partial: Path) -> tuple[dict, dict, float]:
+    """Every frame of the clip followed from its seeds or words, each frame's ids PNG written into ``partial`` as it
+    comes (going on from a checkpoint a stopped run kept): the objects, their per-frame records, and the seconds a
+    stopped run had spent. A Stop (``run.stopping``) keeps a checkpoint, so following again goes on from there."""
+    from tqdm import tqdm
+
+    from ovseg.errors import Stopped
+    from ovseg.media.viz import label_image
+    from ovseg.video.tracking import Following, FollowPlan, label_map
+
+    started = time.perf_counter()
+    height, width = video[0].shape[:2]
+    plan = FollowPlan(
+        frames=len(video),
+        seeds=seeds.seeds_for(item.seeds, (height, width)),
+        keyframes=sorted(item.keyframes),
+        find=instance_finder(run, item.keyframes, (height, width)) if item.keyframes else None,
+        classes=item.classes,
+    )
+    saved = _checkpoint(partial, item.key)
+    tracks: dict[int, Any] = {}
+    per_frame: dict[int, dict[int, Any]] = saved["per_frame"] if saved else {}
+    earlier = saved["seconds"] if saved else 0.0
+    following = Following(propagator, video, plan, tracks, resume=saved["following"] if saved else None)
+    if saved:
+        print(f"ovseg: {item.stem}: going on from the {following.done} frames followed before the stop",
+              file=sys.stderr)  # fmt: skip
+    (partial / "masks").mkdir(exist_ok=True)
+    steps = tqdm(following, desc=f"follow {item.stem}", total=len(video), initial=following.done,
+                 unit="frame", leave=False)  # fmt: skip
+    for frame, found in steps:
+        labels = label_map(found, (height, width))
+        label_image(labels, max(1, int(labels.max()))).save(partial / "masks" / f"{frame:05d}.png")
+        per_frame[frame] = {obj: _frame_record(o) for obj, o in found.items()}
+        stopping = run.stopping and following.done < len(video)
+        if stopping or (following.done % CHECKPOINT_EVERY == 0 and following.done < len(video)):
+            seconds = earlier + time.perf_counter() - started
+            _keep_checkpoint(partial, item.key, following.checkpoint(), per_frame, seconds)
+        if stopping:
+            then = (
+                "following again goes on from its last checkpoint"
+                if (partial / CHECKPOINT).is_file()
+                else "following again starts over"
+            )
+            raise Stopped(f"stopped after {following.done} of {len(video)} frames of {item.stem}: {then}")
+    (partial / CHECKPOINT).unlink(missing_ok=True)
+    return tracks, per_frame, earlier
 
 
 def _checkpoint(partial: Path, key: str) -> dict[str, Any] | None:

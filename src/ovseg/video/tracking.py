@@ -194,6 +194,21 @@ def follow(
     return iter(Following(propagator, frames, plan, tracks))
 
 
+def refollow(propagator: Propagator, frames: Frames, seed: Seed) -> Iterator[tuple[int, ObjectMask]]:
+    """One object followed again from ``seed.frame`` to the last frame, alone, from the seed's clicks, box or mask
+    there: (frame, its mask) in order. A fresh state, so nothing the earlier following knew (a wrong memory is
+    what a correction is for) leaks into it."""
+    state = propagator.start(frames)
+    yield seed.frame, propagator.add(state, seed.frame, seed.obj, points=seed.points, labels=seed.labels,
+                                     box=seed.box, mask=seed.mask)  # fmt: skip
+    if seed.frame >= len(frames) - 1:
+        return
+    height, width = frames[seed.frame].shape[:2]
+    gone = ObjectMask(np.zeros((height, width), bool), 0.0, False)
+    for frame, masks in propagator.propagate(state, seed.frame, len(frames) - 1):
+        yield frame, masks.get(seed.obj, gone)
+
+
 def _match(
     propagator: Propagator,
     state,

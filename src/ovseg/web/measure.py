@@ -6,7 +6,9 @@ In one process, on one clip, each side with a fresh cache:
 - the page: the Video tab's own actions (:class:`ovseg.web.video_tab.VideoBench`): open (decode), then follow,
   which also writes what the tab offers (overlay.mp4, tracks.json, masks.zip);
 - the first mask after a click: the Video tab's click on a frame against the photo tab's first click on the same
-  frame saved as a photo, each on a page whose models are loaded.
+  frame saved as a photo, each on a page whose models are loaded;
+- a correction from two thirds into the clip (a click there, Correct) against the follow before it: the frames
+  before it are reused, so it should cost about the third it follows again.
 
 The peak RSS is sampled while the page follows.
 """
@@ -50,16 +52,17 @@ def run_page_video_benchmark(
             started = time.perf_counter()
             state = videos.open(str(clip), config, "", str(frames - 1), 1)
             opened = time.perf_counter()
-            state = videos.click(state, config, x, y, True)  # the model loads here: not counted in the follow
+            state = videos.click(state, config, x, y, "include")  # the model loads here: not counted in the follow
             clicked = time.perf_counter()
             state = videos.follow(state, config, "")
-            page_s = (opened - started) + (time.perf_counter() - clicked)
+            follow_s = time.perf_counter() - clicked
+            page_s = (opened - started) + follow_s
         log(f"page: {page_s:.1f} s (open + follow), peak RSS {memory.peak_rss / 2**20:.0f} MB")
 
         # first clicks, models loaded: a new frame in the Video tab, and the same frame as a photo in the photo tab
         state.shown = len(state.clip) - 1
         started = time.perf_counter()
-        videos.click(state, config, x, y, True)
+        videos.click(state, config, x, y, "include")
         video_click_s = time.perf_counter() - started
         photo = root / "frame.png"
         from PIL import Image
@@ -69,6 +72,13 @@ def run_page_video_benchmark(
         bench.segment(PageState(photo=str(photo), clicks=[(x, y, 1)]), config, "", 1)
         photo_click_s = time.perf_counter() - started
         log(f"first mask after a click: video tab {video_click_s:.2f} s, photo tab {photo_click_s:.2f} s")
+
+        state.shown = corrected_from = 2 * len(state.clip) // 3
+        state = videos.click(state, config, x, y, "include")
+        started = time.perf_counter()
+        videos.correct(state, config, 1)
+        correct_s = time.perf_counter() - started
+        log(f"correct from frame {corrected_from}: {correct_s:.1f} s, against {follow_s:.1f} s for the whole follow")
         return {
             "clip": str(clip),
             "frames": len(state.clip),
@@ -82,4 +92,8 @@ def run_page_video_benchmark(
             "video_click_s": round(video_click_s, 3),
             "photo_click_s": round(photo_click_s, 3),
             "video_click_over_photo": round(video_click_s / photo_click_s, 3),
+            "follow_s": round(follow_s, 2),
+            "corrected_from": corrected_from,
+            "correct_s": round(correct_s, 2),
+            "correct_over_follow": round(correct_s / follow_s, 3),
         }
