@@ -169,3 +169,26 @@ def test_a_bad_clip_is_one_line_in_the_video_tab(page_url, browser, tmp_path) ->
     _wait_for(browser, _says("Error:"), 120, "the error")
     message = _video_status(browser)
     assert "holiday.mp4" in message and len(message.splitlines()) == 1 and "Traceback" not in message
+
+
+def test_stop_ends_following_after_a_frame_and_follow_goes_on(page_url, browser, tmp_path) -> None:  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    clip, truth = _dog_clip(tmp_path)
+    _open_video_tab(browser, page_url)
+    browser.find_element(By.CSS_SELECTOR, "#clip input[type=file]").send_keys(str(clip))
+    _wait_for(browser, _says(f"{FRAMES} frames to follow"), 120, "the clip to decode")
+    _wait_for(browser, lambda d: _shown_image(d, "#frame img"), 60, "frame 0")
+    ys, xs = np.nonzero(truth[0])  # a click of its own (not the other test's), so nothing is cached
+    _click_frame_at(browser, float(np.median(xs)), float(np.median(ys)), (854, 480))
+    _wait_for(browser, _says("1 click(s) on frame 0"), 300, "the clicked mask")
+    browser.find_element(By.CSS_SELECTOR, "#follow").click()
+    _wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".progress-text, .progress-level"), 120,
+              "the progress bar")  # fmt: skip
+    browser.find_element(By.CSS_SELECTOR, "#stop-video").click()
+    _wait_for(browser, _says("stopped after"), 300, "the stop")
+    message = _video_status(browser)
+    assert re.search(rf"stopped after \d+ of {FRAMES} frames", message) and len(message.splitlines()) == 1, message
+    assert "Error" not in message, message
+    browser.find_element(By.CSS_SELECTOR, "#follow").click()
+    _wait_for(browser, _says(f"Followed {FRAMES} frames"), 600, "following again")

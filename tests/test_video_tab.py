@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import needs_extra
 from PIL import Image
+from scipy import ndimage
 
 from ovseg.errors import OvsegError
 
@@ -30,7 +31,8 @@ def _zip_of_frames(folder: Path, count: int) -> Path:
 @needs_extra("ui")
 def test_the_video_tab_opens_a_zip_clicks_follows_and_removes(tiny_checkpoints: Path, tmp_path: Path) -> None:
     from ovseg.web.page import Workbench
-    from ovseg.web.video_tab import VideoBench, frame_view
+    from ovseg.web.video_bench import VideoBench
+    from ovseg.web.video_tab import frame_view
 
     bench = Workbench(tmp_path / "cache", "cpu", SETS, tmp_path / "scratch")
     videos = VideoBench(bench, max_frames=8)
@@ -66,7 +68,8 @@ def test_the_video_tab_corrects_from_a_later_frame_draws_boxes_and_stops(
 
     from ovseg.errors import Stopped
     from ovseg.web.page import Workbench
-    from ovseg.web.video_tab import VideoBench, frame_view
+    from ovseg.web.video_bench import VideoBench
+    from ovseg.web.video_tab import frame_view
 
     frames = sorted((DAVIS / "JPEGImages/480p/dog").glob("*.jpg"))[:8]
     folder = tmp_path / "dog8"
@@ -100,6 +103,22 @@ def test_the_video_tab_corrects_from_a_later_frame_draws_boxes_and_stops(
     after = [np.asarray(state.result.labels(i)) for i in range(8)]
     assert all(np.array_equal(after[i], before[i]) for i in range(5))
     assert all(after[i][40, grass] == 1 and not (after[i] == 1)[truth[i]].any() for i in range(5, 8))
+
+    # frame 3: an exclude click first, on the followed dog, cuts from its mask there (its box and innermost point
+    # are the rest of the prompt); Correct then follows the cut dog from frame 3 on
+    state.shown = 3
+    dog = after[3] == 1
+    depth = ndimage.distance_transform_edt(dog)
+    cy, cx = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    far = np.argwhere(depth >= 6)
+    ey, ex = far[int(np.argmax(np.hypot(far[:, 0] - cy, far[:, 1] - cx)))]
+    state = videos.click(state, "cpu", float(ex), float(ey), "exclude")
+    assert [label for *_, label in state.clicks] == [1, 0] and state.box is not None
+    cut = state.first_mask.merged
+    assert not cut[ey, ex] and (cut & dog).sum() > 0.5 * cut.sum()
+    state = videos.correct(state, "cpu", session="a")
+    again = [np.asarray(state.result.labels(i)) for i in range(8)]
+    assert all(np.array_equal(again[i], after[i]) for i in range(3)) and again[3][cy, cx] == 1
     state, removed = videos.remove(state, "cpu", session="a")
     assert (removed / "edited.mp4").is_file()
 
@@ -129,7 +148,7 @@ def _stop_once_following(videos, tracks: Path, session: str) -> None:
 @needs_extra("ui")
 def test_the_video_tab_says_what_is_wrong_in_one_line(tiny_checkpoints: Path, tmp_path: Path) -> None:
     from ovseg.web.page import Workbench
-    from ovseg.web.video_tab import ClipState, VideoBench, clip_part
+    from ovseg.web.video_bench import ClipState, VideoBench, clip_part
 
     videos = VideoBench(Workbench(tmp_path / "cache", "cpu", SETS, tmp_path / "scratch"), max_frames=100)
     (tmp_path / "notes.txt").write_text("hello")

@@ -33,7 +33,7 @@ def run_page_video_benchmark(
     from ovseg.pipeline import VIDEO_STAGES, new_run
     from ovseg.request import RunRequest, VideoSeeds
     from ovseg.web.page import PageState, Workbench
-    from ovseg.web.video_tab import VideoBench
+    from ovseg.web.video_bench import VideoBench
 
     x, y = click
     with tempfile.TemporaryDirectory(prefix="ovseg-page-video-") as tmp:
