@@ -135,6 +135,8 @@ def test_corrections_are_read_from_text_as_one_per_object_and_frame() -> None:
     words_only = seeds_from_params({"points": [], "corrections": ["3:7,7"]})
     assert words_only is not None and not words_only.given
     assert seeds_from_params({"points": [], "corrections": []}) is None
+    with pytest.raises(OvsegError, match="must be a list"):
+        seeds_from_params({"corrections": "3:7,7"})
     for wrong in ("0@3:1,1", "x:1,1", "3:1", "-1:1,1"):
         with pytest.raises(OvsegError):
             parse_corrections([wrong])

@@ -245,7 +245,10 @@ def seeds_from_params(follow: Any) -> VideoSeeds | None:
         raise OvsegError(f"unknown parameter follow.{unknown[0]} (known: box, corrections, frame, mask, points)")
     points = tuple(parse_point(p, "follow.points") for p in follow.get("points") or [])
     box = parse_box(follow["box"], "follow.box") if follow.get("box") else None
-    corrections = parse_corrections([str(c) for c in follow.get("corrections") or []], "follow.corrections")
+    listed = follow.get("corrections") or []
+    if not isinstance(listed, list):
+        raise OvsegError(f'parameter follow.corrections must be a list of "FRAME:X,Y[,LABEL]", got {listed!r}')
+    corrections = parse_corrections([str(c) for c in listed], "follow.corrections")
     if not points and box is None and not follow.get("mask") and not corrections:
         return None
     frame = follow.get("frame") or 0
