@@ -129,10 +129,8 @@ def video_request(
     if points or box is not None or mask is not None:
         if words or classes:
             raise OvsegError("follow words, or clicks / a box / a mask: not both")
-        points = list(points or [])
-        kinds = list(labels) if labels is not None else [1] * len(points)
-        clicks = [(float(x), float(y), int(label)) for (x, y), label in zip(points, kinds, strict=True)]
-        seeds = VideoSeeds(tuple(clicks), tuple(box) if box is not None else None, frame, str(mask) if mask else None,
+        clicks = clicks_of(points, labels)
+        seeds = VideoSeeds(clicks, tuple(box) if box is not None else None, frame, str(mask) if mask else None,
                            fixes)  # fmt: skip
     elif not words and not classes:
         raise OvsegError("say what to follow: a prompt, points=[(x, y)], a box or a mask")
@@ -153,11 +151,17 @@ def as_correction(fix: Correction | dict[str, Any]) -> Correction:
     unknown = sorted(set(fix) - {"frame", "points", "labels", "box", "obj"}) if isinstance(fix, dict) else ["?"]
     if unknown or "frame" not in fix:
         raise OvsegError(f"a correction is a dict of frame, points, labels, box and obj, got {fix!r}")
-    points = [tuple(p) for p in fix.get("points") or ()]
-    kinds = list(fix.get("labels") or [p[2] if len(p) > 2 else 1 for p in points])
-    clicks = tuple((float(p[0]), float(p[1]), int(k)) for p, k in zip(points, kinds, strict=True))
     box = tuple(float(v) for v in fix["box"]) if fix.get("box") is not None else None
+    clicks = clicks_of(fix.get("points"), fix.get("labels") or None)
     return Correction(int(fix["frame"]), clicks, box, int(fix.get("obj") or 1))  # type: ignore[arg-type]
+
+
+def clicks_of(points, labels) -> tuple[tuple[float, float, int], ...]:
+    """Clicks as the API takes them, [(x, y)] with ``labels`` (1 include, 0 exclude; all 1 when None) or
+    [(x, y, label)], as (x, y, label) numbers."""
+    points = [tuple(p) for p in points or ()]
+    kinds = list(labels) if labels is not None else [p[2] if len(p) > 2 else 1 for p in points]
+    return tuple((float(p[0]), float(p[1]), int(k)) for p, k in zip(points, kinds, strict=True))
 
 
 @dataclass

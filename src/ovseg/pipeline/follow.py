@@ -108,7 +108,7 @@ def follow_key(run: Run, entry: frames.FramesEntry, placed: dict[str, Any], keyf
 
 def seed_record(request: RunRequest) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """What the user gave to follow, as plain values for the key and the workers (the mask by its bytes), and the
-    corrections on later frames (:mod:`ovseg.pipeline.corrections`); ``{}`` when words say what to follow."""
+    corrections on later frames (:mod:`ovseg.pipeline.seeds`); ``{}`` when words say what to follow."""
     asked = request.seeds
     if asked is None:
         return {}, []

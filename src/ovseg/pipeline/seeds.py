@@ -41,14 +41,25 @@ def taken_frames(run: Run, entry: frames.FramesEntry) -> tuple[list[int], tuple[
     return [int(f["index"]) for f in index.get("frames", [])], (int(width), int(height))
 
 
-def taken_position(numbers: list[int], asked: int, clip: str, option: str = "--frame") -> tuple[int, bool]:
-    """The position among the frames taken of the clip's frame ``asked`` (the nearest one taken) and whether it was
-    taken itself; one line for a frame outside the part taken."""
+def taken_position(numbers: list[int], asked: int, clip: str, option: str = "--frame", moved: str = "") -> int:
+    """The position among the frames taken of the clip's frame ``asked``: the nearest one taken, with a note saying
+    that ``moved`` goes there when it was not taken itself; one line for a frame outside the part taken."""
     if not numbers or not numbers[0] <= asked <= numbers[-1]:
         first, last = (numbers[0], numbers[-1]) if numbers else (0, -1)
         raise OvsegError(f"{option} {asked} is not in the part of {clip} taken: its frames {first} to {last}")
     position = int(np.argmin([abs(n - asked) for n in numbers]))
-    return position, numbers[position] == asked
+    if numbers[position] != asked:
+        print(f"ovseg: note: frame {asked} of {clip} is not among the frames taken; {moved} goes on frame "
+              f"{numbers[position]}, the nearest one taken", file=sys.stderr)  # fmt: skip
+    return position
+
+
+def inside_frame(record: dict[str, Any], width: int, height: int, clip: str, whose: str = "") -> None:
+    """One line (``whose`` clicks, before it) when the record's clicks or box lie outside the clip's frame."""
+    points = tuple(tuple(p) for p in record.get("points") or ())
+    wrong = outside_frame(points, tuple(record["box"]) if record.get("box") else None, width, height)
+    if wrong:
+        raise OvsegError(f"{whose}{wrong} of {clip}")
 
 
 def place_seeds(run: Run, clip: str, entry: frames.FramesEntry, seeds: dict[str, Any]) -> dict[str, Any]:
@@ -57,16 +68,8 @@ def place_seeds(run: Run, clip: str, entry: frames.FramesEntry, seeds: dict[str,
     that was not taken goes to the nearest one taken, with a note. One line (an OvsegError) for a frame outside
     the part taken, a click or box outside the frame, or a mask of another size than the frames."""
     numbers, (width, height) = taken_frames(run, entry)
-    asked = int(seeds.get("frame") or 0)
-    position, exact = taken_position(numbers, asked, clip)
-    if not exact:
-        print(f"ovseg: note: frame {asked} of {clip} is not among the frames taken; what is given on it goes on "
-              f"frame {numbers[position]}, the nearest one taken", file=sys.stderr)  # fmt: skip
-    points = tuple(tuple(p) for p in seeds.get("points") or ())
-    box = tuple(seeds["box"]) if seeds.get("box") else None
-    wrong = outside_frame(points, box, width, height)
-    if wrong:
-        raise OvsegError(f"{wrong} of {clip}")
+    position = taken_position(numbers, int(seeds.get("frame") or 0), clip, moved="what is given on it")
+    inside_frame(seeds, width, height, clip)
     if seeds.get("mask"):
         ids = mask_ids(seeds["mask"])
         if ids.shape != (height, width):
@@ -131,14 +134,8 @@ def place_corrections(run: Run, clip: str, entry: frames.FramesEntry, fixes: lis
     numbers, (width, height) = taken_frames(run, entry)
     placed = []
     for fix in fixes:
-        position, exact = taken_position(numbers, int(fix["frame"]), clip, "the correction on frame")
-        if not exact:
-            print(f"ovseg: note: frame {fix['frame']} of {clip} is not among the frames taken; its correction goes "
-                  f"on frame {numbers[position]}, the nearest one taken", file=sys.stderr)  # fmt: skip
-        points = tuple(tuple(p) for p in fix.get("points") or ())
-        wrong = outside_frame(points, tuple(fix["box"]) if fix.get("box") else None, width, height)
-        if wrong:
-            raise OvsegError(f"the correction on frame {fix['frame']}: {wrong} of {clip}")
+        position = taken_position(numbers, int(fix["frame"]), clip, "the correction on frame", "its correction")
+        inside_frame(fix, width, height, clip, f"the correction on frame {fix['frame']}: ")
         placed.append({**fix, "taken": position})
     return placed
 
@@ -179,6 +176,6 @@ def apply_correction(
             ids[found.mask] = seed.obj
         label_image(ids, max(1, int(ids.max()))).save(path)
         per_frame.setdefault(frame, {})[seed.obj] = record(found)
-        if run.stopping:
+        if run.stopping and frame < len(video) - 1:  # after the last frame there is nothing left to stop
             raise Stopped(f"stopped while correcting object {seed.obj} (frame {frame}): follow again to finish")
     return seed

@@ -3,7 +3,7 @@
 In one process, on one clip, each side with a fresh cache:
 - the command line's work: what ``ovseg run --video CLIP --point X,Y --end N-1`` runs (the frames, follow and
   video_out stages: decoding, following, overlay.mp4, tracks.json), without starting a new interpreter;
-- the page: the Video tab's own actions (:class:`ovseg.web.video_tab.VideoBench`): open (decode), then follow,
+- the page: the Video tab's own actions (:class:`ovseg.web.video_bench.VideoBench`): open (decode), then follow,
   which also writes what the tab offers (overlay.mp4, tracks.json, masks.zip);
 - the first mask after a click: the Video tab's click on a frame against the photo tab's first click on the same
   frame saved as a photo, each on a page whose models are loaded;
